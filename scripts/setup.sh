@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Create or reuse .venv and install paindiffusion into it. Sourced by demo.sh and test.sh.
+# torch==2.13.0 goes in first: it is the CPU wheel; a bare "torch" requirement on a machine without
+# torch would pull several GB of CUDA packages (DESIGN §7).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+if [ -f scripts/apt-packages.txt ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  missing=$(xargs -a scripts/apt-packages.txt dpkg-query -W -f='${Status} ${Package}\n' 2>&1 | grep -v "install ok installed" || true)
+  if [ -n "$missing" ]; then
+    echo "[setup] installing system packages: $(tr '\n' ' ' < scripts/apt-packages.txt)"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive xargs -a scripts/apt-packages.txt apt-get install -y -qq >/dev/null
+  fi
+fi
+if [ ! -x .venv/bin/python ]; then
+  echo "[setup] creating .venv"
+  "${PYTHON:-python3}" -m venv .venv
+fi
+# shellcheck disable=SC1091
+. .venv/bin/activate
+stamp=.venv/.paindiffusion-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
+  echo "[setup] installing paindiffusion and its pinned dependencies into .venv"
+  python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+  python -m pip install -q torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
+  python -m pip install -q -c constraints.txt -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
+  python -c "import torch, paindiffusion; assert torch.__version__.startswith('2.13.0'), torch.__version__" \
+    || { echo "[setup] failed: torch 2.13.0 or paindiffusion did not install"; exit 1; }
+  touch "$stamp"
+fi

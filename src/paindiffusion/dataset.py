@@ -1,0 +1,211 @@
+"""The packed dataset: one memory-mapped store of every frame, and training windows drawn from it.
+
+``pack`` turns a BioVid-layout tree (synthetic or real, see :mod:`rawdata`) into::
+
+    DATA/frames.npy     (N, dim) float32   face vectors of all recordings, concatenated
+    DATA/stimulus.npy   (N,) float32       °C per frame
+    DATA/label.npy      (N,) int8          0-4 per frame
+    DATA/pspi.npy       (N,) float32       PSPI per frame (NaN where unknown)
+    DATA/index.json     recordings (offset, length, subject, split, emotion, expressiveness), face space, stats
+
+Splits are subject-disjoint (DESIGN §2: test ≠ validation). *Expressiveness* is a per-recording value,
+the mean PSPI over its stimulated frames (label > 0), so it never comes from the window being predicted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import PainDiffusionError
+from .facespace import EMOTIONS, get_space
+from .rawdata import find_recordings, load_recording
+from .sequence import FPS
+
+FORMAT = "paindiffusion-packed"
+VERSION = 1
+
+
+def expressiveness_of(pspi: np.ndarray | None, label: np.ndarray) -> float | None:
+    """Mean PSPI over the stimulated frames (label > 0); over all frames if none is stimulated."""
+    if pspi is None or not np.isfinite(pspi).all():
+        return None
+    sel = label > 0
+    return float(pspi[sel].mean() if sel.any() else pspi.mean())
+
+
+def split_subjects(subjects: list[str], seed: int, val: float, test: float) -> dict[str, str]:
+    """Deterministic subject-disjoint split; with ≥ 3 subjects every split gets at least one."""
+    order = sorted(set(subjects), key=lambda s: zlib.crc32(f"{seed}:{s}".encode()))
+    n = len(order)
+    n_test = max(1, round(n * test)) if n >= 3 and test > 0 else 0
+    n_val = max(1, round(n * val)) if n >= 3 and val > 0 else 0
+    return {s: ("test" if i < n_test else "val" if i < n_test + n_val else "train") for i, s in enumerate(order)}
+
+
+def pack(raw: str | os.PathLike, out: str | os.PathLike, *, val: float = 0.15, test: float = 0.15,
+         seed: int = 0, default_space: str = "facs", overwrite: bool = False) -> Path:
+    """Validate every recording under ``raw`` and write the packed store ``out`` (all or nothing)."""
+    raw, out = Path(raw), Path(out)
+    dirs = find_recordings(raw)
+    recs = [load_recording(d, default_space) for d in dirs]  # validates everything before writing anything
+    spaces = {r.space.name for r in recs}
+    if len(spaces) > 1:
+        raise PainDiffusionError(f"recordings mix face spaces {sorted(spaces)}; pack each space separately", raw)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise PainDiffusionError("output exists and is not empty; choose another path or pass --overwrite", out)
+    split = split_subjects([r.subject for r in recs], seed, val, test)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the result is an ordinary folder
+    try:
+        n = sum(len(r.frames) for r in recs)
+        dim = recs[0].space.dim
+        arrays = {
+            "frames": np.lib.format.open_memmap(tmp / "frames.npy", "w+", np.float32, (n, dim)),
+            "stimulus": np.lib.format.open_memmap(tmp / "stimulus.npy", "w+", np.float32, (n,)),
+            "label": np.lib.format.open_memmap(tmp / "label.npy", "w+", np.int8, (n,)),
+            "pspi": np.lib.format.open_memmap(tmp / "pspi.npy", "w+", np.float32, (n,)),
+        }
+        index, offset = [], 0
+        for r in recs:
+            s = slice(offset, offset + len(r.frames))
+            arrays["frames"][s] = r.frames
+            arrays["stimulus"][s] = r.stimulus
+            arrays["label"][s] = r.label
+            arrays["pspi"][s] = r.pspi if r.pspi is not None else np.nan
+            index.append({"name": r.name, "subject": r.subject, "offset": offset, "length": len(r.frames),
+                          "split": split[r.subject], "emotion": r.emotion,
+                          "expressiveness": expressiveness_of(r.pspi, r.label)})
+            offset += len(r.frames)
+        for a in arrays.values():
+            a.flush()
+        train = np.concatenate([np.arange(e["offset"], e["offset"] + e["length"]) for e in index if e["split"] == "train"] or [np.arange(0)])
+        stats_rows = train if len(train) else np.arange(n)
+        f = arrays["frames"][stats_rows]
+        st = arrays["stimulus"][stats_rows]
+        meta = {
+            "format": FORMAT, "version": VERSION, "face_space": recs[0].space.name,
+            "channels": list(recs[0].space.channels), "fps": FPS, "source": str(raw), "split_seed": seed,
+            # Per-channel statistics of the training split: the model standardises latents with them (DESIGN §2).
+            "stats": {"frames_mean": f.mean(0).tolist(), "frames_std": f.std(0).tolist(),
+                      "stimulus_mean": float(st.mean()), "stimulus_std": float(st.std())},
+            "recordings": index,
+        }
+        del arrays
+        (tmp / "index.json").write_text(json.dumps(meta, indent=1) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+@dataclass
+class Window:
+    """A stretch of one recording: what training and evaluation read."""
+
+    frames: np.ndarray  # (W, dim)
+    stimulus: np.ndarray  # (history + W,) °C, the ``history`` frames before the window first
+    pspi: np.ndarray  # (W,)
+    label: np.ndarray  # (W,)
+    emotion: int  # AffectNet index, -1 when unknown
+    expressiveness: float  # NaN when unknown
+    recording: int
+    start: int
+
+
+class PackedData:
+    """Read-only, memory-mapped view of a packed store."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        meta_path = self.path / "index.json"
+        if not meta_path.is_file():
+            raise PainDiffusionError("not a packed dataset (no index.json); create one with 'paindiffusion pack RAW -o DATA'", self.path)
+        self.meta = json.loads(meta_path.read_text())
+        if self.meta.get("format") != FORMAT or self.meta.get("version") != VERSION:
+            raise PainDiffusionError(f"index.json is not a {FORMAT} v{VERSION} store; re-pack the raw data", meta_path)
+        self.space = get_space(self.meta["face_space"])
+        try:
+            self.frames, self.stimulus, self.label, self.pspi = (
+                np.load(self.path / f"{k}.npy", mmap_mode="r") for k in ("frames", "stimulus", "label", "pspi"))
+        except (OSError, ValueError) as e:
+            raise PainDiffusionError(f"packed arrays are missing or corrupt ({e}); re-pack the raw data", self.path) from None
+        self.recordings = self.meta["recordings"]
+        if self.frames.shape != (sum(r["length"] for r in self.recordings), self.space.dim):
+            raise PainDiffusionError("frames.npy does not match index.json; re-pack the raw data", self.path)
+
+    @property
+    def stats(self) -> dict:
+        return self.meta["stats"]
+
+    def split(self, name: str) -> list[int]:
+        return [i for i, r in enumerate(self.recordings) if r["split"] == name]
+
+    def find(self, name: str) -> int:
+        for i, r in enumerate(self.recordings):
+            if r["name"] == name:
+                return i
+        raise PainDiffusionError(f"no recording {name!r}; known: {', '.join(r['name'] for r in self.recordings[:8])} ...", self.path)
+
+    def window(self, rec: int, start: int, length: int, history: int = 0) -> Window:
+        """Frames ``start:start+length`` of recording ``rec``; the stimulus also covers ``history`` frames before
+        (repeating the first value where the recording has none)."""
+        r = self.recordings[rec]
+        if start < 0 or start + length > r["length"]:
+            raise PainDiffusionError(f"window {start}:{start + length} is outside recording {r['name']} ({r['length']} frames)")
+        a, b = r["offset"] + start, r["offset"] + start + length
+        h0 = max(r["offset"], a - history)
+        stim = np.asarray(self.stimulus[h0:b])
+        if len(stim) < history + length:
+            stim = np.concatenate([np.full(history + length - len(stim), stim[0], np.float32), stim])
+        e = r["emotion"]
+        x = r["expressiveness"]
+        return Window(np.asarray(self.frames[a:b]), stim, np.asarray(self.pspi[a:b]), np.asarray(self.label[a:b]),
+                      EMOTIONS.index(e) if e else -1, float("nan") if x is None else float(x), rec, start)
+
+    def change_points(self, recs: list[int]) -> np.ndarray:
+        """(rec, frame) pairs where the label changes: stimulus onsets and offsets."""
+        out = []
+        for i in recs:
+            r = self.recordings[i]
+            lab = self.label[r["offset"]: r["offset"] + r["length"]]
+            for f in np.flatnonzero(np.diff(lab) != 0) + 1:
+                out.append((i, int(f)))
+        return np.array(out, dtype=np.int64).reshape(-1, 2)
+
+
+class WindowSampler:
+    """Training windows: a share placed around stimulus changes (so onsets and offsets are seen often), the
+    rest uniformly at random. Window ``i`` of epoch ``e`` is a pure function of (seed, e, i): reproducible."""
+
+    def __init__(self, data: PackedData, split: str, length: int, history: int = 0,
+                 change_fraction: float = 0.5, seed: int = 0):
+        self.data, self.length, self.history = data, length, history
+        self.change_fraction, self.seed = change_fraction, seed
+        self.recs = [i for i in data.split(split) if data.recordings[i]["length"] >= length]
+        if not self.recs:
+            raise PainDiffusionError(f"split {split!r} has no recording of at least {length} frames", data.path)
+        lengths = np.array([data.recordings[i]["length"] - length + 1 for i in self.recs], np.float64)
+        self.weights = lengths / lengths.sum()  # uniform over all valid window starts
+        self.changes = data.change_points(self.recs)
+
+    def sample(self, i: int, epoch: int = 0) -> Window:
+        rng = np.random.default_rng([self.seed, epoch, i])
+        if len(self.changes) and rng.random() < self.change_fraction:
+            rec, f = self.changes[rng.integers(len(self.changes))]
+            n = self.data.recordings[rec]["length"]
+            start = int(np.clip(f - rng.integers(0, self.length), 0, n - self.length))
+        else:
+            rec = self.recs[rng.choice(len(self.recs), p=self.weights)]
+            start = int(rng.integers(0, self.data.recordings[rec]["length"] - self.length + 1))
+        return self.data.window(int(rec), start, self.length, self.history)

@@ -1,0 +1,56 @@
+"""Figures: stimulus → response of one recording or one generated sequence (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .errors import PainDiffusionError  # noqa: E402
+
+LEVEL_COLOURS = ("#ffffff", "#fde0c5", "#facba6", "#f59e72", "#e4572e")  # baseline, levels 1-4
+
+
+def plot_stimulus_response(path: str | os.PathLike, stimulus: np.ndarray, pspi: np.ndarray, fps: int,
+                           label: np.ndarray | None = None, title: str = "", extra: dict | None = None) -> Path:
+    """Temperature (°C) over PSPI over time, stimulated episodes shaded by level; written atomically."""
+    path = Path(path)
+    if path.suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise PainDiffusionError("figure must be .png, .pdf or .svg", path)
+    t = np.arange(len(stimulus)) / fps
+    rows = 2 + (1 if extra else 0)
+    fig, axes = plt.subplots(rows, 1, figsize=(12, 2.2 * rows + 0.6), sharex=True, constrained_layout=True)
+    ax_t, ax_p = axes[0], axes[1]
+    if label is not None:  # shade each stimulated episode by its level, on every panel
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], label, [0]])))
+        for a, b in zip(edges[:-1], edges[1:]):
+            if label[a] > 0:
+                for ax in axes:
+                    ax.axvspan(t[a], t[min(b, len(t) - 1)], color=LEVEL_COLOURS[int(label[a])], lw=0, zorder=0)
+    ax_t.plot(t, stimulus, color="#b2182b", lw=1.2)
+    ax_t.set_ylabel("temperature (°C)")
+    ax_p.plot(t, pspi, color="#2166ac", lw=0.9)
+    ax_p.set_ylabel("PSPI (0-16)")
+    ax_p.set_ylim(bottom=0)
+    if extra:
+        for name, v in extra.items():
+            axes[2].plot(t, v, lw=0.8, label=name)
+        axes[2].legend(loc="upper right", ncol=len(extra), fontsize=8)
+        axes[2].set_ylabel("AU intensity (0-5)")
+    axes[-1].set_xlabel("time (s)")
+    if title:
+        ax_t.set_title(title, fontsize=10)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part{path.suffix}")
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+    return path

@@ -1,0 +1,151 @@
+"""Reading a BioVid-Part-C-layout tree: the one code path for the synthetic cohort and real recordings.
+
+Layout (one folder per recording, as ``paindiffusion cohort`` writes it)::
+
+    RAW/<rec>/<rec>_temp.csv    tab-separated, columns time (s), temperature (°C), 32 Hz
+    RAW/<rec>/<rec>_label.csv   tab-separated, columns time (s), label (0 = baseline, 1-4 = pain level), 32 Hz
+    RAW/<rec>/<rec>_face.npy    per-video-frame face array at 25 fps, (frames, space.dim) float
+                                (or <rec>_face.csv with a header naming the space's channels)
+    RAW/<rec>/<rec>.json        optional: subject, emotion (AffectNet class), face_space, ...
+    RAW/<rec>/<rec>_pspi.npy    optional: PSPI per frame from an AU detector (for spaces without AUs)
+
+For real BioVid data, the face arrays are extracted elsewhere (EMOCA for ``flame``, an AU detector for ``facs``).
+Every problem is reported as one line naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .cohort import STIMULUS_HZ, stimulus_index
+from .errors import PainDiffusionError
+from .facespace import EMOTIONS, FaceSpace, emotion_index, get_space
+from .sequence import FPS
+
+TEMPERATURE_RANGE_C = (20.0, 55.0)  # a thermode stays far inside this; outside is a unit or parsing error
+
+
+@dataclass
+class RawRecording:
+    name: str
+    subject: str
+    space: FaceSpace
+    frames: np.ndarray  # (T, dim) at 25 fps
+    stimulus: np.ndarray  # (T,) °C per frame, aligned by floor(frame / 25 × 32)
+    label: np.ndarray  # (T,) int8 per frame
+    pspi: np.ndarray | None  # (T,) or None when it cannot be known
+    emotion: str | None  # AffectNet class, None when unknown
+    meta: dict
+
+
+def read_stream(path: Path, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """(time, values) of a tab-separated 32 Hz stream with columns ``time`` and ``column``; validated."""
+    if not path.is_file():
+        raise PainDiffusionError(f"missing file; each recording needs {path.name}", path)
+    lines = path.read_text().strip().splitlines()
+    if not lines:
+        raise PainDiffusionError("file is empty", path)
+    header = lines[0].split("\t")
+    for need in ("time", column):
+        if need not in header:
+            raise PainDiffusionError(f"missing column '{need}' (header is {header}); expected tab-separated 'time' and '{column}'", path)
+    it, iv = header.index("time"), header.index(column)
+    try:
+        rows = [ln.split("\t") for ln in lines[1:]]
+        t = np.array([float(r[it]) for r in rows])
+        v = np.array([float(r[iv]) for r in rows])
+    except (ValueError, IndexError) as e:
+        raise PainDiffusionError(f"unparsable row ({e}); every row needs numeric '{header[it]}' and '{column}'", path) from None
+    if len(v) == 0:
+        raise PainDiffusionError("no samples after the header", path)
+    bad = ~np.isfinite(v) | ~np.isfinite(t)
+    if bad.any():
+        raise PainDiffusionError(f"{int(bad.sum())} NaN/inf values (first at row {int(np.argmax(bad)) + 2}); fill or cut them", path)
+    if np.any(np.diff(t) <= 0):
+        raise PainDiffusionError(f"time is not strictly increasing (row {int(np.argmax(np.diff(t) <= 0)) + 3})", path)
+    return t, v
+
+
+def _read_face(d: Path, name: str, space: FaceSpace) -> np.ndarray:
+    npy, csv = d / f"{name}_face.npy", d / f"{name}_face.csv"
+    if npy.is_file():
+        try:
+            a = np.load(npy, allow_pickle=False)
+        except Exception as e:
+            raise PainDiffusionError(f"unreadable .npy ({e})", npy) from None
+        return space.validate(a, npy)
+    if csv.is_file():
+        lines = csv.read_text().strip().splitlines()
+        header = [h.strip() for h in lines[0].split(",")] if lines else []
+        missing = [c for c in space.channels if c not in header]
+        if missing:
+            raise PainDiffusionError(f"face CSV lacks channels {missing[:4]} of face space {space.name!r}", csv)
+        try:
+            a = np.array([[float(x) for x in ln.split(",")] for ln in lines[1:]])
+        except ValueError as e:
+            raise PainDiffusionError(f"unparsable face CSV row ({e})", csv) from None
+        return space.validate(a[:, [header.index(c) for c in space.channels]], csv)
+    raise PainDiffusionError(f"missing face array; each recording needs {name}_face.npy or {name}_face.csv", d)
+
+
+def load_recording(d: Path, default_space: str = "facs") -> RawRecording:
+    """Read and validate one recording folder."""
+    name = d.name
+    meta_path = d / f"{name}.json"
+    meta = {}
+    if meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as e:
+            raise PainDiffusionError(f"invalid JSON ({e.msg} at line {e.lineno})", meta_path) from None
+    space = get_space(meta.get("face_space", default_space))
+    t_temp, temp = read_stream(d / f"{name}_temp.csv", "temperature")
+    t_lab, label = read_stream(d / f"{name}_label.csv", "label")
+    lo, hi = TEMPERATURE_RANGE_C
+    if temp.min() < lo or temp.max() > hi:
+        raise PainDiffusionError(f"temperature {temp.min():.1f}..{temp.max():.1f} °C is outside {lo}-{hi} °C; is it in °C?", d / f"{name}_temp.csv")
+    if np.any((label < 0) | (label > 4) | (label != np.round(label))):
+        bad = label[(label < 0) | (label > 4) | (label != np.round(label))][0]
+        raise PainDiffusionError(f"label {bad:g} is not one of 0-4 (0 = baseline, 1-4 = pain level)", d / f"{name}_label.csv")
+    if len(temp) != len(label):
+        raise PainDiffusionError(f"temperature has {len(temp)} samples but label has {len(label)}; both must be the same 32 Hz stream", d)
+    frames = _read_face(d, name, space)
+    # BioVid alignment (DESIGN §1): frame f reads stream sample floor(f / 25 × 32). Video a little longer than
+    # the stream (< 1 s, e.g. a trailing partial second) is cut; a bigger gap means mismatched files.
+    idx = stimulus_index(len(frames))
+    usable = int(np.searchsorted(idx, len(temp)))
+    if len(frames) - usable > FPS:
+        raise PainDiffusionError(
+            f"face array has {len(frames)} frames ({len(frames) / FPS:.1f} s) but the streams cover only "
+            f"{len(temp) / STIMULUS_HZ:.1f} s; are these files from the same recording?", d)
+    frames = frames[:usable]
+    pspi = None
+    pspi_path = d / f"{name}_pspi.npy"
+    if pspi_path.is_file():
+        pspi = np.load(pspi_path, allow_pickle=False).astype(np.float32).reshape(-1)[:usable]
+        if len(pspi) != usable or not np.isfinite(pspi).all():
+            raise PainDiffusionError(f"PSPI array must have one finite value per frame ({usable})", pspi_path)
+    elif space.has_pspi:
+        pspi = space.pspi(frames).astype(np.float32)
+    emotion = meta.get("emotion")
+    if emotion is not None:
+        emotion = EMOTIONS[emotion_index(emotion)]
+    return RawRecording(
+        name=name, subject=str(meta.get("subject", name)), space=space, frames=frames,
+        stimulus=temp[idx[:usable]].astype(np.float32), label=label[idx[:usable]].astype(np.int8),
+        pspi=pspi, emotion=emotion, meta=meta,
+    )
+
+
+def find_recordings(root: Path) -> list[Path]:
+    """Recording folders under ``root`` (those holding ``<name>_temp.csv``), sorted by name."""
+    if not root.is_dir():
+        raise PainDiffusionError("not a directory; pass the folder written by 'paindiffusion cohort' or a BioVid-layout tree", root)
+    dirs = sorted(p.parent for p in root.glob("*/*_temp.csv") if p.name == f"{p.parent.name}_temp.csv")
+    if not dirs:
+        raise PainDiffusionError("no recordings found (expected <rec>/<rec>_temp.csv, _label.csv, _face.npy)", root)
+    return dirs

@@ -1,0 +1,118 @@
+"""A face sequence with what produced it: the unit every output (file, video, bridge) consumes.
+
+Frames carry their stimulus and PSPI so that outputs (plots, side-by-side videos, live bridges, metrics)
+never have to recompute or guess them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import PainDiffusionError
+from .facespace import FACS, FaceSpace, get_space
+
+FPS = 25  # BioVid video rate; every sequence in this package is at 25 frames per second
+
+
+@dataclass
+class FaceSequence:
+    space: FaceSpace
+    frames: np.ndarray  # (T, space.dim) float32
+    stimulus: np.ndarray | None = None  # (T,) °C
+    pspi: np.ndarray | None = None  # (T,) PSPI with AU43 (0-16)
+    fps: int = FPS
+    meta: dict = field(default_factory=dict)  # conditions (expressiveness, emotion), seed, source …
+
+    def __post_init__(self):
+        self.frames = self.space.validate(self.frames, "sequence")
+        n = len(self.frames)
+        for name in ("stimulus", "pspi"):
+            v = getattr(self, name)
+            if v is not None:
+                v = np.asarray(v, np.float32).reshape(-1)
+                if len(v) != n:
+                    raise PainDiffusionError(f"sequence {name} has {len(v)} values for {n} frames")
+                setattr(self, name, v)
+        if self.pspi is None and self.space.has_pspi:
+            self.pspi = self.space.pspi(self.frames).astype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    @property
+    def seconds(self) -> float:
+        return len(self) / self.fps
+
+    # ---- files -------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``.npz`` (arrays + JSON meta) or ``.csv`` (header names every channel); atomic."""
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix not in (".npz", ".csv"):
+            raise PainDiffusionError(f"cannot save a sequence as {suffix or 'a file without extension'}; use .npz or .csv", path)
+        tmp = path.with_name(f".{path.name}.part{suffix}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if suffix == ".npz":
+                arrays = {"frames": self.frames, "channels": np.array(self.space.channels)}
+                if self.stimulus is not None:
+                    arrays["stimulus"] = self.stimulus
+                if self.pspi is not None:
+                    arrays["pspi"] = self.pspi
+                meta = {"space": self.space.name, "fps": self.fps, **self.meta}
+                np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
+            else:
+                with open(tmp, "w", newline="") as f:
+                    w = csv.writer(f)
+                    w.writerow(["frame", "time", "stimulus", "pspi", *self.space.channels])
+                    t = np.arange(len(self)) / self.fps
+                    stim = self.stimulus if self.stimulus is not None else np.full(len(self), np.nan)
+                    pspi = self.pspi if self.pspi is not None else np.full(len(self), np.nan)
+                    for i in range(len(self)):
+                        w.writerow([i, f"{t[i]:.2f}", f"{stim[i]:.3f}", f"{pspi[i]:.4f}", *(f"{v:.5f}" for v in self.frames[i])])
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "FaceSequence":
+        """Read a sequence written by :meth:`save` (``.npz`` or ``.csv``)."""
+        path = Path(path)
+        if not path.is_file():
+            raise PainDiffusionError("file not found; pass a .npz or .csv written by 'paindiffusion generate'", path)
+        if path.suffix.lower() == ".npz":
+            try:
+                z = np.load(path, allow_pickle=False)
+                meta = json.loads(str(z["meta"])) if "meta" in z else {}
+                space = get_space(meta.pop("space", FACS.name))
+                fps = int(meta.pop("fps", FPS))
+                if "frames" not in z:
+                    raise PainDiffusionError("npz has no 'frames' array (FLAME npz with expr/jaw_pose: use the flame importer)", path)
+                return cls(space, z["frames"], z["stimulus"] if "stimulus" in z else None,
+                           z["pspi"] if "pspi" in z else None, fps, meta)
+            except PainDiffusionError:
+                raise
+            except Exception as e:  # zip/format errors from numpy
+                raise PainDiffusionError(f"not a readable sequence npz ({type(e).__name__}: {e})", path) from None
+        if path.suffix.lower() == ".csv":
+            with open(path, newline="") as f:
+                rows = list(csv.reader(f))
+            if len(rows) < 2:
+                raise PainDiffusionError("CSV has no frames", path)
+            header, body = rows[0], rows[1:]
+            chans = header[4:]
+            space = next((s for s in (get_space("facs"), get_space("flame")) if list(s.channels) == chans), None)
+            if header[:4] != ["frame", "time", "stimulus", "pspi"] or space is None:
+                raise PainDiffusionError("CSV header does not match a sequence written by paindiffusion", path)
+            a = np.asarray(body, dtype=np.float64)
+            stim = a[:, 2] if np.isfinite(a[:, 2]).all() else None
+            pspi = a[:, 3] if np.isfinite(a[:, 3]).all() else None
+            return cls(space, a[:, 4:].astype(np.float32), stim, pspi)
+        raise PainDiffusionError("unknown sequence format; use .npz or .csv", path)
