@@ -264,10 +264,14 @@ def write_recording(rec: Recording, root: Path) -> None:
 def write_cohort(out: str | os.PathLike, subjects: int, minutes: float, seed: int, overwrite: bool = False) -> Path:
     """Simulate ``subjects`` recordings of ``minutes`` each into ``out`` (all or nothing: built in a temp dir)."""
     out = Path(out)
-    if subjects < 1 or minutes <= 0:
+    if subjects < 1 or not 0 < minutes < float("inf"):
         raise PainDiffusionError(f"need at least 1 subject and a positive duration (got {subjects} subjects, {minutes} min)")
     if minutes * 60 < 2 * (PLATEAU_S + PAUSE_S[1] + 10):
         raise PainDiffusionError(f"{minutes} min is too short for the protocol; use at least 1 minute")
+    if seed < 0:
+        raise PainDiffusionError(f"seed must be a non-negative integer (got {seed})")
+    if out.exists() and not out.is_dir():
+        raise PainDiffusionError("output exists and is not a directory", out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise PainDiffusionError("output directory exists and is not empty; choose another or pass --overwrite", out)
     out.parent.mkdir(parents=True, exist_ok=True)

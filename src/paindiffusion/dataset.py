@@ -54,11 +54,15 @@ def pack(raw: str | os.PathLike, out: str | os.PathLike, *, val: float = 0.15, t
          seed: int = 0, default_space: str = "facs", overwrite: bool = False) -> Path:
     """Validate every recording under ``raw`` and write the packed store ``out`` (all or nothing)."""
     raw, out = Path(raw), Path(out)
+    if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
+        raise PainDiffusionError(f"split shares must be in [0, 1) and leave room for training (got val {val}, test {test})")
     dirs = find_recordings(raw)
     recs = [load_recording(d, default_space) for d in dirs]  # validates everything before writing anything
     spaces = {r.space.name for r in recs}
     if len(spaces) > 1:
         raise PainDiffusionError(f"recordings mix face spaces {sorted(spaces)}; pack each space separately", raw)
+    if out.exists() and not out.is_dir():
+        raise PainDiffusionError("output exists and is not a directory", out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise PainDiffusionError("output exists and is not empty; choose another path or pass --overwrite", out)
     split = split_subjects([r.subject for r in recs], seed, val, test)

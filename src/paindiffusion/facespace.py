@@ -38,9 +38,11 @@ def pspi_from_aus(au4, au6, au7, au9, au10, au43=None):
     """Prkachin & Solomon Pain Intensity: AU4 + max(AU6, AU7) + max(AU9, AU10) [+ AU43].
 
     With AU43 the range is 0–16 (the definition); without it 0–15 (what the official code computes).
+    In the definition AU43 (eyes closed) scores 0 or 1, not 0–5: on our 0–5 scale it counts as intensity / 5,
+    so closed eyes add 1 and a half-closed lid 0.5.
     """
     p = np.asarray(au4) + np.maximum(au6, au7) + np.maximum(au9, au10)
-    return p if au43 is None else p + np.asarray(au43)
+    return p if au43 is None else p + np.clip(np.asarray(au43) / 5.0, 0.0, 1.0)
 
 
 @dataclass(frozen=True)

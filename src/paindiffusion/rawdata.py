@@ -29,6 +29,13 @@ from .sequence import FPS
 TEMPERATURE_RANGE_C = (20.0, 55.0)  # a thermode stays far inside this; outside is a unit or parsing error
 
 
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text().strip().splitlines()
+    except UnicodeDecodeError:
+        raise PainDiffusionError("not a text file (cannot decode it as UTF-8)", path) from None
+
+
 @dataclass
 class RawRecording:
     name: str
@@ -46,10 +53,10 @@ def read_stream(path: Path, column: str) -> tuple[np.ndarray, np.ndarray]:
     """(time, values) of a tab-separated 32 Hz stream with columns ``time`` and ``column``; validated."""
     if not path.is_file():
         raise PainDiffusionError(f"missing file; each recording needs {path.name}", path)
-    lines = path.read_text().strip().splitlines()
+    lines = _read_lines(path)
     if not lines:
         raise PainDiffusionError("file is empty", path)
-    header = lines[0].split("\t")
+    header = [h.strip() for h in lines[0].split("\t")]
     for need in ("time", column):
         if need not in header:
             raise PainDiffusionError(f"missing column '{need}' (header is {header}); expected tab-separated 'time' and '{column}'", path)
@@ -79,7 +86,7 @@ def _read_face(d: Path, name: str, space: FaceSpace) -> np.ndarray:
             raise PainDiffusionError(f"unreadable .npy ({e})", npy) from None
         return space.validate(a, npy)
     if csv.is_file():
-        lines = csv.read_text().strip().splitlines()
+        lines = _read_lines(csv)
         header = [h.strip() for h in lines[0].split(",")] if lines else []
         missing = [c for c in space.channels if c not in header]
         if missing:
@@ -88,6 +95,8 @@ def _read_face(d: Path, name: str, space: FaceSpace) -> np.ndarray:
             a = np.array([[float(x) for x in ln.split(",")] for ln in lines[1:]])
         except ValueError as e:
             raise PainDiffusionError(f"unparsable face CSV row ({e})", csv) from None
+        if a.ndim != 2 or len(a) == 0:
+            raise PainDiffusionError("face CSV has no frames after the header", csv)
         return space.validate(a[:, [header.index(c) for c in space.channels]], csv)
     raise PainDiffusionError(f"missing face array; each recording needs {name}_face.npy or {name}_face.csv", d)
 
@@ -102,7 +111,14 @@ def load_recording(d: Path, default_space: str = "facs") -> RawRecording:
             meta = json.loads(meta_path.read_text())
         except json.JSONDecodeError as e:
             raise PainDiffusionError(f"invalid JSON ({e.msg} at line {e.lineno})", meta_path) from None
-    space = get_space(meta.get("face_space", default_space))
+        if not isinstance(meta, dict):
+            raise PainDiffusionError(f"JSON must be an object (got {type(meta).__name__})", meta_path)
+    try:
+        space = get_space(meta.get("face_space", default_space))
+        emotion = meta.get("emotion")
+        emotion = None if emotion is None else EMOTIONS[emotion_index(emotion)]
+    except PainDiffusionError as e:  # name the file that holds the bad value
+        raise PainDiffusionError(str(e), meta_path if meta_path.is_file() else d) from None
     t_temp, temp = read_stream(d / f"{name}_temp.csv", "temperature")
     t_lab, label = read_stream(d / f"{name}_label.csv", "label")
     lo, hi = TEMPERATURE_RANGE_C
@@ -118,22 +134,28 @@ def load_recording(d: Path, default_space: str = "facs") -> RawRecording:
     # the stream (< 1 s, e.g. a trailing partial second) is cut; a bigger gap means mismatched files.
     idx = stimulus_index(len(frames))
     usable = int(np.searchsorted(idx, len(temp)))
-    if len(frames) - usable > FPS:
+    # A video much shorter than the streams is just as suspicious.
+    if len(frames) - usable > FPS or len(temp) / STIMULUS_HZ - len(frames) / FPS > 1.0:
         raise PainDiffusionError(
-            f"face array has {len(frames)} frames ({len(frames) / FPS:.1f} s) but the streams cover only "
+            f"face array has {len(frames)} frames ({len(frames) / FPS:.1f} s) but the streams cover "
             f"{len(temp) / STIMULUS_HZ:.1f} s; are these files from the same recording?", d)
     frames = frames[:usable]
     pspi = None
     pspi_path = d / f"{name}_pspi.npy"
     if pspi_path.is_file():
-        pspi = np.load(pspi_path, allow_pickle=False).astype(np.float32).reshape(-1)[:usable]
+        try:
+            pspi = np.load(pspi_path, allow_pickle=False)
+        except Exception as e:
+            raise PainDiffusionError(f"unreadable .npy ({e})", pspi_path) from None
+        if pspi.ndim == 2 and pspi.shape[1] == 1:
+            pspi = pspi[:, 0]
+        if pspi.ndim != 1 or not np.issubdtype(pspi.dtype, np.number):
+            raise PainDiffusionError(f"PSPI array must be 1-D numeric, one value per frame (got {pspi.dtype} {pspi.shape})", pspi_path)
+        pspi = pspi.astype(np.float32)[:usable]
         if len(pspi) != usable or not np.isfinite(pspi).all():
             raise PainDiffusionError(f"PSPI array must have one finite value per frame ({usable})", pspi_path)
     elif space.has_pspi:
         pspi = space.pspi(frames).astype(np.float32)
-    emotion = meta.get("emotion")
-    if emotion is not None:
-        emotion = EMOTIONS[emotion_index(emotion)]
     return RawRecording(
         name=name, subject=str(meta.get("subject", name)), space=space, frames=frames,
         stimulus=temp[idx[:usable]].astype(np.float32), label=label[idx[:usable]].astype(np.int8),

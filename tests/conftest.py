@@ -1,0 +1,73 @@
+"""Shared fixtures: one small synthetic cohort and its packed store per test session (< 1 s to build),
+plus a builder for fake BioVid-layout trees (what real recordings with externally extracted faces look like)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from paindiffusion.cohort import write_cohort
+from paindiffusion.dataset import pack
+
+COHORT_SUBJECTS, COHORT_MINUTES, COHORT_SEED = 6, 3.0, 1
+
+
+@pytest.fixture(scope="session")
+def cohort_dir(tmp_path_factory) -> Path:
+    """``paindiffusion cohort`` output: 6 subjects × 3 min, seed 1. Treat as read-only."""
+    return write_cohort(tmp_path_factory.mktemp("cohort") / "raw", COHORT_SUBJECTS, COHORT_MINUTES, COHORT_SEED)
+
+
+@pytest.fixture(scope="session")
+def packed_dir(cohort_dir, tmp_path_factory) -> Path:
+    """The cohort packed with the default split. Treat as read-only."""
+    return pack(cohort_dir, tmp_path_factory.mktemp("packed") / "data")
+
+
+def write_stream(path: Path, column: str, values, fmt: str = ".2f") -> None:
+    lines = [f"time\t{column}"] + [f"{i / 32:.5f}\t{v:{fmt}}" for i, v in enumerate(values)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def make_biovid_tree(root: Path, space: str = "flame", recordings=("r01", "r02", "r03", "r04"),
+                     seconds: float = 20.0, pspi: bool = False, face_csv: bool = False, meta: dict | None = None,
+                     subjects: dict | None = None, seed: int = 0, extra_video_s: float = 0.4) -> Path:
+    """A fake BioVid-Part-C tree as produced by external tools: 32 Hz streams, a face array per video frame
+    (a little longer than the streams, as real videos are), optionally ``<rec>_pspi.npy`` or a face CSV."""
+    from paindiffusion.facespace import get_space
+
+    fs = get_space(space)
+    rng = np.random.default_rng(seed)
+    n_stream = int(seconds * 32)
+    n_frames = int((seconds + extra_video_s) * 25)
+    for k, name in enumerate(recordings):
+        d = root / name
+        d.mkdir(parents=True)
+        label = np.zeros(n_stream, int)
+        label[n_stream // 4: n_stream // 2] = 1 + k % 4
+        temp = np.where(label > 0, 40.0 + 2 * label, 32.0) + rng.normal(0, 0.02, n_stream)
+        write_stream(d / f"{name}_temp.csv", "temperature", temp)
+        write_stream(d / f"{name}_label.csv", "label", label, "d")
+        lo, hi = np.asarray(fs.low), np.asarray(fs.high)
+        frames = (lo + (hi - lo) * rng.uniform(0.3, 0.7, (n_frames, fs.dim))).astype(np.float32)
+        if face_csv:
+            cols = list(fs.channels)[::-1] + ["confidence"]  # any column order, extra columns ignored
+            rows = [",".join(cols)] + [",".join(f"{v:.5f}" for v in list(f[::-1]) + [0.99]) for f in frames]
+            (d / f"{name}_face.csv").write_text("\n".join(rows) + "\n")
+        else:
+            np.save(d / f"{name}_face.npy", frames)
+        if pspi:
+            np.save(d / f"{name}_pspi.npy", rng.uniform(0, 4, n_frames).astype(np.float32))
+        m = {"face_space": space, **(meta or {})}
+        if subjects:
+            m["subject"] = subjects[name]
+        (d / f"{name}.json").write_text(json.dumps(m))
+    return root
+
+
+@pytest.fixture
+def biovid_tree():
+    return make_biovid_tree
