@@ -1,0 +1,204 @@
+"""The denoiser D(x, σ, c): EDM preconditioning around a small temporal transformer (DESIGN §1, §5).
+
+* Latents are face frames standardised per channel (training statistics live in the checkpoint), so
+  σ_data = 1 (the official code fed raw latents reaching ~40 with σ_data = 0.5, DESIGN §2).
+* Diffusion forcing: σ is given **per frame**, shape (B, T); every frame can be at its own noise level, and
+  a clean context frame is simply a frame at σ ≈ 0.
+* The backbone works on stacks of ``group`` frames (the paper's 4-frame stacks): one token per stack, the
+  stack's frames and their per-frame noise levels concatenated, so per-frame σ costs nothing extra.
+  Conditions enter every block through adaptive layer norm (DiT-style), tokens attend to each other over the
+  whole window (temporal self-attention).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from .conditions import CondBatch, STIMULUS_LAGS
+
+
+@dataclass
+class ModelConfig:
+    dim: int = 20  # face channels (face space width)
+    group: int = 4  # frames per token (the paper stacks 4 frames)
+    # Width/depth chosen by measurement (benchmarks/bench_stream.py): the stream must run ≥ 10× real time
+    # on one CPU thread with 4 guidance branches; 6 blocks of 128 (1.0M parameters; the paper's model has
+    # 5.4M for a 128-wide latent) cost ~0.9M multiply-adds per token.
+    width: int = 128
+    depth: int = 6
+    heads: int = 4
+    mlp_ratio: int = 2
+    max_tokens: int = 32  # longest window: 32 stacks = 128 frames = 5.1 s
+    n_lags: int = len(STIMULUS_LAGS)
+    n_emotions: int = 8
+    sigma_data: float = 1.0  # latents are standardised to unit variance
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def fourier_features(x: torch.Tensor, n: int = 16) -> torch.Tensor:
+    """Fixed sinusoidal features of a scalar (EDM uses Fourier/positional embeddings of c_noise)."""
+    freqs = torch.exp(torch.linspace(0.0, math.log(64.0), n // 2, device=x.device))
+    ang = x[..., None] * freqs
+    return torch.cat([ang.sin(), ang.cos()], dim=-1)
+
+
+class ConditionEmbedding(nn.Module):
+    """CondBatch → one vector per token. Dropped/unknown conditions use their learned null vector."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        w = cfg.width
+        self.stimulus = nn.Sequential(nn.Linear(cfg.group * cfg.n_lags, w), nn.SiLU(), nn.Linear(w, w))
+        self.expressiveness = nn.Sequential(nn.Linear(16, w), nn.SiLU(), nn.Linear(w, w))
+        self.emotion = nn.Embedding(cfg.n_emotions, w)
+        self.null = nn.Parameter(torch.zeros(3, w))  # emotion, expressiveness, stimulus (conditions.NAMES order)
+        nn.init.normal_(self.null, std=0.02)
+        self.group = cfg.group
+
+    def forward(self, cond: CondBatch, n_tokens: int) -> torch.Tensor:
+        b = cond.stimulus.shape[0]
+        keep = cond.keep[:, :, None]  # (B, 3, 1); torch.where, not a blend, so a dropped NaN stays out
+        emo = torch.where(keep[:, 0], self.emotion(cond.emotion), self.null[0])
+        expr = torch.where(keep[:, 1], self.expressiveness(fourier_features(cond.expressiveness)), self.null[1])
+        stim = torch.where(keep[:, 2, None], self.stimulus(cond.stimulus.reshape(b, n_tokens, -1)), self.null[2])
+        return stim + (emo + expr)[:, None]
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block, modulated by (scale, shift, gate) × 2 from the token's condition vector.
+    As in PixArt-α's adaLN-single, one projection of the condition is shared by all blocks and each block adds
+    its own learned offset: per-block projections (DiT) would cost 6·depth·width² multiply-adds per token,
+    more than the blocks themselves, and the stream's speed is bound by multiply-adds (DESIGN §5)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        w = cfg.width
+        self.heads = cfg.heads
+        self.norm1 = nn.LayerNorm(w, elementwise_affine=False)
+        self.qkv = nn.Linear(w, 3 * w)
+        self.proj = nn.Linear(w, w)
+        self.norm2 = nn.LayerNorm(w, elementwise_affine=False)
+        self.mlp = nn.Sequential(nn.Linear(w, cfg.mlp_ratio * w), nn.GELU(), nn.Linear(cfg.mlp_ratio * w, w))
+        self.offset = nn.Parameter(torch.zeros(6 * w))
+
+    def forward(self, h: torch.Tensor, mod: torch.Tensor) -> torch.Tensor:
+        s1, b1, g1, s2, b2, g2 = (mod + self.offset).chunk(6, dim=-1)
+        b, n, w = h.shape
+        q, k, v = (self.qkv(self.norm1(h) * (1 + s1) + b1)
+                   .view(b, n, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4))
+        a = torch.nn.functional.scaled_dot_product_attention(q, k, v)  # temporal self-attention over stacks
+        h = h + g1 * self.proj(a.transpose(1, 2).reshape(b, n, w))
+        return h + g2 * self.mlp(self.norm2(h) * (1 + s2) + b2)
+
+
+class Backbone(nn.Module):
+    """F_θ(c_in·x, c_noise, cond): frames (B, T, dim) → (B, T, dim), T a multiple of ``group``."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        w, g = cfg.width, cfg.group
+        self.inp = nn.Linear(g * cfg.dim, w)
+        self.noise = nn.Sequential(nn.Linear(g * 16, w), nn.SiLU(), nn.Linear(w, w))
+        self.pos = nn.Parameter(torch.zeros(cfg.max_tokens, w))
+        nn.init.normal_(self.pos, std=0.02)
+        self.cond = ConditionEmbedding(cfg)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        self.modulation = nn.Linear(w, 6 * w)
+        nn.init.zeros_(self.modulation.weight)  # every block starts as the identity (adaLN-zero)
+        nn.init.zeros_(self.modulation.bias)
+        self.out_norm = nn.LayerNorm(w, elementwise_affine=False)
+        self.out_mod = nn.Linear(w, 2 * w)
+        self.out = nn.Linear(w, g * cfg.dim)
+        for m in (self.out_mod, self.out):
+            nn.init.zeros_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond: CondBatch) -> torch.Tensor:
+        b, t, d = x.shape
+        g = self.cfg.group
+        n = t // g
+        h = self.inp(x.reshape(b, n, g * d)) + self.pos[:n]
+        c = self.noise(fourier_features(c_noise).reshape(b, n, g * 16)) + self.cond(cond, n)
+        c = torch.nn.functional.silu(c)
+        mod = self.modulation(c)
+        for blk in self.blocks:
+            h = blk(h, mod)
+        s, sh = self.out_mod(c).chunk(2, dim=-1)
+        return self.out(self.out_norm(h) * (1 + s) + sh).reshape(b, t, d)
+
+
+class Denoiser(nn.Module):
+    """EDM-preconditioned denoiser D(x; σ, c) ≈ E[clean | x] (Karras et al. 2022, Table 1), σ per frame."""
+
+    SIGMA_FLOOR = 1e-3  # clean context frames are passed with σ = 0; preconditioning uses this floor
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.net = Backbone(cfg)
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor, cond: CondBatch) -> torch.Tensor:
+        if x.shape[1] % self.cfg.group:
+            raise ValueError(f"window length {x.shape[1]} is not a multiple of the stack size {self.cfg.group}")
+        sd = self.cfg.sigma_data
+        s = sigma.clamp(min=self.SIGMA_FLOOR)[..., None]  # (B, T, 1)
+        c_skip = sd**2 / (s**2 + sd**2)
+        c_out = s * sd / (s**2 + sd**2).sqrt()
+        c_in = 1 / (s**2 + sd**2).sqrt()
+        c_noise = s.log().squeeze(-1) / 4
+        return c_skip * x + c_out * self.net(c_in * x, c_noise, cond)
+
+
+@dataclass
+class NoiseDistribution:
+    """Training σ per frame stack: log-normal (EDM), independent per stack (diffusion forcing)."""
+
+    p_mean: float = -0.5  # EDM's −1.2 at σ_data 0.5, shifted by ln 2 for σ_data 1
+    p_std: float = 1.2
+    pyramid_fraction: float = 0.5  # share of windows whose levels rise along time, with a clean prefix
+    max_context: int = 6  # stacks of clean context at most in those windows
+
+    def sample(self, b: int, n_stacks: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(B, n_stacks) σ. Half the windows look like what the sampler shows the model (DESIGN §1 pyramid):
+        clean context stacks first, then noise levels increasing along time; the rest are fully independent."""
+        sigma = (torch.randn(b, n_stacks, generator=generator) * self.p_std + self.p_mean).exp()
+        pyramid = torch.rand(b, generator=generator) < self.pyramid_fraction
+        if pyramid.any():
+            sorted_sigma, _ = sigma[pyramid].sort(dim=1)
+            n_ctx = torch.randint(0, self.max_context + 1, (int(pyramid.sum()), 1), generator=generator)
+            ctx = torch.arange(n_stacks)[None] < n_ctx
+            sigma[pyramid] = torch.where(ctx, torch.zeros_like(sorted_sigma), sorted_sigma)
+        return sigma
+
+
+def edm_loss(denoiser: Denoiser, x: torch.Tensor, sigma: torch.Tensor, cond: CondBatch) -> torch.Tensor:
+    """EDM loss with per-frame σ: λ(σ)·‖D(x + σn) − x‖², λ = (σ² + σ_d²)/(σ σ_d)². Clean frames (σ = 0) are
+    context, not targets, and carry no loss."""
+    noisy = x + torch.randn_like(x) * sigma[..., None]
+    sd = denoiser.cfg.sigma_data
+    target = sigma > 0
+    weight = torch.where(target, (sigma**2 + sd**2) / (sigma * sd).clamp(min=1e-8) ** 2, torch.zeros_like(sigma))
+    err = (denoiser(noisy, sigma, cond) - x).pow(2).mean(-1)
+    return (weight * err).sum() / target.sum().clamp(min=1)
+
+
+class Standardizer(nn.Module):
+    """Face frames ↔ unit-variance latents, with the training split's per-channel statistics."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).clamp(min=1e-3))
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        return (frames - self.mean) / self.std
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return z * self.std + self.mean
