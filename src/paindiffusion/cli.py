@@ -10,7 +10,9 @@ from typing import Optional
 import numpy as np
 import typer
 
+from .cli_render import render_command
 from .errors import PainDiffusionError
+from .facespace import EMOTIONS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="PainDiffusion: faces that express pain from a heat stimulus.")
@@ -71,6 +73,82 @@ def plot(data: Path = typer.Argument(..., help="packed dataset folder"),
     plot_stimulus_response(out, w.stimulus, w.pspi, d.meta["fps"], w.label, title, extra)
     typer.echo(f"wrote {out}")
 
+
+@app.command()
+def train(data: Path = typer.Argument(..., help="packed dataset folder (from 'pack')"),
+          out: Path = typer.Option(..., "--out", "-o", help="run folder: checkpoints/, logs/, and the final model/"),
+          steps: int = typer.Option(8000, help="optimiser steps"),
+          batch: int = typer.Option(64, help="windows per step (per device)"),
+          lr: float = typer.Option(5e-4, help="peak learning rate (AdamW, warm-up then cosine)"),
+          seed: int = typer.Option(0, help="seed of initialisation, windows and noise"),
+          threads: Optional[int] = typer.Option(None, help="CPU threads for torch (default: all cores)"),
+          accelerator: str = typer.Option("cpu", help="Lightning accelerator: cpu, gpu, auto"),
+          devices: str = typer.Option("1", help="devices per node (an int, or 'auto'); >1 uses DDP"),
+          strategy: str = typer.Option("auto", help="Lightning strategy, e.g. ddp"),
+          num_nodes: int = typer.Option(1, help="nodes for multi-node DDP")):
+    """Train (or resume after a kill: RUN/checkpoints/last.ckpt) a model; writes RUN/model (safetensors + JSON)."""
+    import torch
+
+    from .train import TrainConfig, train as do_train
+
+    if threads:
+        torch.set_num_threads(threads)
+    model = do_train(data, out, TrainConfig(steps=steps, batch=batch, lr=lr, seed=seed), accelerator=accelerator,
+                     devices=int(devices) if devices.isdigit() else devices, strategy=strategy, num_nodes=num_nodes)
+    typer.echo(f"trained {model.info['trained_steps']} steps; model written to {out / 'model'}")
+
+
+@app.command()
+def generate(out: Path = typer.Option(..., "-o", "--out", help="output: .npz/.csv (frames, PSPI, stimulus), .mp4, "
+                                      ".arkit.json/.csv, .facs.json/.csv (chosen by extension)"),
+             stimulus: Optional[Path] = typer.Option(None, help="CSV with columns time (s), temperature (°C), any rate"),
+             protocol: Optional[str] = typer.Option(None, help="'biovid': a BioVid-like schedule (used when no --stimulus)"),
+             seconds: float = typer.Option(60.0, help="length of the --protocol stimulus in seconds"),
+             expressiveness: str = typer.Option("medium", help="mean PSPI while stimulated (0-16), or low/medium/high"),
+             emotion: str = typer.Option("Neutral", help="AffectNet class: " + ", ".join(EMOTIONS)),
+             seed: int = typer.Option(0, help="random seed (same seed, same face)"),
+             checkpoint: Optional[Path] = typer.Option(None, help="checkpoint folder (default: the shipped model)"),
+             rule_based: bool = typer.Option(False, "--rule-based", help="use the cohort's hand-written rules instead of the model"),
+             levels: Optional[int] = typer.Option(None, help="override the sampler's noise levels"),
+             order: Optional[int] = typer.Option(None, help="override the sampler order (1 or 2)"),
+             side_by_side: bool = typer.Option(False, "--side-by-side", help="mp4: add stimulus and PSPI curves under the face"),
+             size: int = typer.Option(512, help="mp4 frame size in pixels"),
+             threads: Optional[int] = typer.Option(None, help="CPU threads for torch")):
+    """Generate a face sequence from a stimulus with the shipped model (or --rule-based) and save or render it."""
+    import dataclasses
+
+    import torch
+
+    from .generate import generate_sequence, rule_based_sequence
+    from .render import check_output, save_output
+    from .stimulus import protocol_trace, stimulus_from_csv
+
+    check_output(out, side_by_side)  # refuse a bad output name before any work
+    if stimulus is not None and protocol is not None:
+        raise PainDiffusionError("give either --stimulus FILE or --protocol biovid, not both")
+    if protocol not in (None, "biovid"):
+        raise PainDiffusionError(f"unknown protocol {protocol!r}; the only protocol is 'biovid'")
+    if threads:
+        torch.set_num_threads(threads)
+    trace = stimulus_from_csv(stimulus) if stimulus is not None else protocol_trace(seconds, seed)
+    if rule_based:
+        seq = rule_based_sequence(trace, expressiveness, emotion, seed)
+    else:
+        from .checkpoint import PainModel
+
+        model = PainModel.load(checkpoint)
+        settings = model.sampler
+        if levels is not None or order is not None:
+            if (levels is not None and not 1 <= levels <= 32) or order not in (None, 1, 2):
+                raise PainDiffusionError("--levels must be 1-32 and --order 1 or 2")
+            settings = dataclasses.replace(settings, **{k: v for k, v in (("levels", levels), ("order", order)) if v is not None})
+        seq = generate_sequence(trace, expressiveness, emotion, seed, model, settings)
+    save_output(out, seq, side_by_side=side_by_side, size=size)
+    typer.echo(f"wrote {out}: {len(seq)} frames ({seq.seconds:.1f} s), mean PSPI {seq.pspi.mean():.2f}, "
+               f"peak {seq.pspi.max():.2f}")
+
+
+app.command("render")(render_command)
 
 def main() -> None:
     try:

@@ -261,8 +261,11 @@ def write_recording(rec: Recording, root: Path) -> None:
     (d / f"{rec.name}.json").write_text(json.dumps(meta, indent=1) + "\n")
 
 
-def write_cohort(out: str | os.PathLike, subjects: int, minutes: float, seed: int, overwrite: bool = False) -> Path:
-    """Simulate ``subjects`` recordings of ``minutes`` each into ``out`` (all or nothing: built in a temp dir)."""
+def write_cohort(out: str | os.PathLike, subjects: int, minutes: float, seed: int, overwrite: bool = False,
+                 only: list[int] | None = None) -> Path:
+    """Simulate ``subjects`` recordings of ``minutes`` each into ``out`` (all or nothing: built in a temp dir).
+    ``only`` keeps just those subject numbers (1-based, as in their names): new recordings of chosen subjects,
+    e.g. a model's held-out test subjects."""
     out = Path(out)
     if subjects < 1 or not 0 < minutes < float("inf"):
         raise PainDiffusionError(f"need at least 1 subject and a positive duration (got {subjects} subjects, {minutes} min)")
@@ -279,6 +282,8 @@ def write_cohort(out: str | os.PathLike, subjects: int, minutes: float, seed: in
     os.chmod(tmp, 0o755)  # mkdtemp makes it private; the result is an ordinary folder
     try:
         for i in range(subjects):
+            if only is not None and i + 1 not in only:
+                continue
             rng = np.random.default_rng([seed, i])  # per subject, so subject i is the same whatever N is
             write_recording(simulate_recording(f"s{i + 1:03d}", minutes, rng), tmp)
         info = {"dataset": "paindiffusion synthetic pain cohort (a simulation, not measured data)", "subjects": subjects,

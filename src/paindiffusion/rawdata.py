@@ -50,19 +50,21 @@ class RawRecording:
 
 
 def read_stream(path: Path, column: str) -> tuple[np.ndarray, np.ndarray]:
-    """(time, values) of a tab-separated 32 Hz stream with columns ``time`` and ``column``; validated."""
+    """(time, values) of a stream with columns ``time`` (s) and ``column``, tab- (BioVid) or comma-separated;
+    validated: present columns, numbers, no NaN/inf, strictly increasing time."""
     if not path.is_file():
         raise PainDiffusionError(f"missing file; each recording needs {path.name}", path)
     lines = _read_lines(path)
     if not lines:
         raise PainDiffusionError("file is empty", path)
-    header = [h.strip() for h in lines[0].split("\t")]
+    sep = "\t" if "\t" in lines[0] else ","
+    header = [h.strip() for h in lines[0].split(sep)]
     for need in ("time", column):
         if need not in header:
-            raise PainDiffusionError(f"missing column '{need}' (header is {header}); expected tab-separated 'time' and '{column}'", path)
+            raise PainDiffusionError(f"missing column '{need}' (header is {header}); expected columns 'time' and '{column}'", path)
     it, iv = header.index("time"), header.index(column)
     try:
-        rows = [ln.split("\t") for ln in lines[1:]]
+        rows = [ln.split(sep) for ln in lines[1:]]
         t = np.array([float(r[it]) for r in rows])
         v = np.array([float(r[iv]) for r in rows])
     except (ValueError, IndexError) as e:

@@ -139,12 +139,24 @@ def save_flame_npz(path: Path, seq: FaceSequence) -> Path:
     return _atomic(path, write, binary=True)
 
 
-def save_output(path: str | os.PathLike, seq: FaceSequence, side_by_side: bool = False, size: int = 512) -> Path:
-    """Write ``seq`` in the format named by ``path``'s extension (see the module docstring)."""
+OUTPUT_SUFFIXES = (".mp4", ".npz", ".csv", ".arkit.json", ".arkit.csv", ".facs.json", ".facs.csv", ".flame.npz")
+
+
+def check_output(path: str | os.PathLike, side_by_side: bool = False) -> Path:
+    """Refuse an output name before any work is done: unknown type, or --side-by-side without video."""
     path = Path(path)
     name = path.name.lower()
+    if not name.endswith(OUTPUT_SUFFIXES):
+        raise PainDiffusionError(f"unknown output type; use {', '.join(OUTPUT_SUFFIXES)}", path)
     if side_by_side and not name.endswith(".mp4"):
         raise PainDiffusionError("--side-by-side only applies to .mp4 output", path)
+    return path
+
+
+def save_output(path: str | os.PathLike, seq: FaceSequence, side_by_side: bool = False, size: int = 512) -> Path:
+    """Write ``seq`` in the format named by ``path``'s extension (see the module docstring)."""
+    path = check_output(path, side_by_side)
+    name = path.name.lower()
     if name.endswith(".mp4"):
         from .video import save_video
         return save_video(path, seq, side_by_side=side_by_side, size=size)
@@ -165,5 +177,4 @@ def save_output(path: str | os.PathLike, seq: FaceSequence, side_by_side: bool =
         return save_flame_npz(path, seq)
     if name.endswith((".npz", ".csv")):
         return seq.save(path)
-    raise PainDiffusionError("unknown output type; use .mp4, .npz, .csv, .arkit.json, .arkit.csv, .facs.json, "
-                             ".facs.csv or .flame.npz", path)
+    raise AssertionError(f"unhandled output type {name}")  # check_output admits only the names handled above

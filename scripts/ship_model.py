@@ -1,0 +1,61 @@
+"""Evaluate a trained run on its held-out test subjects and ship it as the package's default checkpoint.
+
+    python scripts/ship_model.py runs/shipped/model runs/data48 [--minutes 10]
+
+Writes the test metrics into the checkpoint's ``info`` (they are the model card's numbers) and saves it,
+fp16, to src/paindiffusion/assets/model. See scripts/train_shipped.sh for the whole recipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from paindiffusion.checkpoint import PainModel
+from paindiffusion.dataset import PackedData
+from paindiffusion.evaluate import expressiveness_response, pspi_following, smooth
+
+ASSET = Path(__file__).resolve().parents[1] / "src" / "paindiffusion" / "assets" / "model"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run_model", type=Path)
+    ap.add_argument("data", type=Path)
+    ap.add_argument("--minutes", type=float, default=10.0, help="minutes of each test recording to generate")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--dry-run", action="store_true", help="print the metrics, do not ship")
+    a = ap.parse_args()
+    torch.set_num_threads(2)
+    model = PainModel.load(a.run_model)
+    data = PackedData(a.data)
+    t0 = time.time()
+    runs = [pspi_following(model, data, "test", a.minutes * 60, seed) for seed in range(a.seeds)]
+    follow = {
+        "pspi_pearson_r_model": float(np.mean([r.model_r for r in runs])),
+        "pspi_pearson_r_model_per_seed": [round(r.model_r, 4) for r in runs],
+        "pspi_pearson_r_mean_face": 0.0,
+        "pspi_pearson_r_random_clip": float(np.mean([r.random_clip_r for r in runs])),
+        "pspi_pearson_r_rule_based_random_subject": float(np.mean([r.rule_based_r for r in runs])),
+        "per_recording_seed0": {k: round(v, 4) for k, v in runs[0].per_recording.items()},
+    }
+    expr = expressiveness_response(model, seconds=180, seed=0)
+    metrics = {"test_subjects": [data.recordings[i]["name"] for i in data.split("test")],
+               "minutes_per_recording": a.minutes, "seeds": a.seeds, **follow,
+               "mean_pspi_by_expressiveness_preset": {k: round(v, 3) for k, v in expr.items()},
+               "eval_seconds": round(time.time() - t0, 1),
+               "note": "Pearson r of 0.5 s-smoothed PSPI vs the cohort's ground truth, mean over recordings"}
+    print(json.dumps(metrics, indent=1))
+    if not a.dry_run:
+        model.info = {**model.info, "name": "paindiffusion-synthetic-v1", "test_metrics": metrics}
+        model.save(ASSET, half=True)
+        print(f"shipped to {ASSET}")
+
+
+if __name__ == "__main__":
+    main()

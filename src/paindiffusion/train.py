@@ -1,0 +1,153 @@
+"""Training with Lightning: EDM loss with per-stack noise levels (diffusion forcing), EMA weights, resume.
+
+``paindiffusion train DATA --out RUN`` writes Lightning checkpoints to ``RUN/checkpoints`` (``last.ckpt`` is
+picked up again after a kill) and, at the end, the EMA weights as a safetensors checkpoint ``RUN/model``.
+Devices, strategy and nodes are Lightning flags, so DDP over several GPUs or nodes needs no code change.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader, Dataset
+
+from .checkpoint import PainModel
+from .conditions import HISTORY, ConditionSpec
+from .dataset import PackedData, WindowSampler
+from .errors import PainDiffusionError
+from .model import Denoiser, ModelConfig, NoiseDistribution, Standardizer, edm_loss
+from .stream import SamplerSettings
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 6000
+    batch: int = 64
+    window: int = 64  # frames per training window (16 stacks; the sampler's window is 12)
+    lr: float = 5e-4
+    warmup: int = 300
+    weight_decay: float = 0.01
+    ema_decay: float = 0.999
+    change_fraction: float = 0.5  # share of windows placed around stimulus onsets/offsets
+    val_every: int = 500
+    val_batches: int = 8
+    seed: int = 0
+
+
+class WindowDataset(Dataset):
+    """Map-style view of a :class:`WindowSampler`; item i of epoch e is fixed by (seed, e, i)."""
+
+    def __init__(self, sampler: WindowSampler, length: int, epoch_offset: int = 0):
+        self.sampler, self.length, self.epoch = sampler, length, epoch_offset
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> dict:
+        w = self.sampler.sample(i, self.epoch)
+        return {"frames": torch.from_numpy(w.frames.copy()), "stimulus": torch.from_numpy(w.stimulus.copy()),
+                "expressiveness": torch.tensor(w.expressiveness, dtype=torch.float32),
+                "emotion": torch.tensor(w.emotion, dtype=torch.int64)}
+
+
+class DiffusionTask(L.LightningModule):
+    def __init__(self, model: dict, conditions: dict, stats: dict, train: dict, noise: dict):
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg, self.tcfg = ModelConfig(**model), TrainConfig(**train)
+        self.spec = ConditionSpec.from_dict(conditions)
+        self.noise = NoiseDistribution(**noise)
+        self.denoiser = Denoiser(self.cfg)
+        self.standardizer = Standardizer(stats["frames_mean"], stats["frames_std"])
+        self.ema = AveragedModel(self.denoiser, multi_avg_fn=get_ema_multi_avg_fn(self.tcfg.ema_decay), use_buffers=True)
+
+    def _loss(self, batch: dict, denoiser: torch.nn.Module, generator=None, dropout: bool = True) -> torch.Tensor:
+        x = self.standardizer.encode(batch["frames"])
+        b, t, _ = x.shape
+        cond = self.spec.batch(batch["stimulus"], batch["expressiveness"], batch["emotion"], t)
+        if dropout:
+            cond = self.spec.dropout(cond, generator)
+        sigma = self.noise.sample(b, t // self.cfg.group, generator).to(x.device)
+        return edm_loss(denoiser, x, sigma.repeat_interleave(self.cfg.group, dim=1), cond)
+
+    def training_step(self, batch, _):
+        loss = self._loss(batch, self.denoiser)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def on_train_batch_end(self, *_):
+        self.ema.update_parameters(self.denoiser)
+
+    def validation_step(self, batch, i):
+        g = torch.Generator().manual_seed(1000 + i)  # the same noise every validation: comparable numbers
+        torch.manual_seed(1000 + i)
+        loss = self._loss(batch, self.ema.module, g, dropout=False)
+        self.log("val/loss", loss, prog_bar=True, batch_size=batch["frames"].shape[0])
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.denoiser.parameters(), lr=self.tcfg.lr, weight_decay=self.tcfg.weight_decay,
+                                betas=(0.9, 0.99))
+        t = self.tcfg
+
+        def schedule(step: int) -> float:  # linear warm-up, cosine decay to 10%
+            if step < t.warmup:
+                return (step + 1) / t.warmup
+            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - t.warmup) / max(1, t.steps - t.warmup))))
+
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, schedule), "interval": "step"}}
+
+
+def train(data_dir: str | Path, out: str | Path, tcfg: TrainConfig | None = None, mcfg: ModelConfig | None = None,
+          noise: NoiseDistribution | None = None, sampler: SamplerSettings | None = None,
+          accelerator: str = "cpu", devices: int | str = 1, strategy: str = "auto", num_nodes: int = 1,
+          progress: bool = True) -> PainModel:
+    """Train (or resume) a model on a packed dataset; returns the EMA model, also saved to ``out/model``."""
+    tcfg, noise, sampler = tcfg or TrainConfig(), noise or NoiseDistribution(), sampler or SamplerSettings()
+    out = Path(out)
+    data = PackedData(data_dir)
+    mcfg = mcfg or ModelConfig(dim=data.space.dim)
+    if mcfg.dim != data.space.dim:
+        raise PainDiffusionError(f"model width {mcfg.dim} does not match the data's face space ({data.space.dim})")
+    if tcfg.window % mcfg.group or tcfg.window // mcfg.group > mcfg.max_tokens:
+        raise PainDiffusionError(f"training window {tcfg.window} must be a multiple of {mcfg.group} and at most {mcfg.group * mcfg.max_tokens} frames")
+    spec = ConditionSpec.from_data(data)
+    L.seed_everything(tcfg.seed, verbose=False)
+    task = DiffusionTask(mcfg.to_dict(), spec.to_dict(), data.stats, asdict(tcfg), asdict(noise))
+    train_sampler = WindowSampler(data, "train", tcfg.window, HISTORY, tcfg.change_fraction, tcfg.seed)
+    val_split = "val" if data.split("val") else "train"
+    val_sampler = WindowSampler(data, val_split, tcfg.window, HISTORY, tcfg.change_fraction, tcfg.seed + 1)
+    # One "epoch" = val_every steps, so validation, checkpoints and resume points line up.
+    train_loader = DataLoader(WindowDataset(train_sampler, tcfg.val_every * tcfg.batch), batch_size=tcfg.batch, shuffle=True,
+                              generator=torch.Generator().manual_seed(tcfg.seed), num_workers=0)
+    val_loader = DataLoader(WindowDataset(val_sampler, tcfg.val_batches * tcfg.batch), batch_size=tcfg.batch, num_workers=0)
+    ckpt_dir = out / "checkpoints"
+    trainer = L.Trainer(
+        max_steps=tcfg.steps, accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
+        default_root_dir=str(out), logger=L.pytorch.loggers.CSVLogger(str(out), name="logs"),
+        callbacks=[L.pytorch.callbacks.ModelCheckpoint(dirpath=str(ckpt_dir), save_last=True, save_top_k=0,
+                                                       every_n_train_steps=100),
+                   L.pytorch.callbacks.LearningRateMonitor()],
+        enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=20, num_sanity_val_steps=0,
+        gradient_clip_val=1.0,
+    )
+    last = ckpt_dir / "last.ckpt"
+    started = time.time()
+    trainer.fit(task, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None)
+    val = trainer.callback_metrics.get("val/loss")
+    info = {"trained_steps": int(trainer.global_step), "batch": tcfg.batch, "window": tcfg.window,
+            "train_seconds_this_run": round(time.time() - started, 1), "final_val_loss": None if val is None else float(val),
+            "data": {"source": data.meta.get("source"), "recordings": len(data.recordings),
+                     "train_subjects": len({r["subject"] for r in data.recordings if r["split"] == "train"}),
+                     "test_recordings": [r["name"] for r in data.recordings if r["split"] == "test"]},
+            "parameters": sum(p.numel() for p in task.denoiser.parameters())}
+    model = PainModel(task.ema.module.cpu().eval(), task.standardizer.cpu(), spec, data.space, sampler, info)
+    if trainer.is_global_zero:
+        model.save(out / "model")
+    return model
