@@ -81,6 +81,9 @@ def train(data: Path = typer.Argument(..., help="packed dataset folder (from 'pa
           batch: int = typer.Option(64, help="windows per step (per device)"),
           lr: float = typer.Option(5e-4, help="peak learning rate (AdamW, warm-up then cosine)"),
           seed: int = typer.Option(0, help="seed of initialisation, windows and noise"),
+          window: int = typer.Option(64, help="frames per training window (a multiple of 4)"),
+          change_fraction: float = typer.Option(0.5, help="share of windows placed around stimulus onsets/offsets; the rest at random"),
+          checkpoint_every: int = typer.Option(100, help="steps between resumable checkpoints"),
           threads: Optional[int] = typer.Option(None, help="CPU threads for torch (default: all cores)"),
           accelerator: str = typer.Option("cpu", help="Lightning accelerator: cpu, gpu, auto"),
           devices: str = typer.Option("1", help="devices per node (an int, or 'auto'); >1 uses DDP"),
@@ -93,7 +96,10 @@ def train(data: Path = typer.Argument(..., help="packed dataset folder (from 'pa
 
     if threads:
         torch.set_num_threads(threads)
-    model = do_train(data, out, TrainConfig(steps=steps, batch=batch, lr=lr, seed=seed), accelerator=accelerator,
+    if not 0.0 <= change_fraction <= 1.0 or steps < 1 or batch < 1 or checkpoint_every < 1:
+        raise PainDiffusionError("--steps, --batch and --checkpoint-every must be positive and --change-fraction in 0-1")
+    model = do_train(data, out, TrainConfig(steps=steps, batch=batch, lr=lr, seed=seed, window=window,
+                                                  change_fraction=change_fraction, checkpoint_every=checkpoint_every), accelerator=accelerator,
                      devices=int(devices) if devices.isdigit() else devices, strategy=strategy, num_nodes=num_nodes)
     typer.echo(f"trained {model.info['trained_steps']} steps; model written to {out / 'model'}")
 

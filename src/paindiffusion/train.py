@@ -38,6 +38,7 @@ class TrainConfig:
     change_fraction: float = 0.5  # share of windows placed around stimulus onsets/offsets
     val_every: int = 500
     val_batches: int = 8
+    checkpoint_every: int = 100  # steps between resumable checkpoints (RUN/checkpoints/last.ckpt)
     seed: int = 0
 
 
@@ -132,7 +133,7 @@ def train(data_dir: str | Path, out: str | Path, tcfg: TrainConfig | None = None
         max_steps=tcfg.steps, accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
         default_root_dir=str(out), logger=L.pytorch.loggers.CSVLogger(str(out), name="logs"),
         callbacks=[L.pytorch.callbacks.ModelCheckpoint(dirpath=str(ckpt_dir), save_last=True, save_top_k=0,
-                                                       every_n_train_steps=100),
+                                                       every_n_train_steps=tcfg.checkpoint_every),
                    L.pytorch.callbacks.LearningRateMonitor()],
         enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=20, num_sanity_val_steps=0,
         gradient_clip_val=1.0,
