@@ -58,6 +58,16 @@ class WindowDataset(Dataset):
                 "emotion": torch.tensor(w.emotion, dtype=torch.int64)}
 
 
+class NewWindowsEachEpoch(L.Callback):
+    """Draw a fresh set of training windows every epoch (window i of epoch e is fixed by (seed, e, i))."""
+
+    def __init__(self, dataset: WindowDataset):
+        self.dataset = dataset
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.dataset.epoch = trainer.current_epoch
+
+
 class DiffusionTask(L.LightningModule):
     def __init__(self, model: dict, conditions: dict, stats: dict, train: dict, noise: dict):
         super().__init__()
@@ -125,7 +135,8 @@ def train(data_dir: str | Path, out: str | Path, tcfg: TrainConfig | None = None
     val_split = "val" if data.split("val") else "train"
     val_sampler = WindowSampler(data, val_split, tcfg.window, HISTORY, tcfg.change_fraction, tcfg.seed + 1)
     # One "epoch" = val_every steps, so validation, checkpoints and resume points line up.
-    train_loader = DataLoader(WindowDataset(train_sampler, tcfg.val_every * tcfg.batch), batch_size=tcfg.batch, shuffle=True,
+    train_windows = WindowDataset(train_sampler, tcfg.val_every * tcfg.batch)
+    train_loader = DataLoader(train_windows, batch_size=tcfg.batch, shuffle=True,
                               generator=torch.Generator().manual_seed(tcfg.seed), num_workers=0)
     val_loader = DataLoader(WindowDataset(val_sampler, tcfg.val_batches * tcfg.batch), batch_size=tcfg.batch, num_workers=0)
     ckpt_dir = out / "checkpoints"
@@ -134,7 +145,7 @@ def train(data_dir: str | Path, out: str | Path, tcfg: TrainConfig | None = None
         default_root_dir=str(out), logger=L.pytorch.loggers.CSVLogger(str(out), name="logs"),
         callbacks=[L.pytorch.callbacks.ModelCheckpoint(dirpath=str(ckpt_dir), save_last=True, save_top_k=0,
                                                        every_n_train_steps=tcfg.checkpoint_every),
-                   L.pytorch.callbacks.LearningRateMonitor()],
+                   L.pytorch.callbacks.LearningRateMonitor(), NewWindowsEachEpoch(train_windows)],
         enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=20, num_sanity_val_steps=0,
         gradient_clip_val=1.0,
     )
