@@ -52,7 +52,9 @@ def main() -> None:
                "note": "Pearson r of 0.5 s-smoothed PSPI vs the cohort's ground truth, mean over recordings"}
     print(json.dumps(metrics, indent=1))
     if not a.dry_run:
-        model.info = {**model.info, "name": "paindiffusion-synthetic-v1", "test_metrics": metrics}
+        cohort = Path(data.meta["source"]) / "cohort.json"
+        cohort_info = json.loads(cohort.read_text()) if cohort.is_file() else {}
+        model.info = {**model.info, "name": "paindiffusion-synthetic-v1", "cohort": cohort_info, "test_metrics": metrics}
         model.save(ASSET, half=True)
         print(f"shipped to {ASSET}")
 

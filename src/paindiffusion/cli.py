@@ -109,7 +109,7 @@ def generate(out: Path = typer.Option(..., "-o", "--out", help="output: .npz/.cs
                                       ".arkit.json/.csv, .facs.json/.csv (chosen by extension)"),
              stimulus: Optional[Path] = typer.Option(None, help="CSV with columns time (s), temperature (°C), any rate"),
              protocol: Optional[str] = typer.Option(None, help="'biovid': a BioVid-like schedule (used when no --stimulus)"),
-             seconds: float = typer.Option(60.0, help="length of the --protocol stimulus in seconds"),
+             seconds: float = typer.Option(60.0, help="length of the --protocol stimulus in seconds (the first heat episode starts after 3-8 s and lasts ~12 s, so use ≥ 20 s)"),
              expressiveness: str = typer.Option("medium", help="mean PSPI while stimulated (0-16), or low/medium/high"),
              emotion: str = typer.Option("Neutral", help="AffectNet class: " + ", ".join(EMOTIONS)),
              seed: int = typer.Option(0, help="random seed (same seed, same face)"),

@@ -151,10 +151,10 @@ class PainStream:
             return {"stimulus": self.stimulus.copy(), "expressiveness": self.expressiveness.copy(), "emotion": list(self.emotion)}
 
     # ---- generation -------------------------------------------------------------------------------------
-    def _future(self, n: int) -> np.ndarray:
+    def _future(self, n: int, held: np.ndarray) -> np.ndarray:
         """Stimulus of the window's n not-yet-emitted frames: the known trace offline, else the held control."""
         if self._trace is None:
-            return np.repeat(self.stimulus[:, None], n, axis=1)
+            return np.repeat(held[:, None], n, axis=1)
         i = self.emitted  # the first noisy frame follows the last emitted one
         seg = self._trace[:, i: i + n]
         if seg.shape[1] < n:  # past the end of the trace: hold its last value
@@ -164,7 +164,7 @@ class PainStream:
     def _cond(self, n_known_context: int):
         c = self._made_with = self.controls  # one snapshot: conditions, attached stimulus and reported controls agree
         w = self.window
-        future = self._future(w - n_known_context)
+        future = self._future(w - n_known_context, c["stimulus"])
         past = self._past[:, self._past.shape[1] - HISTORY - n_known_context:]
         stim = np.concatenate([past, future], axis=1)
         self._window_stimulus = stim[:, HISTORY:]
