@@ -44,7 +44,7 @@ def metrics(run: Path, version: int) -> list[dict]:
 
 
 def ckpt_state(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)  # our own Lightning checkpoint
+    return torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain containers only
 
 
 def test_train_then_resume(tmp_path, packed_dir):
