@@ -9,6 +9,7 @@ fp16, to src/paindiffusion/assets/model. See scripts/train_shipped.sh for the wh
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -29,10 +30,14 @@ def main() -> None:
     ap.add_argument("data", type=Path)
     ap.add_argument("--minutes", type=float, default=10.0, help="minutes of each test recording to generate")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--guidance", type=float, nargs=3, metavar=("EMOTION", "EXPRESSIVENESS", "STIMULUS"),
+                    help="sampler guidance weights to ship as the default (measured on the validation split)")
     ap.add_argument("--dry-run", action="store_true", help="print the metrics, do not ship")
     a = ap.parse_args()
     torch.set_num_threads(2)
     model = PainModel.load(a.run_model)
+    if a.guidance:
+        model.sampler = dataclasses.replace(model.sampler, guidance=tuple(a.guidance))
     data = PackedData(a.data)
     t0 = time.time()
     runs = [pspi_following(model, data, "test", a.minutes * 60, seed) for seed in range(a.seeds)]
@@ -45,7 +50,7 @@ def main() -> None:
         "per_recording_seed0": {k: round(v, 4) for k, v in runs[0].per_recording.items()},
     }
     expr = expressiveness_response(model, seconds=180, seed=0)
-    metrics = {"test_subjects": [data.recordings[i]["name"] for i in data.split("test")],
+    metrics = {"sampler": model.sampler.to_dict(), "test_subjects": [data.recordings[i]["name"] for i in data.split("test")],
                "minutes_per_recording": a.minutes, "seeds": a.seeds, **follow,
                "mean_pspi_by_expressiveness_preset": {k: round(v, 3) for k, v in expr.items()},
                "eval_seconds": round(time.time() - t0, 1),

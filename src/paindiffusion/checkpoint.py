@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -24,7 +22,7 @@ from safetensors.torch import load as load_bytes
 from safetensors.torch import save_file
 
 from .conditions import ConditionSpec
-from .errors import PainDiffusionError
+from .errors import PainDiffusionError, atomic_directory
 from .facespace import FaceSpace, get_space
 from .model import Denoiser, ModelConfig, Standardizer
 from .stream import SamplerSettings
@@ -72,18 +70,11 @@ class PainModel:
                   "model": self.config.to_dict(), "conditions": self.spec.to_dict(),
                   "sampler": self.sampler.to_dict(), "info": self.info}
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with atomic_directory(path) as tmp:
             save_file(state, str(tmp / WEIGHTS), metadata={"format": FORMAT})
             # The header's own checks miss flipped bytes inside tensor data: the config records a checksum.
             config["weights_sha256"] = hashlib.sha256((tmp / WEIGHTS).read_bytes()).hexdigest()
             (tmp / CONFIG).write_text(json.dumps(config, indent=1) + "\n")
-            os.chmod(tmp, 0o755)
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return path
 
     @classmethod
@@ -138,6 +129,10 @@ class PainModel:
 def _check_model_config(cfg: ModelConfig) -> None:
     """Types and sizes a Denoiser can be built from (a hand-edited config must fail here, in one line)."""
     for k, v in cfg.to_dict().items():
+        if k == "cond_tokens":
+            if not isinstance(v, bool):
+                raise TypeError(f"model.{k} = {v!r} (must be true or false)")
+            continue
         ok = isinstance(v, (int, float)) if k == "sigma_data" else isinstance(v, int)
         if isinstance(v, bool) or not ok or v <= 0:
             raise TypeError(f"model.{k} = {v!r} (must be a positive {'number' if k == 'sigma_data' else 'integer'})")

@@ -84,6 +84,7 @@ def train(data: Path = typer.Argument(..., help="packed dataset folder (from 'pa
           window: int = typer.Option(64, help="frames per training window (a multiple of 4)"),
           change_fraction: float = typer.Option(0.5, help="share of windows placed around stimulus onsets/offsets; the rest at random"),
           checkpoint_every: int = typer.Option(100, help="steps between resumable checkpoints"),
+          cond_tokens: bool = typer.Option(True, help="add the condition embedding to the tokens as well as to adaLN"),
           threads: Optional[int] = typer.Option(None, help="CPU threads for torch (default: all cores)"),
           accelerator: str = typer.Option("cpu", help="Lightning accelerator: cpu, gpu, auto"),
           devices: str = typer.Option("1", help="devices per node (an int, or 'auto'); >1 uses DDP"),
@@ -92,6 +93,8 @@ def train(data: Path = typer.Argument(..., help="packed dataset folder (from 'pa
     """Train (or resume after a kill: RUN/checkpoints/last.ckpt) a model; writes RUN/model (safetensors + JSON)."""
     import torch
 
+    from .dataset import PackedData
+    from .model import ModelConfig
     from .train import TrainConfig, train as do_train
 
     if threads:
@@ -99,7 +102,8 @@ def train(data: Path = typer.Argument(..., help="packed dataset folder (from 'pa
     if not 0.0 <= change_fraction <= 1.0 or steps < 1 or batch < 1 or checkpoint_every < 1:
         raise PainDiffusionError("--steps, --batch and --checkpoint-every must be positive and --change-fraction in 0-1")
     model = do_train(data, out, TrainConfig(steps=steps, batch=batch, lr=lr, seed=seed, window=window,
-                                                  change_fraction=change_fraction, checkpoint_every=checkpoint_every), accelerator=accelerator,
+                                                  change_fraction=change_fraction, checkpoint_every=checkpoint_every),
+                     mcfg=ModelConfig(dim=PackedData(data).space.dim, cond_tokens=cond_tokens), accelerator=accelerator,
                      devices=int(devices) if devices.isdigit() else devices, strategy=strategy, num_nodes=num_nodes)
     typer.echo(f"trained {model.info['trained_steps']} steps; model written to {out / 'model'}")
 

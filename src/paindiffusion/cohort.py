@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .errors import PainDiffusionError
+from .errors import PainDiffusionError, atomic_directory
 from .facespace import EMOTIONS, FACS
 from .sequence import FPS
 
@@ -277,10 +275,7 @@ def write_cohort(out: str | os.PathLike, subjects: int, minutes: float, seed: in
         raise PainDiffusionError("output exists and is not a directory", out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise PainDiffusionError("output directory exists and is not empty; choose another or pass --overwrite", out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the result is an ordinary folder
-    try:
+    with atomic_directory(out) as tmp:
         for i in range(subjects):
             if only is not None and i + 1 not in only:
                 continue
@@ -289,9 +284,4 @@ def write_cohort(out: str | os.PathLike, subjects: int, minutes: float, seed: in
         info = {"dataset": "paindiffusion synthetic pain cohort (a simulation, not measured data)", "subjects": subjects,
                 "minutes": minutes, "seed": seed, "face_space": FACS.name, "fps": FPS, "stimulus_hz": STIMULUS_HZ}
         (tmp / "cohort.json").write_text(json.dumps(info, indent=1) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .errors import PainDiffusionError
+from .errors import PainDiffusionError, atomic_directory
 from .facespace import EMOTIONS, get_space
 from .rawdata import find_recordings, load_recording
 from .sequence import FPS
@@ -66,10 +64,7 @@ def pack(raw: str | os.PathLike, out: str | os.PathLike, *, val: float = 0.15, t
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise PainDiffusionError("output exists and is not empty; choose another path or pass --overwrite", out)
     split = split_subjects([r.subject for r in recs], seed, val, test)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the result is an ordinary folder
-    try:
+    with atomic_directory(out) as tmp:
         n = sum(len(r.frames) for r in recs)
         dim = recs[0].space.dim
         arrays = {
@@ -105,11 +100,6 @@ def pack(raw: str | os.PathLike, out: str | os.PathLike, *, val: float = 0.15, t
         }
         del arrays
         (tmp / "index.json").write_text(json.dumps(meta, indent=1) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
