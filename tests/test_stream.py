@@ -54,26 +54,28 @@ def model():
     return tiny_model()
 
 
-def test_first_step_emits_context_then_group_frames(model):
+def test_every_step_emits_one_stack_and_the_first_builds_the_window(model):
     s = PainStream(model, stimulus=40.0, seed=0)
+    model.denoiser.batches.clear()
     first = s.step()
     assert isinstance(first, Chunk)
-    assert first.frames.shape == (1, CONTEXT * G, FACS.dim) and first.start == 0
-    assert first.stimulus.shape == (1, CONTEXT * G) and first.pspi.shape == (1, CONTEXT * G)
-    starts, ends = [first.start], first.start + first.frames.shape[1]
+    assert first.frames.shape == (1, G, FACS.dim) and first.start == 0
+    assert first.stimulus.shape == (1, G) and first.pspi.shape == (1, G)
+    # building the window: the pyramid start (levels + context - 1 rows) + warm-up + this step's call
+    assert len(model.denoiser.batches) == LEVELS + CONTEXT - 1 + s.s.warmup + 1
+    ends = G
     for _ in range(6):
         model.denoiser.batches.clear()
         c = s.step()
         assert c.frames.shape == (1, G, FACS.dim)
         assert c.start == ends  # contiguous frame indices
         ends += G
-        starts.append(c.start)
         # a step is cheap: exactly one batched model call (cond + 3 leave-one-out branches)
         assert model.denoiser.batches == [4]
         assert np.isfinite(c.frames).all()
         FACS.validate(c.frames[0])  # valid face frames
         np.testing.assert_allclose(c.pspi[0], FACS.pspi(c.frames[0]), rtol=1e-6)
-    assert s.emitted == ends == CONTEXT * G + 6 * G
+    assert s.emitted == ends == 7 * G
 
 
 def test_take_exact_length_with_stimulus(model):
@@ -208,7 +210,7 @@ def test_batch_with_per_sequence_controls(model):
     s = PainStream(model, batch=3, stimulus=[34.0, 42.0, 50.0], expressiveness=["low", 2.5, "high"],
                    emotion=["Neutral", "Fear", "Happiness"], seed=5)
     first = s.step()
-    assert first.frames.shape == (3, CONTEXT * G, FACS.dim)
+    assert first.frames.shape == (3, G, FACS.dim)
     model.denoiser.batches.clear()
     c = s.step()
     assert model.denoiser.batches == [3 * 4]  # all sequences and guidance branches in one call
@@ -242,13 +244,13 @@ def test_offline_trace_attaches_trace_values(model):
     trace = np.linspace(32.0, 48.0, 50).astype(np.float32)
     s = PainStream(model, trace=trace, seed=7)
     first = s.step()
-    np.testing.assert_array_equal(first.stimulus[0], trace[: CONTEXT * G])
+    np.testing.assert_array_equal(first.stimulus[0], trace[:G])
     c = s.step()
-    np.testing.assert_array_equal(c.stimulus[0], trace[CONTEXT * G: CONTEXT * G + G])
+    np.testing.assert_array_equal(c.stimulus[0], trace[G: 2 * G])
     seq = PainStream(model, trace=trace, seed=7).take(60)  # longer than the trace: its last value holds
     np.testing.assert_array_equal(seq.stimulus[:50], trace)
     np.testing.assert_array_equal(seq.stimulus[50:], np.full(10, trace[-1]))
-    np.testing.assert_array_equal(seq.frames[: CONTEXT * G], first.frames[0])  # same seed, same frames
+    np.testing.assert_array_equal(seq.frames[:G], first.frames[0])  # same seed, same frames
     # per-sequence traces in a batch
     tr2 = np.stack([trace, trace[::-1]])
     seqs = PainStream(model, trace=tr2, batch=2, seed=7).take(20)

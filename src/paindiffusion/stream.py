@@ -36,6 +36,9 @@ class SamplerSettings:
     context: int = 4  # clean stacks the window keeps (4 × 4 frames = 0.64 s)
     guidance: tuple = (0.25, 0.5, 1.0)  # emotion, expressiveness, stimulus (the official demo's weights)
     order: int = 1  # 1 = DDIM/DPM-Solver++(1), the paper's; 2 = Heun (twice the calls)
+    # Stacks generated and discarded before the first emitted frame, at the first stimulus value: the start
+    # from pure noise has no context, and its first frames are off the data (a grimace that fades).
+    warmup: int = 12
 
     def to_dict(self) -> dict:
         return {**self.__dict__, "guidance": list(self.guidance)}
@@ -59,6 +62,8 @@ class SamplerSettings:
             ("levels", whole(self.levels), "a whole number ≥ 1"),
             ("context", whole(self.context), "a whole number ≥ 1 (emitted stacks pass through the context)"),
             ("order", self.order in (1, 2) and not isinstance(self.order, bool), "1 or 2"),
+            ("warmup", isinstance(self.warmup, numbers.Integral) and not isinstance(self.warmup, bool) and self.warmup >= 0,
+             "a whole number ≥ 0"),
             ("sigma_min", num(self.sigma_min) and self.sigma_min > 0, "a positive number"),
             ("sigma_max", num(self.sigma_max) and num(self.sigma_min) and self.sigma_max > self.sigma_min, "a number above sigma_min"),
             ("rho", num(self.rho) and self.rho > 0, "a positive number"),
@@ -114,6 +119,7 @@ class PainStream:
         self.set_controls(stimulus=stimulus, expressiveness=expressiveness, emotion=emotion)
         self.emitted = 0  # frames handed out so far
         self.x: torch.Tensor | None = None  # (B, window, dim) latent window, built on the first step
+        self._warming = False
         # Stimulus of frames before the window's first noisy frame: history for the lag features.
         first = self._trace[:, 0] if self._trace is not None else self.stimulus
         self._past = np.repeat(first[:, None], HISTORY + self.s.context * g, axis=1).astype(np.float32)
@@ -153,8 +159,8 @@ class PainStream:
     # ---- generation -------------------------------------------------------------------------------------
     def _future(self, n: int, held: np.ndarray) -> np.ndarray:
         """Stimulus of the window's n not-yet-emitted frames: the known trace offline, else the held control."""
-        if self._trace is None:
-            return np.repeat(held[:, None], n, axis=1)
+        if self._trace is None or self._warming:
+            return np.repeat((held if self._trace is None else self._trace[:, 0])[:, None], n, axis=1)
         i = self.emitted  # the first noisy frame follows the last emitted one
         seg = self._trace[:, i: i + n]
         if seg.shape[1] < n:  # past the end of the trace: hold its last value
@@ -171,21 +177,26 @@ class PainStream:
         return self.model.spec.batch(stim, c["expressiveness"], [EMOTIONS.index(e) for e in c["emotion"]], w)
 
     @torch.no_grad()
-    def _start(self) -> Chunk:
-        """First call: the u = 1 pyramid from pure noise, stopped when the context stacks are clean and the
-        rest sit exactly at the rolling levels; emits the context stacks."""
+    def _start(self) -> None:
+        """Build the window: the u = 1 pyramid from pure noise, stopped when the context stacks are clean and
+        the rest sit exactly at the rolling levels, then ``warmup`` discarded steps at the first stimulus.
+        The clean context it leaves is burn-in history, never emitted: stream frame 0 is the next stack."""
         g, k, c = self.group, self.s.levels, self.s.context
         levels = pyramid_levels(self.window, k, g, 1.0)[: k + c]  # rows 0 .. k+c-1
+        self._warming = True
         cond = self._cond(0)
         x = initial_noise((self.batch, self.window, self.model.config.dim), self.sigmas, levels[0], generator=self.gen)
         self.x = sample_levels(self.fn, x, self.sigmas, levels, cond, self.s.order)
         self._levels = levels[-1]
-        return self._emit(c * g)
+        for _ in range(self.s.warmup):
+            self._advance()
+        self._warming = False
 
     def _emit(self, n: int) -> Chunk:
-        z = self.x[:, self.s.context * self.group - n: self.s.context * self.group] if self.emitted else self.x[:, :n]
-        frames = self.model.decode(z)
-        stim = self._window_stimulus[:, (self.s.context * self.group - n) if self.emitted else 0:][:, :n].copy()
+        """Hand out the newest n clean frames (the end of the context) with their stimulus and PSPI."""
+        n_ctx = self.s.context * self.group
+        frames = self.model.decode(self.x[:, n_ctx - n: n_ctx])
+        stim = self._window_stimulus[:, n_ctx - n: n_ctx].copy()
         self._past = np.concatenate([self._past[:, n:], stim], axis=1)
         space = self.model.space
         chunk = Chunk(frames, stim, space.pspi(frames) if space.has_pspi else None, self.emitted, self._made_with)
@@ -194,9 +205,14 @@ class PainStream:
 
     @torch.no_grad()
     def step(self) -> Chunk:
-        """Advance by one stack (``group`` frames; the first call emits the ``context`` stacks)."""
+        """Advance by one stack: ``group`` new frames (the first call also builds the window)."""
         if self.x is None:
-            return self._start()
+            self._start()
+        self._advance()
+        return self._emit(self.group)
+
+    def _advance(self) -> None:
+        """One guided call: every noisy stack moves one level down; the window rolls by one stack."""
         g, n_ctx = self.group, self.s.context * self.group
         cond = self._cond(n_ctx)
         lv = self._levels
@@ -207,7 +223,6 @@ class PainStream:
         fresh = torch.randn((self.batch, g, x.shape[-1]), generator=self.gen) * self.sigmas[0]
         self.x = torch.cat([x[:, g:], fresh], dim=1)
         self._window_stimulus = np.concatenate([self._window_stimulus[:, g:], self._window_stimulus[:, -g:]], axis=1)
-        return self._emit(g)
 
     def __iter__(self):
         while True:
