@@ -71,7 +71,7 @@ def rss_mb() -> float:
 # ---- 1. speed ---------------------------------------------------------------------------------------------
 def speed(model, settings, batch: int, frames: int) -> None:
     s = PainStream(model, batch=batch, settings=settings, seed=0)
-    s.step()  # start-up pyramid (emits the context stacks), not part of the rolling cost
+    s.step()  # builds the window (start-up pyramid and warm-up), not part of the rolling cost
     for _ in range(50):
         s.step()
     times, n = [], 0
