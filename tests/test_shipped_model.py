@@ -69,9 +69,14 @@ def test_seeds_differ_but_both_follow_the_stimulus(model):
 
 
 def test_emotion_sets_the_resting_face(model):
+    # Classes present in the training split (Neutral, Sadness, Anger, Contempt; see MODEL_CARD.md) show their
+    # prototype AUs without heat; Happiness and Surprise never occur in it, so they are not tested.
     trace = np.full(500, 32.0, np.float32)  # no heat: only the emotion shows
-    happy = generate_sequence(trace, "medium", "Happiness", seed=0, model=model)
-    sad = generate_sequence(trace, "medium", "Sadness", seed=0, model=model)
-    i12, i15 = model.space.index("AU12"), model.space.index("AU15")
-    assert happy.frames[:, i12].mean() > sad.frames[:, i12].mean() + 0.5
-    assert sad.frames[:, i15].mean() > happy.frames[:, i15].mean() + 0.5
+    mean = {e: generate_sequence(trace, "medium", e, seed=0, model=model).frames.mean(0)
+            for e in ("Neutral", "Sadness", "Anger", "Contempt")}
+    au = model.space.index
+    assert mean["Sadness"][au("AU15")] > mean["Neutral"][au("AU15")] + 0.3
+    assert mean["Sadness"][au("AU1")] > mean["Neutral"][au("AU1")] + 0.3
+    assert mean["Anger"][au("AU23")] > mean["Neutral"][au("AU23")] + 0.2
+    assert mean["Contempt"][au("AU14")] > mean["Neutral"][au("AU14")] + 0.2
+    assert mean["Contempt"][au("AU15")] < mean["Sadness"][au("AU15")] - 0.3

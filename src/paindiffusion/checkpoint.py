@@ -72,6 +72,7 @@ class PainModel:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_directory(path) as tmp:
             save_file(state, str(tmp / WEIGHTS), metadata={"format": FORMAT})
+            os.chmod(tmp / WEIGHTS, 0o644)  # an ordinary, shareable file (the writer makes it private)
             # The header's own checks miss flipped bytes inside tensor data: the config records a checksum.
             config["weights_sha256"] = hashlib.sha256((tmp / WEIGHTS).read_bytes()).hexdigest()
             (tmp / CONFIG).write_text(json.dumps(config, indent=1) + "\n")

@@ -84,7 +84,7 @@ def train(data: Path = typer.Argument(..., help="packed dataset folder (from 'pa
           window: int = typer.Option(64, help="frames per training window (a multiple of 4)"),
           change_fraction: float = typer.Option(0.5, help="share of windows placed around stimulus onsets/offsets; the rest at random"),
           checkpoint_every: int = typer.Option(100, help="steps between resumable checkpoints"),
-          cond_tokens: bool = typer.Option(True, help="add the condition embedding to the tokens as well as to adaLN"),
+          cond_tokens: bool = typer.Option(False, help="also add the condition embedding to the tokens (stronger unguided stimulus following, weaker expressiveness control in our measurements; see MODEL_CARD.md)"),
           threads: Optional[int] = typer.Option(None, help="CPU threads for torch (default: all cores)"),
           accelerator: str = typer.Option("cpu", help="Lightning accelerator: cpu, gpu, auto"),
           devices: str = typer.Option("1", help="devices per node (an int, or 'auto'); >1 uses DDP"),
