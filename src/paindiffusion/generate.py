@@ -15,6 +15,7 @@ from .cohort import RuleBasedFace, SubjectParams
 from .conditions import ConditionSpec
 from .errors import PainDiffusionError
 from .facespace import EMOTIONS, FACS, emotion_index
+from .rawdata import TEMPERATURE_RANGE_C
 from .sequence import FPS, FaceSequence
 from .stream import PainStream, SamplerSettings
 
@@ -58,6 +59,7 @@ def _check_trace(trace) -> np.ndarray:
         raise PainDiffusionError("the stimulus is empty; give at least one frame (1/25 s)")
     if not np.isfinite(t).all():
         raise PainDiffusionError("the stimulus has NaN/inf values")
-    if t.min() < 20.0 or t.max() > 55.0:
-        raise PainDiffusionError(f"the stimulus spans {t.min():.1f}-{t.max():.1f} °C, outside 20-55 °C")
+    lo, hi = TEMPERATURE_RANGE_C
+    if t.min() < lo or t.max() > hi:
+        raise PainDiffusionError(f"the stimulus spans {t.min():.1f}-{t.max():.1f} °C, outside {lo:g}-{hi:g} °C")
     return t
