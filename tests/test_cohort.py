@@ -161,7 +161,8 @@ def test_pspi_rises_within_2s_of_the_plateau(big_cohorts):
                 if len(above):
                     onset = a + above[0]
                     assert onset >= hot + delay * FPS - 2, "response before the delayed stimulus"
-                    if pspi[a:b].max() > base + 2.0 and onset > plateau + 2 * FPS:  # a clear response that is late
+                    # "~2 s": a 1.5 s delay plus the rise to +1 PSPI at level 2 can end a few frames past 2 s
+                    if pspi[a:b].max() > base + 2.0 and onset > plateau + 2.5 * FPS:  # a clear response that is late
                         late.append((r.name, level, (onset - plateau) / FPS))
                 if g >= 0.6 and level >= 3:
                     total += 1

@@ -91,7 +91,9 @@ class SubjectParams:
         levels = tuple(float(round(v, 2)) for v in np.linspace(threshold, tolerance, 4))
         # A stoic minority (~25%) barely reacts (Werner et al. 2017); the rest spread log-normally.
         gain = rng.uniform(0.05, 0.3) if rng.random() < 0.25 else float(np.clip(rng.lognormal(0.0, 0.35), 0.4, 1.8))
-        emotion = "Neutral" if rng.random() < 0.4 else str(rng.choice([e for e in EMOTIONS if e != "Neutral"]))
+        # Uniform over the 8 classes: every emotion condition needs training subjects (with 40% Neutral, a
+        # 48-subject cohort left Happiness and Surprise out of the training split entirely).
+        emotion = str(rng.choice(EMOTIONS))
         return cls(
             subject=subject, threshold_c=round(threshold, 2), tolerance_c=round(tolerance, 2), levels_c=levels,
             expressiveness_gain=round(float(gain), 3), emotion=emotion,
