@@ -43,6 +43,9 @@ class CondBatch(NamedTuple):
         keep[:, k] = False
         return self._replace(keep=keep)
 
+    def repeat(self, n: int) -> "CondBatch":
+        return CondBatch(*(t.repeat(n, *([1] * (t.dim() - 1))) for t in self))
+
     @staticmethod
     def cat(batches: list["CondBatch"]) -> "CondBatch":
         return CondBatch(*(torch.cat(ts, 0) for ts in zip(*batches)))
