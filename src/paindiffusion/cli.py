@@ -148,10 +148,8 @@ def generate(out: Path = typer.Option(..., "-o", "--out", help="output: .npz/.cs
 
         model = PainModel.load(checkpoint)
         settings = model.sampler
-        if levels is not None or order is not None:
-            if (levels is not None and not 1 <= levels <= 32) or order not in (None, 1, 2):
-                raise PainDiffusionError("--levels must be 1-32 and --order 1 or 2")
-            settings = dataclasses.replace(settings, **{k: v for k, v in (("levels", levels), ("order", order)) if v is not None})
+        if levels is not None or order is not None:  # SamplerSettings.validate and PainStream refuse bad values
+            settings = dataclasses.replace(settings, **{k: v for k, v in (("levels", levels), ("order", order)) if v is not None}).validate()
         seq = generate_sequence(trace, expressiveness, emotion, seed, model, settings)
     save_output(out, seq, side_by_side=side_by_side, size=size)
     typer.echo(f"wrote {out}: {len(seq)} frames ({seq.seconds:.1f} s), mean PSPI {seq.pspi.mean():.2f}, "

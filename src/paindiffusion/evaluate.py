@@ -58,14 +58,14 @@ def pspi_following(model, data: PackedData, split: str | list[int] = "test", sec
     seqs = seqs if isinstance(seqs, list) else [seqs]
     rng = np.random.default_rng(seed)
     per, base_clip, base_rule = {}, [], []
-    for w, seq, i in zip(wins, seqs, recs):
+    for k, (w, seq, i) in enumerate(zip(wins, seqs, recs)):
         truth = smooth(w.pspi[:n])
         per[data.recordings[i]["name"]] = pearson(smooth(seq.pspi), truth)
         others = [j for j in range(len(data.recordings)) if j != i and data.recordings[j]["length"] >= n]
         j = others[rng.integers(len(others))]
         start = rng.integers(0, data.recordings[j]["length"] - n + 1)
         base_clip.append(pearson(smooth(data.window(j, int(start), n).pspi), truth))
-        rule = RuleBasedFace(SubjectParams.sample("baseline", rng)).generate(trace[len(per) - 1], rng)
+        rule = RuleBasedFace(SubjectParams.sample("baseline", rng)).generate(trace[k], rng)
         base_rule.append(pearson(smooth(data.space.pspi(rule)), truth))
     return FollowResult(float(np.mean(list(per.values()))), 0.0, float(np.mean(base_clip)), float(np.mean(base_rule)), per)
 
