@@ -32,9 +32,9 @@ from .errors import PainDiffusionError, atomic_directory
 from .facespace import EMOTIONS, FACS
 from .sequence import FPS
 
-STIMULUS_HZ = 32  # BioVid's temperature/label sampling rate
-BASELINE_C = 32.0
-MAX_C = 50.5  # BioVid's upper bound for the highest level
+from .biovid import BASELINE_C, STIMULUS_HZ, stimulus_index  # noqa: F401  (stimulus_index: re-exported)
+from .biovid import MAX_LEVEL_C as MAX_C
+
 PLATEAU_S = 4.0
 PAUSE_S = (8.0, 12.0)
 RAMP_C_PER_S = 4.0  # assumption: the thermode's ramp rate is not given in DESIGN; 4 °C/s reaches 48 °C in 4 s
@@ -131,12 +131,6 @@ def biovid_protocol(levels_c, seconds: float, rng: np.random.Generator):
         label[i0:i1] = level
         t = end + rng.uniform(*PAUSE_S)
     return temp, label
-
-
-def stimulus_index(frames: np.ndarray | int) -> np.ndarray:
-    """BioVid alignment: the 32 Hz sample of video frame f is floor(f / 25 × 32) (DESIGN §1)."""
-    f = np.arange(frames) if np.isscalar(frames) else np.asarray(frames)
-    return (f * STIMULUS_HZ) // FPS
 
 
 def _ou(n: int, tau_s: float, sigma: float, rng: np.random.Generator) -> np.ndarray:

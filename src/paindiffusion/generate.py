@@ -13,9 +13,8 @@ import numpy as np
 from .checkpoint import PainModel
 from .cohort import RuleBasedFace, SubjectParams
 from .conditions import ConditionSpec
-from .errors import PainDiffusionError
 from .facespace import EMOTIONS, FACS, emotion_index
-from .rawdata import TEMPERATURE_RANGE_C
+from .biovid import check_temperature
 from .sequence import FPS, FaceSequence
 from .stream import PainStream, SamplerSettings
 
@@ -54,12 +53,4 @@ def rule_based_sequence(trace: np.ndarray, expressiveness: float | str = "medium
 
 
 def _check_trace(trace) -> np.ndarray:
-    t = np.asarray(trace, np.float32).reshape(-1)
-    if len(t) == 0:
-        raise PainDiffusionError("the stimulus is empty; give at least one frame (1/25 s)")
-    if not np.isfinite(t).all():
-        raise PainDiffusionError("the stimulus has NaN/inf values")
-    lo, hi = TEMPERATURE_RANGE_C
-    if t.min() < lo or t.max() > hi:
-        raise PainDiffusionError(f"the stimulus spans {t.min():.1f}-{t.max():.1f} °C, outside {lo:g}-{hi:g} °C")
-    return t
+    return check_temperature(trace, "the stimulus").reshape(-1)

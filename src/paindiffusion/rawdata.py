@@ -21,12 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .cohort import STIMULUS_HZ, stimulus_index
+from .biovid import STIMULUS_HZ, TEMPERATURE_RANGE_C, check_temperature, stimulus_index  # noqa: F401
 from .errors import PainDiffusionError
 from .facespace import EMOTIONS, FaceSpace, emotion_index, get_space
 from .sequence import FPS
-
-TEMPERATURE_RANGE_C = (20.0, 55.0)  # a thermode stays far inside this; outside is a unit or parsing error
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -123,9 +121,7 @@ def load_recording(d: Path, default_space: str = "facs") -> RawRecording:
         raise PainDiffusionError(str(e), meta_path if meta_path.is_file() else d) from None
     t_temp, temp = read_stream(d / f"{name}_temp.csv", "temperature")
     t_lab, label = read_stream(d / f"{name}_label.csv", "label")
-    lo, hi = TEMPERATURE_RANGE_C
-    if temp.min() < lo or temp.max() > hi:
-        raise PainDiffusionError(f"temperature {temp.min():.1f}..{temp.max():.1f} °C is outside {lo}-{hi} °C; is it in °C?", d / f"{name}_temp.csv")
+    check_temperature(temp, "temperature", d / f"{name}_temp.csv")
     if np.any((label < 0) | (label > 4) | (label != np.round(label))):
         bad = label[(label < 0) | (label > 4) | (label != np.round(label))][0]
         raise PainDiffusionError(f"label {bad:g} is not one of 0-4 (0 = baseline, 1-4 = pain level)", d / f"{name}_label.csv")

@@ -12,7 +12,8 @@ import numpy as np
 
 from .cohort import biovid_protocol, stimulus_index
 from .errors import PainDiffusionError
-from .rawdata import TEMPERATURE_RANGE_C, read_stream
+from .biovid import check_temperature
+from .rawdata import read_stream
 from .sequence import FPS
 
 
@@ -23,10 +24,7 @@ def stimulus_from_csv(path: str | os.PathLike) -> np.ndarray:
     t, v = read_stream(path, "temperature")  # header, numbers, NaN/inf, increasing time
     if len(t) < 2:
         raise PainDiffusionError("needs at least two samples to define a stimulus over time", path)
-    lo, hi = TEMPERATURE_RANGE_C
-    if v.min() < lo or v.max() > hi:
-        i = int(np.argmax((v < lo) | (v > hi)))
-        raise PainDiffusionError(f"temperature {v[i]:g} °C at time {t[i]:g} s is outside {lo:g}-{hi:g} °C; is it in °C?", path)
+    check_temperature(v, "temperature", path)
     n = int(np.floor((t[-1] - t[0]) * FPS)) + 1
     return np.interp(t[0] + np.arange(n) / FPS, t, v).astype(np.float32)
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .biovid import check_temperature
 from .conditions import HISTORY
 from .errors import PainDiffusionError
 from .facespace import EMOTIONS, emotion_index
@@ -114,8 +115,9 @@ class PainStream:
         if trace is not None:  # (T,) for every sequence or (B, T), °C per frame at 25 fps
             tr = np.asarray(trace, np.float32)
             self._trace = np.broadcast_to(tr, (batch, tr.shape[-1])) if tr.ndim == 1 else tr
-            if self._trace.shape[0] != batch or not np.isfinite(self._trace).all():
-                raise PainDiffusionError(f"trace must be finite with shape (T,) or ({batch}, T), got {tr.shape}")
+            if self._trace.shape[0] != batch:
+                raise PainDiffusionError(f"trace must have shape (T,) or ({batch}, T), got {tr.shape}")
+            check_temperature(self._trace, "trace")
         self.set_controls(stimulus=stimulus, expressiveness=expressiveness, emotion=emotion)
         self.emitted = 0  # frames handed out so far
         self.x: torch.Tensor | None = None  # (B, window, dim) latent window, built on the first step
@@ -138,10 +140,7 @@ class PainStream:
         # Check everything first, then change all at once: a bad value changes nothing.
         new = {}
         if stimulus is not None:
-            st = np.asarray(per_item(stimulus, "stimulus"), np.float64)
-            if not np.isfinite(st).all() or st.min() < 20.0 or st.max() > 60.0:
-                raise PainDiffusionError(f"stimulus {stimulus} °C is outside 20-60 °C")
-            new["stimulus"] = st.astype(np.float32)
+            new["stimulus"] = check_temperature(per_item(stimulus, "stimulus"), "stimulus")
         if expressiveness is not None:
             new["expressiveness"] = np.array([spec.expressiveness_value(x) for x in per_item(expressiveness, "expressiveness")], np.float32)
         if emotion is not None:

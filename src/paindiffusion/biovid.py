@@ -1,0 +1,46 @@
+"""BioVid HeatPain Part C constants and the one rule for a plausible heat stimulus.
+
+Every place that accepts a temperature (stimulus files, raw recordings, live controls, offline traces,
+generation) checks it with :func:`check_temperature`, so the accepted range is defined once.
+Facts (Walter et al. 2013, the BioVid database): video at 25 fps; temperature and label streams at 32 Hz;
+video frame f reads stream sample floor(f / 25 × 32); baseline 32 °C; the highest level stays ≤ 50.5 °C.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .errors import PainDiffusionError
+
+FPS = 25  # video frames per second
+STIMULUS_HZ = 32  # temperature/label samples per second
+BASELINE_C = 32.0
+MAX_LEVEL_C = 50.5
+# A thermode stays far inside this range; a value outside it is a unit or parsing error (°F, m°C, a time column).
+TEMPERATURE_RANGE_C = (20.0, 55.0)
+
+
+def stimulus_index(frames: np.ndarray | int) -> np.ndarray:
+    """BioVid alignment: the 32 Hz sample of video frame f is floor(f / 25 × 32)."""
+    f = np.arange(frames) if np.isscalar(frames) else np.asarray(frames)
+    return (f * STIMULUS_HZ) // FPS
+
+
+def check_temperature(values, what: str = "stimulus", path: str | os.PathLike | None = None) -> np.ndarray:
+    """Return ``values`` as a float32 array of °C, or raise a one-line error: non-numeric, empty, NaN/inf or
+    outside :data:`TEMPERATURE_RANGE_C`."""
+    try:
+        v = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise PainDiffusionError(f"{what} must be numbers in °C, got {values!r:.60}", path) from None
+    if v.size == 0:
+        raise PainDiffusionError(f"{what} is empty; give at least one temperature in °C", path)
+    if not np.isfinite(v).all():
+        raise PainDiffusionError(f"{what} has NaN/inf values; give finite temperatures in °C", path)
+    lo, hi = TEMPERATURE_RANGE_C
+    if v.min() < lo or v.max() > hi:
+        bad = v.flat[int(np.argmax((v < lo) | (v > hi)))]
+        raise PainDiffusionError(f"{what} {bad:g} °C is outside {lo:g}-{hi:g} °C; is it in °C?", path)
+    return v.astype(np.float32)
