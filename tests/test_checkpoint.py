@@ -229,3 +229,34 @@ def test_checkpoint_without_checksum_still_loads(saved):
     m, path = saved
     _edit_config(path, lambda c: c.pop("weights_sha256"))
     assert torch.equal(outputs(PainModel.load(path)), outputs(m))
+
+
+def test_configs_written_before_v2_load_with_v1_meaning(tmp_path):
+    """A v1 config has no read-out, expressiveness-feature or expressiveness-definition keys: they mean what v1
+    did (stack read-out, Fourier features up to 64, mean PSPI while stimulated, range 0-16), not today's."""
+    import dataclasses
+
+    m = tiny_model()
+    v1cfg = dataclasses.replace(m.config, readout="stack", expressiveness_features="fourier")
+    torch.manual_seed(1)
+    d = Denoiser(v1cfg)
+    with torch.no_grad():
+        for p in d.parameters():
+            p.copy_(torch.randn(p.shape) * 0.15)
+    v1 = PainModel(d, m.standardizer, dataclasses.replace(m.spec, expressiveness_definition="mean_pspi",
+                                                          expressiveness_range=(0.0, 16.0)), FACS, m.sampler, {}).eval()
+    path = v1.save(tmp_path / "v1")
+    cfg = json.loads((path / CONFIG).read_text())
+    for k in ("readout", "readout_channels", "readout_kernel", "expressiveness_features"):
+        del cfg["model"][k]
+    for k in ("expressiveness_definition", "expressiveness_range", "expressiveness_jitter"):
+        del cfg["conditions"][k]
+    (path / CONFIG).write_text(json.dumps(cfg))
+    back = PainModel.load(path)
+    assert back.config.readout == "stack" and back.config.expressiveness_features == "fourier"
+    assert back.spec.expressiveness_definition == "mean_pspi" and back.spec.expressiveness_range == (0.0, 16.0)
+    torch.testing.assert_close(outputs(back), outputs(v1))
+    assert m.config.readout == "conv" and m.spec.expressiveness_definition == "reactivity"  # today's defaults
+    cfg["model"]["readout"] = "wavelet"
+    (path / CONFIG).write_text(json.dumps(cfg))
+    one_line_error(path, "model.readout = 'wavelet'")

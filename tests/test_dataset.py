@@ -41,7 +41,8 @@ def test_packed_arrays_match_the_raw_files(cohort_dir, packed_dir):
         meta = json.loads((src / f"{r['name']}.json").read_text())
         assert r["emotion"] == meta["emotion"] and r["subject"] == meta["subject"]
         stim = d.label[s] > 0
-        assert r["expressiveness"] == pytest.approx(float(d.pspi[s][stim].mean()), rel=1e-5)
+        reactivity = float(d.pspi[s][stim].mean()) - float(np.median(d.pspi[s][~stim]))
+        assert r["expressiveness"] == pytest.approx(max(0.0, reactivity), rel=1e-5, abs=1e-6)
     assert offset == len(d.frames) == 6 * 3 * 60 * 25
 
 
@@ -138,9 +139,32 @@ def test_sampler_is_reproducible_stays_in_split_and_targets_changes(packed_dir):
 
 def test_expressiveness_of():
     lab = np.array([0, 0, 1, 2, 0])
-    assert expressiveness_of(np.array([1.0, 1, 4, 6, 1]), lab) == 5.0
-    assert expressiveness_of(np.array([1.0, 3]), np.array([0, 0])) == 2.0
+    # reactivity: mean while stimulated (5) minus the resting median (1); v1's mean PSPI: 5
+    assert expressiveness_of(np.array([1.0, 1, 4, 6, 1]), lab) == 4.0
+    assert expressiveness_of(np.array([1.0, 1, 4, 6, 1]), lab, "mean_pspi") == 5.0
+    # a resting face that counts toward PSPI (anger's AU4/AU7) is not pain: same reactivity, higher mean PSPI
+    assert expressiveness_of(np.array([3.0, 3, 6, 8, 3]), lab) == 4.0
+    assert expressiveness_of(np.array([3.0, 3, 1, 1, 3]), lab) == 0.0  # floored at 0
+    assert expressiveness_of(np.array([1.0, 3]), np.array([0, 0])) == 0.0
+    assert expressiveness_of(np.array([1.0, 3]), np.array([0, 0]), "mean_pspi") == 2.0
     assert expressiveness_of(None, lab) is None and expressiveness_of(np.full(5, np.nan), lab) is None
+    with pytest.raises(PainDiffusionError, match="definition"):
+        expressiveness_of(np.ones(5), lab, "peak")
+
+
+def test_stores_packed_before_v2_get_reactivity(packed_dir, tmp_path):
+    """A store whose index predates the definition field holds v1 values; loading recomputes reactivity."""
+    old = tmp_path / "old"
+    shutil.copytree(packed_dir, old)
+    meta = json.loads((old / "index.json").read_text())
+    new_values = [r["expressiveness"] for r in meta["recordings"]]
+    del meta["expressiveness_definition"]
+    for r in meta["recordings"]:
+        r["expressiveness"] = 99.0  # what the file says must not survive
+    (old / "index.json").write_text(json.dumps(meta))
+    d = PackedData(old)
+    assert [r["expressiveness"] for r in d.recordings] == pytest.approx(new_values)
+    assert d.meta["expressiveness_definition"] == "reactivity"
 
 
 # ---- real BioVid-layout trees go through the same path ----------------------------------------------------
@@ -157,7 +181,8 @@ def test_flame_tree_packs(tmp_path, with_pspi):
         if with_pspi:
             p = np.load(raw / r["name"] / f"{r['name']}_pspi.npy")[:500]
             np.testing.assert_array_equal(d.pspi[s], p)
-            assert r["expressiveness"] == pytest.approx(float(p[d.label[s] > 0].mean()), rel=1e-5)
+            stim = d.label[s] > 0
+            assert r["expressiveness"] == pytest.approx(max(0.0, float(p[stim].mean() - np.median(p[~stim]))), rel=1e-5)
         else:
             assert np.isnan(d.pspi[s]).all() and r["expressiveness"] is None
         assert set(np.unique(d.label[s])) == {0, int(r["name"][-1]) % 4 or 4}

@@ -46,7 +46,7 @@ def tiny_model(seed: int = 0, **sampler) -> PainModel:
     mean = torch.tensor([1.5] * 17 + [0.0] * 3)
     std = torch.tensor([1.0] * 17 + [5.0] * 3)
     settings = SamplerSettings(**{"levels": LEVELS, "context": CONTEXT, **sampler})
-    return PainModel(Counting(d.eval()), Standardizer(mean, std), ConditionSpec(), FACS, settings).eval()
+    return PainModel(Counting(d.eval()), Standardizer(mean, std), ConditionSpec(presets={"low": 0.5, "medium": 2.0, "high": 4.0}, expressiveness_range=(0.0, 16.0)), FACS, settings).eval()
 
 
 @pytest.fixture
@@ -85,7 +85,7 @@ def test_take_exact_length_with_stimulus(model):
     assert len(seq) == 37 and seq.frames.shape == (37, FACS.dim)
     np.testing.assert_array_equal(seq.stimulus, np.full(37, 44.0, np.float32))
     assert seq.pspi is not None and seq.pspi.shape == (37,)
-    assert seq.meta["emotion"] == "Fear" and seq.meta["expressiveness"] == 4.0
+    assert seq.meta["emotion"] == "Fear" and seq.meta["expressiveness"] == pytest.approx(model.spec.presets["high"])
     assert s.emitted >= 37 and s.emitted - 37 < G + CONTEXT * G
     more = s.take(8)  # the stream continues where it left
     assert len(more) == 8
@@ -188,7 +188,7 @@ def test_invalid_controls_are_all_or_nothing(model):
     with pytest.raises(PainDiffusionError, match="emotion"):
         s.set_controls(stimulus=45.0, expressiveness="high", emotion="Boredom")
     c = s.controls
-    assert c["stimulus"].tolist() == [36.0] and c["expressiveness"].tolist() == [2.0] and c["emotion"] == ["Sadness"]
+    assert c["stimulus"].tolist() == [36.0] and c["expressiveness"].tolist() == pytest.approx([model.spec.presets["medium"]]) and c["emotion"] == ["Sadness"]
 
 
 def test_invalid_settings(model):

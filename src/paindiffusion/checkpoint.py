@@ -30,6 +30,10 @@ from .stream import SamplerSettings
 FORMAT = "paindiffusion-checkpoint"
 VERSION = 1
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
+# Configs written before model v2 lack these keys; they mean what v1 did (not today's defaults).
+LEGACY_MODEL = {"expressiveness_features": "fourier", "readout": "stack"}
+LEGACY_CONDITIONS = {"expressiveness_definition": "mean_pspi", "expressiveness_range": [0.0, 16.0],
+                     "expressiveness_jitter": 0.0}
 
 
 @dataclass
@@ -100,8 +104,8 @@ class PainModel:
             space = get_space(config["face_space"]["name"])
             if list(space.channels) != config["face_space"]["channels"]:
                 raise PainDiffusionError(f"face space {space.name!r} channels differ from this version's; the checkpoint was made for another release", cpath)
-            mcfg = ModelConfig(**config["model"])
-            spec = ConditionSpec.from_dict(config["conditions"])
+            mcfg = ModelConfig(**{**LEGACY_MODEL, **config["model"]})
+            spec = ConditionSpec.from_dict({**LEGACY_CONDITIONS, **config["conditions"]})
             sampler = SamplerSettings.from_dict(config.get("sampler", {})).validate()
             _check_model_config(mcfg)
         except (KeyError, TypeError, AttributeError) as e:
@@ -129,7 +133,12 @@ class PainModel:
 
 def _check_model_config(cfg: ModelConfig) -> None:
     """Types and sizes a Denoiser can be built from (a hand-edited config must fail here, in one line)."""
+    choices = {"expressiveness_features": ("fourier", "smooth"), "readout": ("stack", "conv")}
     for k, v in cfg.to_dict().items():
+        if k in choices:
+            if v not in choices[k]:
+                raise TypeError(f"model.{k} = {v!r} (must be one of {', '.join(choices[k])})")
+            continue
         if k == "cond_tokens":
             if not isinstance(v, bool):
                 raise TypeError(f"model.{k} = {v!r} (must be true or false)")

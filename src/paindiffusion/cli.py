@@ -4,6 +4,7 @@ user errors print one line and exit with status 2."""
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -114,7 +115,7 @@ def generate(out: Path = typer.Option(..., "-o", "--out", help="output: .npz/.cs
              stimulus: Optional[Path] = typer.Option(None, help="CSV with columns time (s), temperature (°C), any rate"),
              protocol: Optional[str] = typer.Option(None, help="'biovid': a BioVid-like schedule (used when no --stimulus)"),
              seconds: float = typer.Option(60.0, help="length of the --protocol stimulus in seconds (the first heat episode starts after 3-8 s and lasts ~12 s, so use ≥ 20 s)"),
-             expressiveness: str = typer.Option("medium", help="mean PSPI while stimulated (0-16), or low/medium/high"),
+             expressiveness: str = typer.Option("medium", help="pain reactivity on the PSPI scale (mean PSPI while stimulated minus at rest; v1 checkpoints: mean PSPI while stimulated), or low/medium/high; values outside the trained range are clamped with a warning"),
              emotion: str = typer.Option("Neutral", help="AffectNet class: " + ", ".join(EMOTIONS)),
              seed: int = typer.Option(0, help="random seed (same seed, same face)"),
              checkpoint: Optional[Path] = typer.Option(None, help="checkpoint folder (default: the shipped model)"),
@@ -158,7 +159,12 @@ def generate(out: Path = typer.Option(..., "-o", "--out", help="output: .npz/.cs
 
 app.command("render")(render_command)
 
+def _warn_one_line(message, category, *_, **__) -> None:
+    typer.echo(f"warning: {message}", err=True)  # e.g. an expressiveness clamped to the trained range
+
+
 def main() -> None:
+    warnings.showwarning = _warn_one_line
     try:
         app()
     except PainDiffusionError as e:

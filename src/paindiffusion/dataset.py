@@ -31,12 +31,28 @@ FORMAT = "paindiffusion-packed"
 VERSION = 1
 
 
-def expressiveness_of(pspi: np.ndarray | None, label: np.ndarray) -> float | None:
-    """Mean PSPI over the stimulated frames (label > 0); over all frames if none is stimulated."""
+EXPRESSIVENESS_DEFINITIONS = ("reactivity", "mean_pspi")
+
+
+def expressiveness_of(pspi: np.ndarray | None, label: np.ndarray, definition: str = "reactivity") -> float | None:
+    """A recording's pain expressiveness on the PSPI scale, from its PSPI and stimulus labels (0 = baseline).
+
+    ``reactivity`` (the default since model v2): mean PSPI over the stimulated frames (label > 0) minus the
+    recording's resting PSPI (median over baseline frames), floored at 0. Resting AUs of an emotion (anger's
+    AU4/AU7 count toward PSPI) and blinks are not pain, so they no longer inflate expressiveness: an angry stoic
+    subject and a neutral stoic subject both score ≈ 0.
+    ``mean_pspi`` (model v1): mean PSPI over the stimulated frames, resting face included.
+    Without stimulated frames the whole recording counts as stimulated (and reactivity is 0)."""
     if pspi is None or not np.isfinite(pspi).all():
         return None
-    sel = label > 0
-    return float(pspi[sel].mean() if sel.any() else pspi.mean())
+    if definition not in EXPRESSIVENESS_DEFINITIONS:
+        raise PainDiffusionError(f"unknown expressiveness definition {definition!r}; use one of {EXPRESSIVENESS_DEFINITIONS}")
+    pspi, sel = np.asarray(pspi, np.float64), np.asarray(label) > 0
+    stimulated = float(pspi[sel].mean() if sel.any() else pspi.mean())
+    if definition == "mean_pspi":
+        return stimulated
+    rest = float(np.median(pspi[~sel])) if (~sel).any() else stimulated
+    return max(0.0, stimulated - rest)
 
 
 def split_subjects(subjects: list[str], seed: int, val: float, test: float) -> dict[str, str]:
@@ -93,6 +109,7 @@ def pack(raw: str | os.PathLike, out: str | os.PathLike, *, val: float = 0.15, t
         meta = {
             "format": FORMAT, "version": VERSION, "face_space": recs[0].space.name,
             "channels": list(recs[0].space.channels), "fps": FPS, "source": str(raw), "split_seed": seed,
+            "expressiveness_definition": EXPRESSIVENESS_DEFINITIONS[0],
             # Per-channel statistics of the training split: the model standardises latents with them (DESIGN §2).
             "stats": {"frames_mean": f.mean(0).tolist(), "frames_std": f.std(0).tolist(),
                       "stimulus_mean": float(st.mean()), "stimulus_std": float(st.std())},
@@ -137,6 +154,17 @@ class PackedData:
         self.recordings = self.meta["recordings"]
         if self.frames.shape != (sum(r["length"] for r in self.recordings), self.space.dim):
             raise PainDiffusionError("frames.npy does not match index.json; re-pack the raw data", self.path)
+        self._migrate_expressiveness()
+
+    def _migrate_expressiveness(self) -> None:
+        """Stores packed before model v2 hold expressiveness as mean PSPI while stimulated; recompute the current
+        definition (reactivity) from their PSPI and label arrays, in memory (the store stays read-only)."""
+        if self.meta.get("expressiveness_definition") == EXPRESSIVENESS_DEFINITIONS[0]:
+            return
+        for r in self.recordings:
+            s = slice(r["offset"], r["offset"] + r["length"])
+            r["expressiveness"] = expressiveness_of(np.asarray(self.pspi[s]), np.asarray(self.label[s]))
+        self.meta["expressiveness_definition"] = EXPRESSIVENESS_DEFINITIONS[0]
 
     @property
     def stats(self) -> dict:

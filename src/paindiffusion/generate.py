@@ -32,9 +32,10 @@ def generate_sequence(trace: np.ndarray, expressiveness: float | str = "medium",
 
 
 def rule_gain(expressiveness: float) -> float:
-    """Expressiveness (mean PSPI while stimulated) → the cohort's gain: on the synthetic cohort the two are
-    related by expressiveness ≈ 0.6 + 1.9 × gain (r = 0.79 over 48 subjects, seed 2026)."""
-    return float(np.clip((expressiveness - 0.6) / 1.9, 0.05, 1.8))
+    """Expressiveness (reactivity: mean PSPI while stimulated minus at rest) → the cohort's gain: on the
+    synthetic cohort the two are related by reactivity ≈ −0.29 + 2.27 × gain (r = 0.98 over 300 subjects of
+    10 min, seed 2026)."""
+    return float(np.clip((expressiveness + 0.294) / 2.266, 0.05, 1.8))
 
 
 def rule_based_sequence(trace: np.ndarray, expressiveness: float | str = "medium", emotion: str = "Neutral",

@@ -40,16 +40,30 @@ class ModelConfig:
     # per-token *content* (when the face should respond), which a shared scale/shift carries poorly
     # (measured: without it the unguided model barely follows the stimulus, r ≈ 0.2 on held-out subjects).
     cond_tokens: bool = False
+    # Expressiveness features: "smooth" (v2) spans frequencies 0.25-2 per standardised unit, so nearby values
+    # get nearby embeddings and the model learns a scale; "fourier" (v1) went up to 64 and let a model memorise
+    # its ~44 training values (measured: requested vs achieved r 0.47, not monotone).
+    expressiveness_features: str = "smooth"
+    # Read-out: "conv" (v2) decodes per-frame features and mixes them with a temporal convolution across stack
+    # boundaries; "stack" (v1) decoded each 4-frame stack from its own token alone, which left a seam every
+    # 4 frames (|Δ| across stacks 1.7× within, a 6.25 Hz judder).
+    readout: str = "conv"
+    readout_channels: int = 32
+    readout_kernel: int = 5
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def fourier_features(x: torch.Tensor, n: int = 16) -> torch.Tensor:
-    """Fixed sinusoidal features of a scalar (EDM uses Fourier/positional embeddings of c_noise)."""
-    freqs = torch.exp(torch.linspace(0.0, math.log(64.0), n // 2, device=x.device))
+def fourier_features(x: torch.Tensor, n: int = 16, max_freq: float = 64.0, min_freq: float = 1.0) -> torch.Tensor:
+    """Fixed sinusoidal features of a scalar (EDM uses Fourier/positional embeddings of c_noise), n/2
+    frequencies spaced geometrically from ``min_freq`` to ``max_freq``."""
+    freqs = torch.exp(torch.linspace(math.log(min_freq), math.log(max_freq), n // 2, device=x.device))
     ang = x[..., None] * freqs
     return torch.cat([ang.sin(), ang.cos()], dim=-1)
+
+
+EXPRESSIVENESS_FEATURES = {"fourier": dict(max_freq=64.0), "smooth": dict(min_freq=0.25, max_freq=2.0)}
 
 
 class ConditionEmbedding(nn.Module):
@@ -64,12 +78,13 @@ class ConditionEmbedding(nn.Module):
         self.null = nn.Parameter(torch.zeros(3, w))  # emotion, expressiveness, stimulus (conditions.NAMES order)
         nn.init.normal_(self.null, std=0.02)
         self.group = cfg.group
+        self.expressiveness_features = EXPRESSIVENESS_FEATURES[cfg.expressiveness_features]
 
     def forward(self, cond: CondBatch, n_tokens: int) -> torch.Tensor:
         b = cond.stimulus.shape[0]
         keep = cond.keep[:, :, None]  # (B, 3, 1); torch.where, not a blend, so a dropped NaN stays out
         emo = torch.where(keep[:, 0], self.emotion(cond.emotion), self.null[0])
-        expr = torch.where(keep[:, 1], self.expressiveness(fourier_features(cond.expressiveness)), self.null[1])
+        expr = torch.where(keep[:, 1], self.expressiveness(fourier_features(cond.expressiveness, **self.expressiveness_features)), self.null[1])
         stim = torch.where(keep[:, 2, None], self.stimulus(cond.stimulus.reshape(b, n_tokens, -1)), self.null[2])
         return stim + (emo + expr)[:, None]
 
@@ -120,8 +135,16 @@ class Backbone(nn.Module):
         nn.init.zeros_(self.modulation.bias)
         self.out_norm = nn.LayerNorm(w, elementwise_affine=False)
         self.out_mod = nn.Linear(w, 2 * w)
-        self.out = nn.Linear(w, g * cfg.dim)
-        for m in (self.out_mod, self.out):
+        if cfg.readout == "stack":
+            self.out = nn.Linear(w, g * cfg.dim)
+            self.readout = None
+            zero = (self.out_mod, self.out)
+        else:
+            c = cfg.readout_channels
+            self.out = nn.Linear(w, g * c)
+            self.readout = FrameReadout(c, cfg.dim, cfg.readout_kernel)
+            zero = (self.out_mod, self.readout.final)
+        for m in zero:  # the network starts as zero, so D starts as c_skip·x (EDM)
             nn.init.zeros_(m.weight)
             nn.init.zeros_(m.bias)
 
@@ -138,7 +161,25 @@ class Backbone(nn.Module):
         for blk in self.blocks:
             h = blk(h, mod)
         s, sh = self.out_mod(c).chunk(2, dim=-1)
-        return self.out(self.out_norm(h) * (1 + s) + sh).reshape(b, t, d)
+        y = self.out(self.out_norm(h) * (1 + s) + sh)  # (B, n, g·dim) or (B, n, g·c)
+        if self.readout is None:
+            return y.reshape(b, t, d)
+        return self.readout(y.reshape(b, t, -1))  # (B, T, c) per-frame features → (B, T, dim)
+
+
+class FrameReadout(nn.Module):
+    """Per-frame features (B, T, c) → frames (B, T, dim) through a depthwise-separable temporal convolution
+    that sees across 4-frame stack boundaries, so neighbouring stacks are decoded jointly, not one token each."""
+
+    def __init__(self, channels: int, dim: int, kernel: int):
+        super().__init__()
+        self.conv = nn.Conv1d(channels, channels, kernel, padding=kernel // 2, groups=channels)
+        self.mix = nn.Linear(channels, channels)
+        self.final = nn.Linear(channels, dim)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        f = f + self.conv(f.transpose(1, 2)).transpose(1, 2)  # conv over time: (B, c, T)
+        return self.final(torch.nn.functional.gelu(self.mix(f)))
 
 
 class Denoiser(nn.Module):

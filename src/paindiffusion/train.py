@@ -96,9 +96,11 @@ class DiffusionTask(L.LightningModule):
         self.ema.update_parameters(self.denoiser)
 
     def validation_step(self, batch, i):
-        g = torch.Generator().manual_seed(1000 + i)  # the same noise every validation: comparable numbers
-        torch.manual_seed(1000 + i)
-        loss = self._loss(batch, self.ema.module, g, dropout=False)
+        # The same noise every validation (comparable numbers), drawn from a forked RNG: reseeding the global
+        # one here restarted the training σ draws, noise and condition dropout after every validation.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(1000 + i)
+            loss = self._loss(batch, self.ema.module, torch.Generator().manual_seed(1000 + i), dropout=False)
         self.log("val/loss", loss, prog_bar=True, batch_size=batch["frames"].shape[0])
 
     def configure_optimizers(self):
