@@ -206,9 +206,17 @@ class Denoiser(nn.Module):
 
 @dataclass
 class NoiseDistribution:
-    """Training σ per frame stack: log-normal (EDM), independent per stack (diffusion forcing)."""
+    """Training σ per frame stack, independent per stack (diffusion forcing).
 
-    p_mean: float = -0.5  # EDM's −1.2 at σ_data 0.5, shifted by ln 2 for σ_data 1
+    ``log_uniform`` (v2): ln σ uniform over [σ_lo, σ_hi], which spans the sampler's whole Karras grid
+    (σ 40 → 0.004). EDM's log-normal (``lognormal``, v1: ln σ ~ N(−0.5, 1.2²)) puts ~1% of stacks above σ = 10,
+    yet the sampler's first levels (40, 16, 6) decide each response's onset and size there: measured on v1-style
+    training, D at σ = 40 predicted mean PSPI 3.7 for windows whose mean is 1.1, and ignored expressiveness."""
+
+    kind: str = "log_uniform"
+    sigma_lo: float = 0.002
+    sigma_hi: float = 80.0
+    p_mean: float = -0.5  # lognormal: EDM's −1.2 at σ_data 0.5, shifted by ln 2 for σ_data 1
     p_std: float = 1.2
     pyramid_fraction: float = 0.5  # share of windows whose levels rise along time, with a clean prefix
     max_context: int = 6  # stacks of clean context at most in those windows
@@ -216,7 +224,11 @@ class NoiseDistribution:
     def sample(self, b: int, n_stacks: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """(B, n_stacks) σ. Half the windows look like what the sampler shows the model (DESIGN §1 pyramid):
         clean context stacks first, then noise levels increasing along time; the rest are fully independent."""
-        sigma = (torch.randn(b, n_stacks, generator=generator) * self.p_std + self.p_mean).exp()
+        if self.kind == "lognormal":
+            sigma = (torch.randn(b, n_stacks, generator=generator) * self.p_std + self.p_mean).exp()
+        else:
+            lo, hi = math.log(self.sigma_lo), math.log(self.sigma_hi)
+            sigma = (lo + (hi - lo) * torch.rand(b, n_stacks, generator=generator)).exp()
         pyramid = torch.rand(b, generator=generator) < self.pyramid_fraction
         if pyramid.any():
             sorted_sigma, _ = sigma[pyramid].sort(dim=1)
