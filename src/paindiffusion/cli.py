@@ -10,6 +10,7 @@ from typing import Optional
 import numpy as np
 import typer
 
+from .cli_evaluate import evaluate_command
 from .cli_render import render_command
 from .errors import PainDiffusionError
 from .facespace import EMOTIONS
@@ -157,6 +158,7 @@ def generate(out: Path = typer.Option(..., "-o", "--out", help="output: .npz/.cs
 
 
 app.command("render")(render_command)
+app.command("evaluate")(evaluate_command)
 
 def main() -> None:
     try:
