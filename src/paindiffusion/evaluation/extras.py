@@ -36,7 +36,7 @@ def stream_variants(base) -> dict:
         if ctx != base.context:
             v[f"context {ctx} stacks"] = dataclasses.replace(base, context=ctx)
     names = ("emotion", "expressiveness", "stimulus")
-    for k, alts in ((2, (1.0, 3.0)), (1, (0.0, 1.0)), (0, (0.0, 0.5))):
+    for k, alts in ((2, (1.0, 3.0)), (1, (0.0, 1.0)), (0, (0.0,))):
         for w in alts:
             if w != g[k]:
                 v[f"guidance {names[k]} {w:g}"] = dataclasses.replace(base, guidance=tuple(w if i == k else x for i, x in enumerate(g)))
@@ -114,8 +114,8 @@ def run_extras(model, held: Recordings, pool: Recordings, cfg, progress: bool = 
     from .runner import _standardiser
 
     t0 = time.time()
-    sub = held.subset(range(min(6, len(held))))
-    cut = min(sub.frames.shape[1], 3000)
+    sub = held.subset(range(min(4, len(held))))
+    cut = min(sub.frames.shape[1], 2250)
     sub = dataclasses.replace(sub, frames=sub.frames[:, :cut], stimulus=sub.stimulus[:, :cut], label=sub.label[:, :cut],
                               pspi=sub.pspi[:, :cut])
     out = {"note": (f"Ablations: draw 0, {len(sub)} recordings × 1 try × {cut / 25:.0f} s, one change each from the shipped "

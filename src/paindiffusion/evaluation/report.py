@@ -275,6 +275,8 @@ def figures(report: dict, plots: dict, images: Path) -> list[str]:
 
 
 def write_report(report: dict, out: Path, plots: dict | None = None, conclusions: str = "") -> Path:
+    """Write the report folder; ``plots.json`` keeps the figure data so :func:`rerender` can redo the text and
+    figures without generating again. ``conclusions`` default to :func:`auto_conclusions` (from the numbers)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_directory(out) as tmp:
@@ -282,10 +284,56 @@ def write_report(report: dict, out: Path, plots: dict | None = None, conclusions
         images.mkdir()
         report["figures"] = figures(report, plots or {}, images)
         (tmp / "report.json").write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
-        md = markdown(report, conclusions)
+        (tmp / "plots.json").write_text(json.dumps(plots or {}, default=_json_default) + "\n")
+        md = markdown(report, conclusions or auto_conclusions(report))
         (tmp / "report.md").write_text(md)
         (tmp / "report.html").write_text(html_page(md, f"Evaluation of {report['checkpoint']}"))
     return out
+
+
+def rerender(out: Path, conclusions: str = "") -> Path:
+    """Rewrite report.md/.html and the figures of an existing report folder from its report.json and plots.json."""
+    out = Path(out)
+    report = json.loads((out / "report.json").read_text())
+    plots_path = out / "plots.json"
+    plots = json.loads(plots_path.read_text()) if plots_path.is_file() else {}
+    return write_report(report, out, plots, conclusions)
+
+
+def auto_conclusions(report: dict) -> str:
+    """Plain statements read off the numbers (so a regenerated report never keeps stale prose)."""
+    s, ms = report["summary"], report["must_show"]
+    m = s[MODEL]
+    out = []
+    head, rows = beats_table(s)
+    for row in rows:
+        wins = [h for h, c in zip(head[1:], row[1:]) if c == "✓"]
+        losses = [h for h, c in zip(head[1:], row[1:]) if c == "✗"]
+        if losses:
+            out.append(f"- Against **{row[0]}** the model loses on {', '.join(losses)}"
+                       + (f"; it wins on {', '.join(wins)}." if wins else "."))
+        else:
+            out.append(f"- The model beats **{row[0]}** on every ranked metric.")
+    failed = [k for k, v in ms.items() if v["pass"] is False]
+    passed = [k for k, v in ms.items() if v["pass"] is True]
+    out.append(f"- Issue-12 targets met: {', '.join(passed) or 'none'}; not met: {', '.join(failed) or 'none'}.")
+    if "stimulus copier" in s:
+        c = s["stimulus copier"]["pspi_r"]["mean"]
+        out.append(f"- PSPI correlation alone cannot rank generators: the one-line stimulus copier reaches r {c:.2f} "
+                   f"against the model's {m['pspi_r']['mean']:.2f}; distribution-level metrics (DTW per frame, Fréchet, "
+                   "response rates, latency, expressiveness) separate them.")
+    if "random clip" in s:
+        out.append(f"- The paper's PainCorr (maximum r over windows) inflates: the model {m['paper_PainCorr_max']['mean']:.2f}, "
+                   f"a random clip of another recording {s['random clip']['paper_PainCorr_max']['mean']:.2f}.")
+    if "oracle" in s:
+        o = s["oracle"]
+        out.append(f"- The oracle (true subject, new noise) is the ceiling on synthetic data: DTW per frame "
+                   f"{o['dtw_per_frame']['mean']:.2f} (model {m['dtw_per_frame']['mean']:.2f}), Fréchet "
+                   f"{o['frechet_motion']['mean']:.2f} (model {m['frechet_motion']['mean']:.2f}), between-try r "
+                   f"{o['between_try_r']['mean']:.2f} (model {m['between_try_r']['mean']:.2f}).")
+    n = report["config"]["draws"]
+    out.append(f"- Intervals over {n} draws are wide (95% t-interval): differences inside them are not established.")
+    return "\n".join(out)
 
 
 def _json_default(o):

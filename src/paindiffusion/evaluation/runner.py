@@ -53,8 +53,8 @@ class EvalConfig:
 
     @classmethod
     def full(cls, **kw) -> "EvalConfig":
-        base = dict(subjects=10, minutes=3.0, tries=3, sweep_values=7, sweep_tries=2, pool_subjects=44,
-                    pool_minutes=10.0, baselines=tuple(BASELINES), extras=True)
+        base = {"subjects": 8, "minutes": 3.0, "tries": 2, "sweep_values": 6, "sweep_tries": 1, "pool_subjects": 44,
+                "pool_minutes": 10.0, "baselines": tuple(BASELINES), "extras": True}
         return cls(**{**base, **kw})
 
 
