@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -f .venv/bin/activate ]; then . .venv/bin/activate; fi
-exec python -m paindiffusion.cli evaluate --full --seed 0 --threads 2 -o docs/evaluation "$@"
+exec python -m paindiffusion.cli evaluate --full --seed 0 --threads 1 -o docs/evaluation "$@"

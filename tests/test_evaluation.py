@@ -123,3 +123,38 @@ def test_cli_refuses_a_folder_that_is_not_a_report(tmp_path):
     assert res.exit_code != 0 and "not an earlier report" in str(res.exception)
     res = CliRunner().invoke(app, ["evaluate", "-o", str(tmp_path / "new"), "--draws", "0"])
     assert res.exit_code != 0 and "--draws" in str(res.exception)
+
+
+@pytest.mark.slow
+def test_cli_quick_run_on_a_saved_checkpoint(tmp_path):
+    ckpt = tiny_model().save(tmp_path / "ckpt")
+    out = tmp_path / "rep"
+    res = CliRunner().invoke(app, ["evaluate", str(ckpt), "-o", str(out), "--quick", "--draws", "1", "--no-progress",
+                                   "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    assert "expressiveness_r" in res.output and (out / "report.html").is_file()
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["config"]["draws"] == 1 and "oracle" in rep["summary"]
+    # running again replaces the earlier report (same seed → same numbers)
+    res2 = CliRunner().invoke(app, ["evaluate", str(ckpt), "-o", str(out), "--draws", "1", "--no-progress", "--threads", "1"])
+    assert res2.exit_code == 0, res2.output
+    assert json.loads((out / "report.json").read_text())["summary"] == rep["summary"]
+
+
+def test_nearest_neighbour_copies_the_pool_recording_with_the_same_stimulus_and_truth_scores_perfectly():
+    from paindiffusion.evaluation.baselines import nearest_neighbour, static_mean_face
+    from paindiffusion.evaluation.scoring import score
+
+    pool = fresh_cohort(3, 1.0, 5)
+    held = pool.subset([1])
+    nn = nearest_neighbour(held, pool, 2, np.random.default_rng(0), None)
+    assert nn.shape == (1, 2) + held.frames.shape[1:]
+    np.testing.assert_array_equal(nn[0, 0], held.frames[0])  # its own stimulus is the nearest everywhere
+    mean = static_mean_face(held, pool, 1, None, None)
+    np.testing.assert_allclose(mean[0, 0, 0], pool.frames.reshape(-1, FACS.dim).mean(0), rtol=1e-5)
+    s = score(np.repeat(held.frames[:, None], 2, 1), held, lambda f: np.asarray(f, np.float32))
+    assert s["pspi_r"] == pytest.approx(1.0) and s["dtw_per_frame"] == pytest.approx(0.0)
+    assert s["paper_PainDist"] == 0.0 and s["frechet_motion"] == pytest.approx(0.0, abs=1e-2)  # eigvals round-off
+    for v in s["levels"].values():
+        assert v["rate"] == v["rate_data"]
+        assert v["latency_paired_diff_s"] == 0.0 or np.isnan(v["latency_paired_diff_s"])

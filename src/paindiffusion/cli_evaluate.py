@@ -20,7 +20,7 @@ def evaluate_command(
     seed: Annotated[int, typer.Option(help="sampling seed of the run (same seed, same report)")] = 0,
     drift_minutes: Annotated[Optional[float], typer.Option(help="length of the long rollout in the full run "
                                                            "(default 20; 60 for the one-hour check)")] = None,
-    threads: Annotated[int, typer.Option(help="CPU threads for torch")] = 2,
+    threads: Annotated[int, typer.Option(help="CPU threads for torch (1 is the most efficient on a shared machine: 'OpenMP threads spin-wait')")] = 1,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show progress bars")] = True,
 ) -> None:
     """Evaluate a model: paper-compatible and corrected metrics, baselines, controls, timing; one report."""

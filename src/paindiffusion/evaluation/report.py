@@ -293,8 +293,12 @@ def write_report(report: dict, out: Path, plots: dict | None = None, conclusions
 
 def rerender(out: Path, conclusions: str = "") -> Path:
     """Rewrite report.md/.html and the figures of an existing report folder from its report.json and plots.json."""
+    from .runner import must_show, summarise
+
     out = Path(out)
     report = json.loads((out / "report.json").read_text())
+    report["summary"] = summarise(report)  # recomputed: the current definitions apply
+    report["must_show"] = must_show(report)
     plots_path = out / "plots.json"
     plots = json.loads(plots_path.read_text()) if plots_path.is_file() else {}
     return write_report(report, out, plots, conclusions)

@@ -35,7 +35,7 @@ class EvalConfig:
     """Sizes of a run. ``quick`` ≤ 5 min, full ≤ 30 min on a 2-core machine (docs/evaluation.md)."""
 
     draws: int = 3
-    subjects: int = 4  # held-out recordings per draw
+    subjects: int = 5  # held-out recordings per draw
     minutes: float = 2.0  # length of each held-out recording
     tries: int = 2  # samples per recording (the paper uses 5)
     sweep_values: int = 5  # numeric expressiveness values across the trained range
@@ -101,7 +101,7 @@ def _standardiser(model) -> Callable:
 
 def run_evaluation(model, out_dir=None, data: PackedData | str | None = None, quick: bool = True, draws: int | None = None,
                    seed: int = 0, config: EvalConfig | None = None, progress: bool = True,
-                   pspi_as_seen: Callable[[np.ndarray], np.ndarray] | None = None, threads: int | None = 2,
+                   pspi_as_seen: Callable[[np.ndarray], np.ndarray] | None = None, threads: int | None = 1,
                    conclusions: str = "") -> dict:
     """Evaluate ``model`` (a PainModel) on held-out data; write report.json/.md/.html and figures to ``out_dir``
     (if given) and return the report dict.
@@ -276,6 +276,9 @@ def must_show(report: dict) -> dict:
     data_try_r = s.get("oracle", {}).get("between_try_r", {}).get("mean")
     rules = s.get("rules given the controls")
     lv = model["levels"]
+    # Levels where the data never responds (often level 1) have no latency to match: they are shown, not judged.
+    paired = [v["latency_paired_diff_s"] for v in lv.values()
+              if v["latency_paired_diff_s"] is not None and np.isfinite(v["latency_paired_diff_s"])]
     items = {
         "expressiveness_r": (model["expressiveness_r_pooled"], "≥ 0.85", model["expressiveness_r_pooled"] >= 0.85),
         "sweep_strictly_increasing_every_draw": ([d["sweep"]["strictly_increasing"] for d in draws], "all true",
@@ -283,8 +286,8 @@ def must_show(report: dict) -> dict:
         "low_preset_p99_smoothed_pspi": (float(np.mean([d["sweep"]["low_preset_p99_smoothed_pspi"] for d in draws])), "≤ 5",
                                          max(d["sweep"]["low_preset_p99_smoothed_pspi"] for d in draws) <= 5),
         "median_latency_s_by_level": ({k: [v["latency_s"], v["latency_s_data"], v["latency_paired_diff_s"]] for k, v in lv.items()},
-                                      "[model, data, paired diff]; |diff| ≤ 0.3 s at every level",
-                                      all(v["latency_paired_diff_s"] is not None and abs(v["latency_paired_diff_s"]) <= 0.3 for v in lv.values())),
+                                      "[model, data, paired diff]; |diff| ≤ 0.3 s at every level where both respond",
+                                      bool(paired) and all(abs(x) <= 0.3 for x in paired)),
         "response_rate_by_level": ({k: [v["rate"], v["rate_data"]] for k, v in lv.items()}, "[model, data]; within 0.15",
                                    all(abs(v["rate"] - v["rate_data"]) <= 0.15 for v in lv.values())),
         "seam_ratio": (model["seam_ratio"]["mean"], "≤ 1.15", model["seam_ratio"]["mean"] <= 1.15),
