@@ -187,4 +187,3 @@ BASELINES = {
     "ridge ARX": ridge_arx,
     "oracle": oracle,
 }
-QUICK_BASELINES = ("static mean face", "stimulus copier", "rules given the controls", "oracle")

@@ -246,7 +246,7 @@ def figures(report: dict, plots: dict, images: Path) -> list[str]:
     ax.plot([0, lim], [0, lim], ":", color="grey")
     ax.set_xlabel("requested expressiveness")
     ax.set_ylabel("achieved (mean PSPI while stimulated)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left")
     names.append(_save(fig, images / "calibration.png"))
     conf = np.sum([d["scores"][MODEL]["confusion"] for d in report["draws"]], axis=0)
     fig, ax = plt.subplots(figsize=(5.5, 5), constrained_layout=True)
@@ -269,7 +269,7 @@ def figures(report: dict, plots: dict, images: Path) -> list[str]:
         ax.plot(drift["start_min"], drift["au_std"], "^-", label="AU std")
         ax.plot(drift["start_min"], drift["au_std_data"], "k:", label="AU std (data)")
         ax.set_xlabel("minutes into the rollout")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper right")
         names.append(_save(fig, images / "drift.png"))
     return names
 
@@ -335,6 +335,20 @@ def auto_conclusions(report: dict) -> str:
                    f"{o['dtw_per_frame']['mean']:.2f} (model {m['dtw_per_frame']['mean']:.2f}), Fréchet "
                    f"{o['frechet_motion']['mean']:.2f} (model {m['frechet_motion']['mean']:.2f}), between-try r "
                    f"{o['between_try_r']['mean']:.2f} (model {m['between_try_r']['mean']:.2f}).")
+    sw = [d["sweep"]["strictly_increasing"] for d in report["draws"]]
+    rules = s.get("rules given the controls")
+    out.append(f"- Expressiveness: requested vs achieved r {m['expressiveness_r_pooled']:.2f} over the held-out recordings"
+               + (f" (rules given the same value: {rules['expressiveness_r_pooled']:.2f})" if rules else "")
+               + f"; the sweep over the trained range is strictly increasing in {sum(sw)} of {len(sw)} draws; "
+               f"the 'low' preset's 99th-percentile smoothed PSPI is {ms['low_preset_p99_smoothed_pspi']['value']:.1f}.")
+    lv = m["levels"]
+    if lv:
+        out.append("- Timing by level (model − data, median paired latency; response rate model vs data): " + "; ".join(
+            f"L{k} {_fmt(v['latency_paired_diff_s'], 2)} s, {v['rate']:.2f} vs {v['rate_data']:.2f}" for k, v in lv.items()) + ".")
+    data_seam = np.mean([d["data"]["seam_ratio"] for d in report["draws"]])
+    data_peak = np.mean([d["data"]["spectral_peak_6p25"] for d in report["draws"]])
+    out.append(f"- Stack seams: |Δ| across 4-frame boundaries / within = {m['seam_ratio']['mean']:.2f} (data {data_seam:.2f}); "
+               f"6.25 Hz spectral peak ratio {m['spectral_peak_6p25']['mean']:.2f} (data {data_peak:.2f}).")
     n = report["config"]["draws"]
     out.append(f"- Intervals over {n} draws are wide (95% t-interval): differences inside them are not established.")
     return "\n".join(out)
