@@ -11,6 +11,7 @@ from typing import Optional
 import numpy as np
 import typer
 
+from .cli_evaluate import evaluate_command
 from .cli_render import render_command
 from .errors import PainDiffusionError
 from .facespace import EMOTIONS
@@ -158,6 +159,7 @@ def generate(out: Path = typer.Option(..., "-o", "--out", help="output: .npz/.cs
 
 
 app.command("render")(render_command)
+app.command("evaluate")(evaluate_command)
 
 def _warn_one_line(message, category, *_, **__) -> None:
     typer.echo(f"warning: {message}", err=True)  # e.g. an expressiveness clamped to the trained range

@@ -1,8 +1,8 @@
-"""Held-out checks of a trained model: does generated PSPI follow the stimulus, and do the personal
-conditions act as they should? (The paper's full metric suite and reports come with the evaluation issue;
-this module gives the numbers the model card and the tests need.)
+"""Two quick held-out checks kept for the shipped-model tests: does generated PSPI follow the stimulus on a
+packed dataset's recordings, and do the expressiveness presets order the faces? The full evaluation (metrics,
+baselines, controls, report) is :mod:`paindiffusion.evaluation` (``paindiffusion evaluate``).
 
-Correlations are the *mean* Pearson r over recordings (the official code reported the maximum, DESIGN §2).
+Correlations are the *mean* Pearson r over recordings (the official code reported the maximum, docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -13,29 +13,25 @@ import numpy as np
 
 from .cohort import RuleBasedFace, SubjectParams
 from .dataset import PackedData
+from .evaluation import metrics
 from .facespace import EMOTIONS
 from .stimulus import protocol_trace
 from .stream import PainStream, SamplerSettings
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson r; 0 when either side is constant (a static face carries no information about the stimulus)."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.std() < 1e-9 or b.std() < 1e-9:
-        return 0.0
-    return float(np.corrcoef(a, b)[0, 1])
+    """Pearson r of two curves; 0 when either side is constant (see evaluation.metrics.pearson)."""
+    return float(metrics.pearson(a, b))
 
 
 def smooth(x: np.ndarray, frames: int = 13) -> np.ndarray:
-    """Moving average (~0.5 s): PSPI curves are compared as curves, not as blink-by-blink noise."""
-    k = np.ones(frames) / frames
-    return np.convolve(np.pad(x, (frames // 2, frames // 2), mode="edge"), k, mode="valid")
+    """~0.5 s moving average (evaluation.metrics.smooth)."""
+    return metrics.smooth(x, frames)
 
 
 @dataclass
 class FollowResult:
     model_r: float  # mean r(generated PSPI, ground-truth PSPI) over held-out recordings
-    mean_face_r: float
     random_clip_r: float
     rule_based_r: float  # the cohort's own rules with a random subject: what simulators do today
     per_recording: dict
@@ -45,7 +41,7 @@ def pspi_following(model, data: PackedData, split: str | list[int] = "test", sec
                    settings: SamplerSettings | None = None) -> FollowResult:
     """Generate each held-out recording's first ``seconds`` from its true stimulus, expressiveness and emotion
     (all recordings in one batch) and correlate smoothed PSPI with the ground truth. Baselines alongside: a
-    static mean face, a random clip of another recording, and the cohort's rules with a random subject."""
+    random clip of another recording and the cohort's rules with a random subject (a static face scores 0)."""
     recs = data.split(split) if isinstance(split, str) else list(split)
     n = int(seconds * data.meta["fps"])
     wins = [data.window(i, 0, min(n, data.recordings[i]["length"])) for i in recs]
@@ -67,7 +63,7 @@ def pspi_following(model, data: PackedData, split: str | list[int] = "test", sec
         base_clip.append(pearson(smooth(data.window(j, int(start), n).pspi), truth))
         rule = RuleBasedFace(SubjectParams.sample("baseline", rng)).generate(trace[k], rng)
         base_rule.append(pearson(smooth(data.space.pspi(rule)), truth))
-    return FollowResult(float(np.mean(list(per.values()))), 0.0, float(np.mean(base_clip)), float(np.mean(base_rule)), per)
+    return FollowResult(float(np.mean(list(per.values()))), float(np.mean(base_clip)), float(np.mean(base_rule)), per)
 
 
 def expressiveness_response(model, seconds: float = 90.0, seed: int = 0, levels=("low", "medium", "high"),

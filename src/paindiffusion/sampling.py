@@ -123,3 +123,40 @@ def initial_noise(shape, sigmas: torch.Tensor, levels0: torch.Tensor, context: t
         clean = (levels0 == len(sigmas) - 1).reshape(-1 if levels0.dim() == 2 else 1, t, 1)
         noise = torch.where(clean, context, noise)
     return noise
+
+
+@torch.no_grad()
+def sample_chunked(model: Callable, cond_fn: Callable[[int, int], CondBatch], shape: tuple[int, int, int],
+                   sigmas: torch.Tensor, chunk: int, context: int, schedule: str = "pyramid", uncertainty: float = 1.0,
+                   group: int = 4, order: int = 1, generator: torch.Generator | None = None,
+                   callback: Callable | None = None) -> torch.Tensor:
+    """Offline generation of ``shape`` = (B, T, dim) latents in windows of ``context + chunk`` frames: each window
+    keeps the last ``context`` frames already made as clean context and samples ``chunk`` new frames with the
+    ``schedule`` "pyramid" (diffusion forcing, uncertainty scale u: stack j starts ⌊j·u⌋ rows late) or
+    "full_sequence" (every new frame at the same level: the paper's no-diffusion-forcing ablation).
+    ``cond_fn(start, length)`` returns the CondBatch of frames start .. start + length − 1 (start ≥ 0).
+    The first window has no context. ``chunk`` and ``context`` are multiples of ``group``."""
+    b, t, d = shape
+    if chunk % group or context % group or chunk <= 0:
+        raise ValueError(f"chunk ({chunk}) and context ({context}) must be positive multiples of the stack size {group}")
+    n_levels = len(sigmas) - 1
+    out = torch.zeros(b, t + chunk, d)  # room for a last, partly used chunk
+    pos = 0
+    while pos < t:
+        ctx = min(context, pos)
+        length = ctx + chunk
+        if schedule == "pyramid":
+            levels = pyramid_levels(length, n_levels, group, uncertainty, n_context=ctx)
+        elif schedule == "full_sequence":
+            levels = full_sequence_levels(length, n_levels, n_context=ctx)
+        else:
+            raise ValueError(f"unknown schedule {schedule!r}; use 'pyramid' or 'full_sequence'")
+        start = pos - ctx
+        known = out[:, start: start + length].clone()  # (B, length, dim): clean context first, zeros after
+        x = initial_noise((b, length, d), sigmas, levels[0], context=known, generator=generator)
+        x = sample_levels(model, x, sigmas, levels, cond_fn(start, length), order)
+        out[:, pos: pos + chunk] = x[:, ctx:]
+        if callback is not None:
+            callback({"frames": min(pos + chunk, t), "total": t})
+        pos += chunk
+    return out[:, :t]

@@ -1,0 +1,362 @@
+"""report.json + report.md + report.html + figures from an evaluation dict (written all or nothing)."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ..errors import atomic_directory  # noqa: E402
+from ..facespace import EMOTIONS  # noqa: E402
+from .scoring import HIGHER_IS_BETTER  # noqa: E402
+
+MODEL = "PainDiffusion"
+METRIC_NAMES = {
+    "pspi_r": "PSPI r (mean over recordings)", "dtw_per_frame": "DTW per frame (PSPI)", "frechet_motion": "Fréchet (motion)",
+    "xcorr_best_r": "lagged r with stimulus", "xcorr_best_lag_s": "best lag (s)", "expressiveness_r": "expressiveness r",
+    "expressiveness_mean_abs_error": "expressiveness |error|", "emotion_accuracy": "emotion accuracy",
+    "jerk_ratio": "jerk / data", "seam_ratio": "seam ratio", "spectral_peak_6p25": "6.25 Hz peak ratio",
+    "between_try_r": "between-try r", "mean_pspi": "mean PSPI",
+    "response_rate_max_abs_error": "max |response rate − data|", "latency_max_abs_paired_diff_s": "max |latency − data| (s)",
+    "paper_PainDist": "PainDist", "paper_PainDivrs": "PainDivrs", "paper_PainVar": "PainVar",
+    "paper_PainCorr_max": "PainCorr (max r)", "paper_PainSim": "PainSim (DTW)", "paper_PainAcc": "PainAcc (DTW vs °C)",
+}
+CORRECTED = ("pspi_r", "dtw_per_frame", "frechet_motion", "xcorr_best_r", "xcorr_best_lag_s", "expressiveness_r",
+             "expressiveness_mean_abs_error", "emotion_accuracy", "response_rate_max_abs_error",
+             "latency_max_abs_paired_diff_s", "jerk_ratio", "seam_ratio", "spectral_peak_6p25", "between_try_r", "mean_pspi")
+PAPER = ("paper_PainDist", "paper_PainDivrs", "paper_PainVar", "paper_PainCorr_max", "paper_PainSim", "paper_PainAcc")
+
+
+def _fmt(v, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, (int, float)):
+        return f"{v:.{digits}g}" if abs(v) >= 1000 else f"{v:.{digits}f}".rstrip("0").rstrip(".") if digits else f"{v}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_fmt(x, digits) for x in v) + "]"
+    if isinstance(v, dict):
+        return "; ".join(f"{k}: {_fmt(x, digits)}" for k, x in v.items())
+    return str(v)
+
+
+def _cell(s: dict) -> str:
+    if s["mean"] is None:
+        return "–"
+    if s["lo"] is None or not np.isfinite(s["lo"]):
+        return _fmt(s["mean"])
+    return f"{_fmt(s['mean'])} ± {_fmt((s['hi'] - s['lo']) / 2)}"
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(out + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def beats_table(summary: dict) -> tuple[list[str], list[list[str]]]:
+    """Rows: baselines; columns: metrics with a better direction; cell: ✓ model better, ✗ baseline better."""
+    metrics = [m for m in HIGHER_IS_BETTER if summary[MODEL][m]["mean"] is not None]
+    rows = []
+    for name, s in summary.items():
+        if name == MODEL:
+            continue
+        row = [name]
+        for m in metrics:
+            a, b = summary[MODEL][m]["mean"], s[m]["mean"]
+            if a is None or b is None:
+                row.append("–")
+            else:
+                better = a > b if HIGHER_IS_BETTER[m] else a < b
+                row.append("✓" if better else "✗")
+        rows.append(row)
+    return ["baseline"] + [METRIC_NAMES[m] for m in metrics], rows
+
+
+def markdown(report: dict, conclusions: str = "") -> str:
+    s, cfg = report["summary"], report["config"]
+    lines = [f"# Evaluation of `{report['checkpoint']}`", "",
+             f"{cfg['draws']} draws × {len(report['draws'][0]['recordings'])} held-out recordings × {cfg['tries']} tries, "
+             f"{cfg['frames'] / 25:.0f} s each ({'full' if cfg['extras'] else 'quick'} run, seed {cfg['seed']}). "
+             f"Held-out: {report['held_out'][0].split(',')[0]} (seed 7000 + draw for simulated cohorts). "
+             f"Training reference for the data-driven baselines: {report['pool']}. "
+             "Values: mean ± half-width of the 95% t-interval over draws (PSPI r also: bootstrap over recordings). "
+             "Metric definitions: docs/evaluation.md.", ""]
+    if conclusions:
+        lines += ["## Conclusions", "", conclusions.strip(), ""]
+    lines += ["## Must show (issue 12 targets)", "",
+              _table(["item", "value", "target", "pass"],
+                     [[k, _fmt(v["value"], 2), v["target"], _fmt(v["pass"])] for k, v in report["must_show"].items()]), ""]
+    names = list(s)
+    lines += ["## Corrected metrics", "", _table(["generator"] + [METRIC_NAMES[m] for m in CORRECTED],
+                                                 [[n] + [_cell(s[n][m]) for m in CORRECTED] for n in names]), ""]
+    lines += ["PSPI r, bootstrap 95% interval over all recordings: " + "; ".join(
+        f"{n} [{_fmt(s[n]['pspi_r']['bootstrap_lo'])}, {_fmt(s[n]['pspi_r']['bootstrap_hi'])}]" for n in names), ""]
+    lines += ["## Paper-compatible metrics (kept for comparison; see the quirks in docs/evaluation.md)", "",
+              _table(["generator"] + [METRIC_NAMES[m] for m in PAPER], [[n] + [_cell(s[n][m]) for m in PAPER] for n in names]), ""]
+    head, rows = beats_table(s)
+    lines += ["## Does the model beat each baseline? (✓ model better on the mean over draws, ✗ not)", "", _table(head, rows), ""]
+    lv_rows = []
+    for n in names:
+        for lv, v in s[n]["levels"].items():
+            lv_rows.append([n, lv, _fmt(v["rate"], 2), _fmt(v["rate_data"], 2), _fmt(v["latency_s"], 2),
+                            _fmt(v["latency_s_data"], 2), _fmt(v["latency_paired_diff_s"], 2), _fmt(v["peak"], 2),
+                            _fmt(v["peak_data"], 2)])
+    lines += ["## Responses by stimulus level", "",
+              "Response: 0.5 s-smoothed PSPI rises ≥ 1 above its median of the 2 s before the episode; latency: plateau "
+              "onset → half of the episode's peak rise (paired: same episodes, both responded).", "",
+              _table(["generator", "level", "rate", "rate (data)", "median latency s", "data", "paired diff s", "peak rise", "data"],
+                     lv_rows), ""]
+    sw_rows = [[str(i), _fmt(d["sweep"]["requested"], 2), _fmt(d["sweep"]["achieved"], 2), _fmt(d["sweep"]["strictly_increasing"]),
+                _fmt(d["sweep"]["low_preset_achieved"], 2), _fmt(d["sweep"]["low_preset_p99_smoothed_pspi"], 2)]
+               for i, d in enumerate(report["draws"])]
+    lines += ["## Expressiveness sweep (same protocol, Neutral)", "",
+              f"Numeric range: {_fmt(report['expressiveness_range'], 2)} from {report['expressiveness_range_source']}.", "",
+              _table(["draw", "requested", "achieved mean PSPI while stimulated", "strictly increasing", "'low' achieved",
+                      "'low' p99 smoothed PSPI"], sw_rows), ""]
+    data_rows = [[str(i), _fmt(d["data"]["seam_ratio"]), _fmt(d["data"]["spectral_peak_6p25"]), _fmt(d["data"]["mean_pspi"])]
+                 for i, d in enumerate(report["draws"])]
+    lines += ["## The held-out data itself", "", _table(["draw", "seam ratio", "6.25 Hz peak ratio", "mean PSPI"], data_rows), ""]
+    notes = {k: v for d in report["draws"] for k, v in d["notes"].items()}
+    if notes:
+        lines += ["Notes: " + "; ".join(f"{k}: {v}" for k, v in notes.items()), ""]
+    if "extras" in report:
+        lines += extras_markdown(report["extras"])
+    figs = report.get("figures", [])
+    if figs:
+        lines += ["## Figures", ""] + [f"![{f}](images/{f})" for f in figs] + [""]
+    t = report["timing"]
+    lines += [f"Run time {t.get('total_s', '?')} s ({t['frames_generated']} model frames in {t['generation_s']} s, "
+              f"{t['threads']} torch threads). Sampler: {json.dumps(report['sampler'])}.", ""]
+    return "\n".join(lines)
+
+
+def extras_markdown(ex: dict) -> list[str]:
+    lines = ["## Ablations and long rollouts", "", ex.get("note", ""), ""]
+    if ex.get("ablations"):
+        keys = ("pspi_r", "dtw_per_frame", "expressiveness_r", "seam_ratio", "spectral_peak_6p25", "frechet_motion", "frames_per_s")
+        lines += [_table(["variant"] + [METRIC_NAMES.get(k, k) for k in keys],
+                         [[v] + [_fmt(r.get(k)) for k in keys] for v, r in ex["ablations"].items()]), ""]
+    if ex.get("drift"):
+        d = ex["drift"]
+        lines += [f"Drift over a {d['minutes']:g}-minute rollout ({d['recordings']} recordings), per {d['segment_s']:.0f} s segment:", "",
+                  _table(["segment start (min)", "PSPI r", "mean PSPI", "data mean PSPI", "AU std", "data AU std"],
+                         [[_fmt(a), _fmt(b), _fmt(c), _fmt(e), _fmt(f), _fmt(g)] for a, b, c, e, f, g in
+                          zip(d["start_min"], d["pspi_r"], d["mean_pspi"], d["mean_pspi_data"], d["au_std"], d["au_std_data"])]), ""]
+    return lines
+
+
+def html_page(md: str, title: str) -> str:
+    """A small self-contained HTML rendering of the Markdown report (tables, headings, images, paragraphs)."""
+    out, table = [], []
+
+    def inline(t: str) -> str:
+        t = html.escape(t)
+        t = re.sub(r"!\[([^\]]*)\]\(([^)]+)\)", r'<img alt="\1" src="\2">', t)
+        t = re.sub(r"`([^`]+)`", r"<code>\1</code>", t)
+        return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", t)
+
+    def flush():
+        if table:
+            rows = [r for r in table if not re.fullmatch(r"\|(---\|)+", r)]
+            cells = [[c.strip() for c in r.strip("|").split("|")] for r in rows]
+            out.append("<table><tr>" + "".join(f"<th>{inline(c)}</th>" for c in cells[0]) + "</tr>"
+                       + "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>" for r in cells[1:]) + "</table>")
+            table.clear()
+
+    for line in md.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush()
+        if line.startswith("#"):
+            k = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{k}>{inline(line[k:].strip())}</h{k}>")
+        elif line.startswith("- "):
+            out.append(f"<li>{inline(line[2:])}</li>")
+        elif line.strip():
+            out.append(f"<p>{inline(line)}</p>")
+    flush()
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}table{border-collapse:collapse;"
+             "font-size:12px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
+             "td:first-child,th:first-child{text-align:left}img{max-width:100%}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style>"
+            f"</head><body>{''.join(out)}</body></html>\n")
+
+
+# ---- figures ------------------------------------------------------------------------------------------------------
+def _save(fig, path: Path) -> str:
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path.name
+
+
+def figures(report: dict, plots: dict, images: Path) -> list[str]:
+    """Stimulus/PSPI of test windows, event-locked response by level, calibration, confusion, metric vs length."""
+    names = []
+    if "windows" in plots:
+        w = plots["windows"]
+        fig, axes = plt.subplots(len(w), 1, figsize=(12, 2.6 * len(w)), squeeze=False, constrained_layout=True)
+        for ax, item in zip(axes[:, 0], w):
+            t = np.arange(len(item["stimulus"])) / 25
+            ax2 = ax.twinx()
+            ax2.plot(t, item["stimulus"], color="#b2182b", lw=0.8, alpha=0.5)
+            ax2.set_ylabel("°C")
+            for key, colour in (("data", "k"), (MODEL, "#2166ac"), ("oracle", "#1b7837"), ("rules given the controls", "#e08214")):
+                if key in item:
+                    ax.plot(t, item[key], color=colour, lw=0.9, label=key)
+            ax.set_ylabel("PSPI (smoothed)")
+            ax.set_title(item["title"], fontsize=9)
+            ax.legend(loc="upper left", fontsize=7)
+        axes[-1, 0].set_xlabel("time (s)")
+        names.append(_save(fig, images / "windows.png"))
+    if "event_locked" in plots:
+        ev = plots["event_locked"]
+        fig, axes = plt.subplots(1, 4, figsize=(14, 3), sharey=True, constrained_layout=True)
+        for ax, lv in zip(axes, ("1", "2", "3", "4")):
+            for name, curves in ev.items():
+                if lv in curves:
+                    g, d = curves[lv]
+                    t = np.arange(len(g)) / 25 - 2
+                    ax.plot(t, g, label=name)
+                    if name == MODEL:
+                        ax.plot(t, d, "k--", label="data")
+            ax.set_title(f"level {lv}")
+            ax.set_xlabel("s from episode start")
+        axes[0].set_ylabel("mean smoothed PSPI")
+        axes[0].legend(fontsize=7)
+        names.append(_save(fig, images / "event_locked.png"))
+    s = report["summary"]
+    fig, ax = plt.subplots(figsize=(5, 4), constrained_layout=True)
+    for name in (MODEL, "rules given the controls", "oracle"):
+        if name in s:
+            req = np.concatenate([d["scores"][name]["per_recording"]["requested"] for d in report["draws"]])
+            ach = np.concatenate([d["scores"][name]["per_recording"]["achieved"] for d in report["draws"]])
+            ax.scatter(req, ach, s=10, label=f"{name} (held-out recordings)")
+    for i, d in enumerate(report["draws"]):
+        ax.plot(d["sweep"]["requested"], d["sweep"]["achieved"], "k-", alpha=0.5, lw=1, label="model sweep" if i == 0 else None)
+    lim = max(ax.get_xlim()[1], ax.get_ylim()[1])
+    ax.plot([0, lim], [0, lim], ":", color="grey")
+    ax.set_xlabel("requested expressiveness")
+    ax.set_ylabel("achieved (mean PSPI while stimulated)")
+    ax.legend(fontsize=7, loc="upper left")
+    names.append(_save(fig, images / "calibration.png"))
+    conf = np.sum([d["scores"][MODEL]["confusion"] for d in report["draws"]], axis=0)
+    fig, ax = plt.subplots(figsize=(5.5, 5), constrained_layout=True)
+    ax.imshow(conf, cmap="Blues")
+    ax.set_xticks(range(len(EMOTIONS)), EMOTIONS, rotation=60, fontsize=7)
+    ax.set_yticks(range(len(EMOTIONS)), EMOTIONS, fontsize=7)
+    for (i, j), v in np.ndenumerate(conf):
+        if v:
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=7)
+    ax.set_xlabel("recognised (nearest prototype)")
+    ax.set_ylabel("requested")
+    ax.set_title("emotion confusion, model")
+    names.append(_save(fig, images / "emotion_confusion.png"))
+    drift = report.get("extras", {}).get("drift")
+    if drift:
+        fig, ax = plt.subplots(figsize=(6, 3.5), constrained_layout=True)
+        ax.plot(drift["start_min"], drift["pspi_r"], "o-", label="PSPI r")
+        ax.plot(drift["start_min"], drift["mean_pspi"], "s-", label="mean PSPI")
+        ax.plot(drift["start_min"], drift["mean_pspi_data"], "k--", label="mean PSPI (data)")
+        ax.plot(drift["start_min"], drift["au_std"], "^-", label="AU std")
+        ax.plot(drift["start_min"], drift["au_std_data"], "k:", label="AU std (data)")
+        ax.set_xlabel("minutes into the rollout")
+        ax.legend(fontsize=7, loc="upper right")
+        names.append(_save(fig, images / "drift.png"))
+    return names
+
+
+def write_report(report: dict, out: Path, plots: dict | None = None, conclusions: str = "") -> Path:
+    """Write the report folder; ``plots.json`` keeps the figure data so :func:`rerender` can redo the text and
+    figures without generating again. ``conclusions`` default to :func:`auto_conclusions` (from the numbers)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_directory(out) as tmp:
+        images = tmp / "images"
+        images.mkdir()
+        report["figures"] = figures(report, plots or {}, images)
+        (tmp / "report.json").write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
+        (tmp / "plots.json").write_text(json.dumps(plots or {}, default=_json_default) + "\n")
+        md = markdown(report, conclusions or auto_conclusions(report))
+        (tmp / "report.md").write_text(md)
+        (tmp / "report.html").write_text(html_page(md, f"Evaluation of {report['checkpoint']}"))
+    return out
+
+
+def rerender(out: Path, conclusions: str = "") -> Path:
+    """Rewrite report.md/.html and the figures of an existing report folder from its report.json and plots.json."""
+    from .runner import must_show, summarise
+
+    out = Path(out)
+    report = json.loads((out / "report.json").read_text())
+    report["summary"] = summarise(report)  # recomputed: the current definitions apply
+    report["must_show"] = must_show(report)
+    plots_path = out / "plots.json"
+    plots = json.loads(plots_path.read_text()) if plots_path.is_file() else {}
+    return write_report(report, out, plots, conclusions)
+
+
+def auto_conclusions(report: dict) -> str:
+    """Plain statements read off the numbers (so a regenerated report never keeps stale prose)."""
+    s, ms = report["summary"], report["must_show"]
+    m = s[MODEL]
+    out = []
+    head, rows = beats_table(s)
+    for row in rows:
+        wins = [h for h, c in zip(head[1:], row[1:]) if c == "✓"]
+        losses = [h for h, c in zip(head[1:], row[1:]) if c == "✗"]
+        if losses:
+            out.append(f"- Against **{row[0]}** the model loses on {', '.join(losses)}"
+                       + (f"; it wins on {', '.join(wins)}." if wins else "."))
+        else:
+            out.append(f"- The model beats **{row[0]}** on every ranked metric.")
+    failed = [k for k, v in ms.items() if v["pass"] is False]
+    passed = [k for k, v in ms.items() if v["pass"] is True]
+    out.append(f"- Issue-12 targets met: {', '.join(passed) or 'none'}; not met: {', '.join(failed) or 'none'}.")
+    if "stimulus copier" in s:
+        c = s["stimulus copier"]["pspi_r"]["mean"]
+        out.append(f"- PSPI correlation alone cannot rank generators: the one-line stimulus copier reaches r {c:.2f} "
+                   f"against the model's {m['pspi_r']['mean']:.2f}; distribution-level metrics (DTW per frame, Fréchet, "
+                   "response rates, latency, expressiveness) separate them.")
+    if "random clip" in s:
+        out.append(f"- The paper's PainCorr (maximum r over windows) inflates: the model {m['paper_PainCorr_max']['mean']:.2f}, "
+                   f"a random clip of another recording {s['random clip']['paper_PainCorr_max']['mean']:.2f}.")
+    if "oracle" in s:
+        o = s["oracle"]
+        out.append(f"- The oracle (true subject, new noise) is the ceiling on synthetic data: DTW per frame "
+                   f"{o['dtw_per_frame']['mean']:.2f} (model {m['dtw_per_frame']['mean']:.2f}), Fréchet "
+                   f"{o['frechet_motion']['mean']:.2f} (model {m['frechet_motion']['mean']:.2f}), between-try r "
+                   f"{o['between_try_r']['mean']:.2f} (model {m['between_try_r']['mean']:.2f}).")
+    sw = [d["sweep"]["strictly_increasing"] for d in report["draws"]]
+    rules = s.get("rules given the controls")
+    out.append(f"- Expressiveness: requested vs achieved r {m['expressiveness_r_pooled']:.2f} over the held-out recordings"
+               + (f" (rules given the same value: {rules['expressiveness_r_pooled']:.2f})" if rules else "")
+               + f"; the sweep over the trained range is strictly increasing in {sum(sw)} of {len(sw)} draws; "
+               f"the 'low' preset's 99th-percentile smoothed PSPI is {ms['low_preset_p99_smoothed_pspi']['value']:.1f}.")
+    lv = m["levels"]
+    if lv:
+        out.append("- Timing by level (model − data, median paired latency; response rate model vs data): " + "; ".join(
+            f"L{k} {_fmt(v['latency_paired_diff_s'], 2)} s, {v['rate']:.2f} vs {v['rate_data']:.2f}" for k, v in lv.items()) + ".")
+    data_seam = np.mean([d["data"]["seam_ratio"] for d in report["draws"]])
+    data_peak = np.mean([d["data"]["spectral_peak_6p25"] for d in report["draws"]])
+    out.append(f"- Stack seams: |Δ| across 4-frame boundaries / within = {m['seam_ratio']['mean']:.2f} (data {data_seam:.2f}); "
+               f"6.25 Hz spectral peak ratio {m['spectral_peak_6p25']['mean']:.2f} (data {data_peak:.2f}).")
+    n = report["config"]["draws"]
+    out.append(f"- Intervals over {n} draws are wide (95% t-interval): differences inside them are not established.")
+    return "\n".join(out)
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(type(o))
