@@ -17,9 +17,9 @@ from .data import Recordings
 LEVELS = (1, 2, 3, 4)
 
 
-def achieved_expressiveness(pspi: np.ndarray, label: np.ndarray) -> np.ndarray:
+def achieved_expressiveness(pspi: np.ndarray, label: np.ndarray, definition: str = "reactivity") -> np.ndarray:
     """(N, K, T) generated PSPI → (N,) the project's expressiveness (dataset.expressiveness_of), mean over tries."""
-    return np.array([np.mean([expressiveness_of(p, label[i]) for p in pspi[i]]) for i in range(len(pspi))])
+    return np.array([np.mean([expressiveness_of(p, label[i], definition) for p in pspi[i]]) for i in range(len(pspi))])
 
 
 def rest_emotion(frames: np.ndarray, label: np.ndarray) -> np.ndarray:
@@ -107,7 +107,7 @@ def score(frames: np.ndarray, held: Recordings, standardise, group: int = 4) -> 
     paper = M.paper_metrics(gl, tl, pspi, held.pspi, held.stimulus)
     lags, xc = M.lagged_xcorr(M.smooth(pspi), held.stimulus[:, None])
     mean_xc = xc.reshape(-1, xc.shape[-1]).mean(0)
-    achieved = achieved_expressiveness(pspi, held.label)
+    achieved = achieved_expressiveness(pspi, held.label, held.definition)
     emo_pred = rest_emotion(frames, held.label)
     emo_true = np.array([EMOTIONS.index(e) for e in held.emotion])
     confusion = np.zeros((len(EMOTIONS), len(EMOTIONS)), int)
