@@ -13,7 +13,7 @@ import torch
 
 from paindiffusion.checkpoint import CONFIG, WEIGHTS, PainModel
 from paindiffusion.conditions import HISTORY, ConditionSpec
-from paindiffusion.errors import PainDiffusionError
+from paindiffusion.errors import MARKER, PainDiffusionError
 from paindiffusion.facespace import FACS
 from paindiffusion.model import Denoiser, ModelConfig, Standardizer
 from paindiffusion.stream import SamplerSettings
@@ -59,7 +59,7 @@ def one_line_error(path, match: str) -> str:
 
 def test_round_trip_identical(saved):
     m, path = saved
-    assert sorted(p.name for p in path.iterdir()) == sorted([CONFIG, WEIGHTS])
+    assert sorted(p.name for p in path.iterdir()) == sorted([CONFIG, WEIGHTS, MARKER])
     back = PainModel.load(path)
     assert torch.equal(outputs(back), outputs(m))
     assert not back.denoiser.training
@@ -203,7 +203,7 @@ def test_face_space_mismatch(saved):
     one_line_error(path, "face space")
     _edit_config(path, lambda c: c["face_space"].update(name="flame", channels=None))
     one_line_error(path, "face space")
-    _edit_config(path, lambda c: c["face_space"].update(name="klingon"))
+    _edit_config(path, lambda c: c["face_space"].update(name="klingon", channels=[]))
     one_line_error(path, "klingon")
 
 

@@ -19,7 +19,7 @@ import torch
 from paindiffusion.checkpoint import PainModel
 from paindiffusion.conditions import ConditionSpec
 from paindiffusion.dataset import PackedData
-from paindiffusion.errors import PainDiffusionError
+from paindiffusion.errors import MARKER, PainDiffusionError
 from paindiffusion.model import ModelConfig
 from paindiffusion.train import TrainConfig, train
 
@@ -53,7 +53,7 @@ def test_train_then_resume(tmp_path, packed_dir):
     assert m4.info["trained_steps"] == 4
     # the final model: safetensors + JSON, loadable without unpickling, conditions measured on the data
     loaded = PainModel.load(out / "model")
-    assert sorted(os.listdir(out / "model")) == ["config.json", "model.safetensors"]
+    assert sorted(os.listdir(out / "model")) == [MARKER, "config.json", "model.safetensors"]
     config = json.loads((out / "model" / "config.json").read_text())
     assert config["info"]["trained_steps"] == 4 and loaded.info["trained_steps"] == 4
     assert config["model"]["width"] == 32 and config["model"]["depth"] == 1

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import PainDiffusionError, atomic_directory
+from .errors import PainDiffusionError, atomic_directory, check_output_dir
+from .progress import progress
 from .facespace import EMOTIONS, get_space
 from .rawdata import find_recordings, load_recording
 from .sequence import FPS
@@ -54,17 +55,14 @@ def pack(raw: str | os.PathLike, out: str | os.PathLike, *, val: float = 0.15, t
     raw, out = Path(raw), Path(out)
     if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
         raise PainDiffusionError(f"split shares must be in [0, 1) and leave room for training (got val {val}, test {test})")
+    check_output_dir(out, overwrite, inputs=(raw,))  # before reading every recording
     dirs = find_recordings(raw)
-    recs = [load_recording(d, default_space) for d in dirs]  # validates everything before writing anything
+    recs = [load_recording(d, default_space) for d in progress(dirs, "pack: reading", unit="recording")]  # validates everything before writing anything
     spaces = {r.space.name for r in recs}
     if len(spaces) > 1:
         raise PainDiffusionError(f"recordings mix face spaces {sorted(spaces)}; pack each space separately", raw)
-    if out.exists() and not out.is_dir():
-        raise PainDiffusionError("output exists and is not a directory", out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise PainDiffusionError("output exists and is not empty; choose another path or pass --overwrite", out)
     split = split_subjects([r.subject for r in recs], seed, val, test)
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, "packed dataset", overwrite, inputs=(raw,)) as tmp:
         n = sum(len(r.frames) for r in recs)
         dim = recs[0].space.dim
         arrays = {

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import PainDiffusionError
+from .errors import PainDiffusionError, atomic_file
 from .facespace import FACS, FaceSpace, get_space
 
 FPS = 25  # BioVid video rate; every sequence in this package is at 25 frames per second
+BLOCK = 1024  # frames per block when writing
 
 
 @dataclass
@@ -56,29 +57,26 @@ class FaceSequence:
         suffix = path.suffix.lower()
         if suffix not in (".npz", ".csv"):
             raise PainDiffusionError(f"cannot save a sequence as {suffix or 'a file without extension'}; use .npz or .csv", path)
-        tmp = path.with_name(f".{path.name}.part{suffix}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            if suffix == ".npz":
-                arrays = {"frames": self.frames, "channels": np.array(self.space.channels)}
-                if self.stimulus is not None:
-                    arrays["stimulus"] = self.stimulus
-                if self.pspi is not None:
-                    arrays["pspi"] = self.pspi
-                meta = {"space": self.space.name, "fps": self.fps, **self.meta}
-                np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
-            else:
-                with open(tmp, "w", newline="") as f:
-                    w = csv.writer(f)
-                    w.writerow(["frame", "time", "stimulus", "pspi", *self.space.channels])
-                    t = np.arange(len(self)) / self.fps
-                    stim = self.stimulus if self.stimulus is not None else np.full(len(self), np.nan)
-                    pspi = self.pspi if self.pspi is not None else np.full(len(self), np.nan)
-                    for i in range(len(self)):
-                        w.writerow([i, f"{t[i]:.2f}", f"{stim[i]:.3f}", f"{pspi[i]:.4f}", *(f"{v:.5f}" for v in self.frames[i])])
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        if suffix == ".npz":
+            arrays = {"frames": self.frames, "channels": np.array(self.space.channels)}
+            if self.stimulus is not None:
+                arrays["stimulus"] = self.stimulus
+            if self.pspi is not None:
+                arrays["pspi"] = self.pspi
+            meta = {"space": self.space.name, "fps": self.fps, **self.meta}
+            with atomic_file(path) as f:
+                np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
+        else:
+            with atomic_file(path, text=True) as f:
+                w = csv.writer(f)
+                w.writerow(["frame", "time", "stimulus", "pspi", *self.space.channels])
+                for a in range(0, len(self), BLOCK):  # in blocks: no whole-sequence list of strings
+                    b = min(a + BLOCK, len(self))
+                    t = np.arange(a, b) / self.fps
+                    stim = self.stimulus[a:b] if self.stimulus is not None else np.full(b - a, np.nan)
+                    pspi = self.pspi[a:b] if self.pspi is not None else np.full(b - a, np.nan)
+                    w.writerows([i, f"{t[k]:.2f}", f"{stim[k]:.3f}", f"{pspi[k]:.4f}", *(f"{v:.5f}" for v in self.frames[i])]
+                                for k, i in enumerate(range(a, b)))
         return path
 
     @classmethod

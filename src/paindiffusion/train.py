@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import lightning as L
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset
@@ -20,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from .checkpoint import PainModel
 from .conditions import HISTORY, ConditionSpec
 from .dataset import PackedData, WindowSampler
-from .errors import PainDiffusionError
+from .errors import PainDiffusionError, atomic_file, claim_folder
 from .model import Denoiser, ModelConfig, NoiseDistribution, Standardizer, edm_loss
 from .stream import SamplerSettings
 
@@ -65,6 +66,22 @@ class NewWindowsEachEpoch(L.Callback):
 
     def on_train_epoch_start(self, trainer, pl_module):
         self.dataset.epoch = trainer.current_epoch
+
+
+class SafeCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoints written atomically (a kill never leaves a torn last.ckpt) and read back with
+    ``weights_only=True``: resuming never runs pickled code, whatever the environment says."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        with atomic_file(path) as f:
+            torch.save(checkpoint, f)
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None):
+        try:
+            return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+        except Exception as e:  # torn, foreign or pickled-object file: one line, and how to start over
+            raise PainDiffusionError(f"cannot resume from this checkpoint ({type(e).__name__}: "
+                                     f"{str(e).splitlines()[0][:120] if str(e) else ''}); delete it to start over", path) from None
 
 
 class DiffusionTask(L.LightningModule):
@@ -122,6 +139,7 @@ def train(data_dir: str | Path, out: str | Path, tcfg: TrainConfig | None = None
     tcfg, noise, sampler = tcfg or TrainConfig(), noise or NoiseDistribution(), sampler or SamplerSettings()
     out = Path(out)
     data = PackedData(data_dir)
+    claim_folder(out, "training run", inputs=(data_dir,))
     mcfg = mcfg or ModelConfig(dim=data.space.dim)
     if mcfg.dim != data.space.dim:
         raise PainDiffusionError(f"model width {mcfg.dim} does not match the data's face space ({data.space.dim})")
@@ -146,11 +164,12 @@ def train(data_dir: str | Path, out: str | Path, tcfg: TrainConfig | None = None
                                                        every_n_train_steps=tcfg.checkpoint_every),
                    L.pytorch.callbacks.LearningRateMonitor(), NewWindowsEachEpoch(train_windows)],
         enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=20, num_sanity_val_steps=0,
-        gradient_clip_val=1.0,
+        gradient_clip_val=1.0, plugins=[SafeCheckpointIO()],
     )
     last = ckpt_dir / "last.ckpt"
     started = time.time()
-    trainer.fit(task, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None)
+    trainer.fit(task, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None,
+                weights_only=True)
     val = trainer.callback_metrics.get("val/loss")
     info = {"trained_steps": int(trainer.global_step), "batch": tcfg.batch, "window": tcfg.window,
             "train_seconds_this_run": round(time.time() - started, 1), "final_val_loss": None if val is None else float(val),

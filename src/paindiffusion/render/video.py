@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import PainDiffusionError
+from ..errors import PainDiffusionError, atomic_file
 from ..sequence import FPS, FaceSequence
 
 CURSOR = np.array([200, 30, 30], np.uint8)
@@ -24,29 +24,23 @@ def write_mp4(path: str | os.PathLike, images: Iterable[np.ndarray], fps: int = 
     import av
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part.mp4")
-    try:
-        with av.open(str(tmp), mode="w", format="mp4") as container:
-            stream = None
-            for img in images:
-                if stream is None:
-                    h, w = img.shape[:2]
-                    if h % 2 or w % 2:
-                        raise PainDiffusionError(f"video frames must have even width and height for H.264, got {w}x{h}")
-                    stream = container.add_stream("libx264", rate=fps)
-                    stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-                    # crf 18 is visually lossless; "veryfast" keeps encoding well above real time on one core
-                    stream.options = {"crf": str(crf), "preset": "veryfast"}
-                for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
-                    container.mux(packet)
+    with atomic_file(path) as f, av.open(f, mode="w", format="mp4") as container:
+        stream = None
+        for img in images:
             if stream is None:
-                raise PainDiffusionError("no frames to write", path)
-            for packet in stream.encode():  # flush the encoder
+                h, w = img.shape[:2]
+                if h % 2 or w % 2:
+                    raise PainDiffusionError(f"video frames must have even width and height for H.264, got {w}x{h}")
+                stream = container.add_stream("libx264", rate=fps)
+                stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+                # crf 18 is visually lossless; "veryfast" keeps encoding well above real time on one core
+                stream.options = {"crf": str(crf), "preset": "veryfast"}
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
                 container.mux(packet)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        if stream is None:
+            raise PainDiffusionError("no frames to write", path)
+        for packet in stream.encode():  # flush the encoder
+            container.mux(packet)
     return path
 
 
