@@ -66,7 +66,7 @@ def plot(data: Path = typer.Argument(..., help="packed dataset folder"),
     d = PackedData(data)
     i = d.find(recording)
     r = d.recordings[i]
-    n = r["length"] if seconds is None else min(r["length"], int(seconds * d.meta["fps"]))
+    n = r["length"] if seconds is None else min(r["length"], max(2, int(seconds * d.meta.get("fps", 25))))
     w = d.window(i, 0, n)
     if not np.isfinite(w.pspi).all():
         raise PainDiffusionError(f"recording {recording} has no PSPI (its face space has no AUs and no PSPI file was packed)")
@@ -100,6 +100,7 @@ def train(data: Path = typer.Argument(..., help="packed dataset folder (from 'pa
 
     from .dataset import PackedData
     from .model import ModelConfig
+    from .progress import enabled as progress_enabled
     from .train import TrainConfig, train as do_train
 
     given = dict(steps=steps, batch=batch, lr=lr, seed=seed, window=window, change_fraction=change_fraction,
@@ -112,7 +113,7 @@ def train(data: Path = typer.Argument(..., help="packed dataset folder (from 'pa
         torch.set_num_threads(threads)
     model = do_train(data, out, tcfg, mcfg=ModelConfig(dim=PackedData(data).space.dim, cond_tokens=cond_tokens),
                      accelerator=accelerator, devices=int(devices) if devices.isdigit() else devices,
-                     strategy=strategy, num_nodes=num_nodes)
+                     strategy=strategy, num_nodes=num_nodes, progress=progress_enabled())
     typer.echo(f"trained {model.info['trained_steps']} steps; model written to {out / 'model'}")
 
 

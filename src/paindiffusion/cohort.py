@@ -149,7 +149,7 @@ def _ou(n: int, tau_s: float, sigma: float, rng: np.random.Generator) -> np.ndar
 
 
 def _delay(x: np.ndarray, seconds: float) -> np.ndarray:
-    k = int(round(seconds * FPS))
+    k = min(int(round(seconds * FPS)), len(x))  # a trace shorter than the delay is all "before"
     return np.concatenate([np.full(k, x[0]), x[: len(x) - k]]) if k > 0 else x
 
 

@@ -123,18 +123,47 @@ class PackedData:
         meta_path = self.path / "index.json"
         if not meta_path.is_file():
             raise PainDiffusionError("not a packed dataset (no index.json); create one with 'paindiffusion pack RAW -o DATA'", self.path)
-        self.meta = json.loads(meta_path.read_text())
-        if self.meta.get("format") != FORMAT or self.meta.get("version") != VERSION:
-            raise PainDiffusionError(f"index.json is not a {FORMAT} v{VERSION} store; re-pack the raw data", meta_path)
-        self.space = get_space(self.meta["face_space"])
         try:
+            self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+            raise PainDiffusionError(f"index.json is not valid JSON ({type(e).__name__}); re-pack the raw data", meta_path) from None
+        if not isinstance(self.meta, dict) or self.meta.get("format") != FORMAT or self.meta.get("version") != VERSION:
+            raise PainDiffusionError(f"index.json is not a {FORMAT} v{VERSION} store; re-pack the raw data", meta_path)
+        try:
+            self.space = get_space(self.meta["face_space"])
             self.frames, self.stimulus, self.label, self.pspi = (
-                np.load(self.path / f"{k}.npy", mmap_mode="r") for k in ("frames", "stimulus", "label", "pspi"))
-        except (OSError, ValueError) as e:
-            raise PainDiffusionError(f"packed arrays are missing or corrupt ({e}); re-pack the raw data", self.path) from None
-        self.recordings = self.meta["recordings"]
-        if self.frames.shape != (sum(r["length"] for r in self.recordings), self.space.dim):
-            raise PainDiffusionError("frames.npy does not match index.json; re-pack the raw data", self.path)
+                np.load(self.path / f"{k}.npy", mmap_mode="r", allow_pickle=False) for k in ("frames", "stimulus", "label", "pspi"))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise PainDiffusionError(f"packed arrays are missing or corrupt ({type(e).__name__}: {str(e)[:100]}); re-pack the raw data", self.path) from None
+        self.recordings = self.meta.get("recordings")
+        self._check(meta_path)
+
+    def _check(self, meta_path: Path) -> None:
+        """Everything later code indexes by: a corrupt store fails here in one line, not in a slice later."""
+        n = len(self.frames)
+        recs = self.recordings
+        ok = isinstance(recs, list) and all(
+            isinstance(r, dict) and isinstance(r.get("name"), str) and isinstance(r.get("offset"), int)
+            and isinstance(r.get("length"), int) and r.get("split") in ("train", "val", "test")
+            and (r.get("expressiveness") is None or isinstance(r.get("expressiveness"), (int, float)))
+            and (r.get("emotion") is None or r.get("emotion") in EMOTIONS) for r in recs)
+        if not ok:
+            raise PainDiffusionError("index.json has malformed recordings; re-pack the raw data", meta_path)
+        offset = 0
+        for r in recs:
+            if r["offset"] != offset or r["length"] < 1:
+                raise PainDiffusionError(f"recording {r['name']!r} has a bad offset or length; re-pack the raw data", meta_path)
+            offset += r["length"]
+        if self.frames.shape != (offset, self.space.dim) or any(a.shape != (n,) for a in (self.stimulus, self.label, self.pspi)):
+            raise PainDiffusionError("the .npy arrays do not match index.json (truncated or replaced?); re-pack the raw data", self.path)
+        if self.frames.dtype != np.float32 or self.stimulus.dtype != np.float32 or self.label.dtype != np.int8:
+            raise PainDiffusionError("the .npy arrays have unexpected types; re-pack the raw data", self.path)
+        st = self.meta.get("stats")
+        dim = self.space.dim
+        ok = isinstance(st, dict) and all(isinstance(st.get(k), list) and len(st[k]) == dim for k in ("frames_mean", "frames_std")) \
+            and all(isinstance(st.get(k), (int, float)) for k in ("stimulus_mean", "stimulus_std"))
+        if not ok or not np.isfinite(np.asarray(st["frames_mean"] + st["frames_std"], dtype=float)).all():
+            raise PainDiffusionError("index.json has missing or non-finite statistics; re-pack the raw data", meta_path)
 
     @property
     def stats(self) -> dict:

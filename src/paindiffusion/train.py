@@ -14,6 +14,7 @@ from pathlib import Path
 
 import lightning as L
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset
@@ -157,15 +158,19 @@ def train(data_dir: str | Path, out: str | Path, tcfg: TrainConfig | None = None
                               generator=torch.Generator().manual_seed(tcfg.seed), num_workers=0)
     val_loader = DataLoader(WindowDataset(val_sampler, tcfg.val_batches * tcfg.batch), batch_size=tcfg.batch, num_workers=0)
     ckpt_dir = out / "checkpoints"
-    trainer = L.Trainer(
-        max_steps=tcfg.steps, accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
-        default_root_dir=str(out), logger=L.pytorch.loggers.CSVLogger(str(out), name="logs"),
-        callbacks=[L.pytorch.callbacks.ModelCheckpoint(dirpath=str(ckpt_dir), save_last=True, save_top_k=0,
-                                                       every_n_train_steps=tcfg.checkpoint_every),
-                   L.pytorch.callbacks.LearningRateMonitor(), NewWindowsEachEpoch(train_windows)],
-        enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=20, num_sanity_val_steps=0,
-        gradient_clip_val=1.0, plugins=[SafeCheckpointIO()],
-    )
+    try:  # Lightning checks --accelerator/--devices/--strategy/--num-nodes here
+        trainer = L.Trainer(
+            max_steps=tcfg.steps, accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
+            default_root_dir=str(out), logger=L.pytorch.loggers.CSVLogger(str(out), name="logs"),
+            callbacks=[L.pytorch.callbacks.ModelCheckpoint(dirpath=str(ckpt_dir), save_last=True, save_top_k=0,
+                                                           every_n_train_steps=tcfg.checkpoint_every),
+                       L.pytorch.callbacks.LearningRateMonitor(), NewWindowsEachEpoch(train_windows)],
+            enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=20, num_sanity_val_steps=0,
+            gradient_clip_val=1.0, plugins=[SafeCheckpointIO()],
+        )
+    except (MisconfigurationException, ValueError, RuntimeError, TypeError) as e:
+        raise PainDiffusionError(f"Lightning refused --accelerator {accelerator} --devices {devices} --strategy {strategy} "
+                                 f"--num-nodes {num_nodes}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
     last = ckpt_dir / "last.ckpt"
     started = time.time()
     trainer.fit(task, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None,
