@@ -19,7 +19,7 @@ import torch
 
 from paindiffusion.checkpoint import PainModel
 from paindiffusion.dataset import PackedData
-from paindiffusion.evaluate import expressiveness_response, pspi_following, smooth
+from paindiffusion.evaluate import expressiveness_response, pspi_following
 
 ASSET = Path(__file__).resolve().parents[1] / "src" / "paindiffusion" / "assets" / "model"
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import random_denoiser
 from paindiffusion.conditions import HISTORY, NAMES, STIMULUS_LAGS, CondBatch, ConditionSpec, controls_to_values
 from paindiffusion.errors import PainDiffusionError
 from paindiffusion.model import ConditionEmbedding, Denoiser, ModelConfig, NoiseDistribution, Standardizer, edm_loss
@@ -20,12 +21,7 @@ TINY = dict(dim=6, width=32, depth=1, heads=2, max_tokens=16)
 
 def tiny_denoiser(seed: int = 0, scale: float = 0.15) -> Denoiser:
     """Every weight random, so the zero-initialised output/modulation layers do not hide anything."""
-    torch.manual_seed(seed)
-    d = Denoiser(ModelConfig(**TINY))
-    with torch.no_grad():
-        for p in d.parameters():
-            p.copy_(torch.randn(p.shape) * scale)
-    return d.eval()
+    return random_denoiser(TINY["dim"], seed, scale)
 
 
 def conds(b: int, t: int, seed: int = 0, spec: ConditionSpec | None = None) -> CondBatch:

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import random_denoiser
 from paindiffusion.conditions import HISTORY, NAMES, CondBatch, ConditionSpec
-from paindiffusion.model import Denoiser, ModelConfig
+from paindiffusion.model import Denoiser
 from paindiffusion.sampling import (full_sequence_levels, guidance_weights, guided, initial_noise, karras_sigmas,
                                     pyramid_levels, sample_levels, step)
 
@@ -20,14 +21,8 @@ torch.set_num_threads(1)  # tiny tensors: threads only add overhead (and the CPU
 
 
 def tiny_denoiser(seed: int = 0) -> Denoiser:
-    """A tiny real Denoiser with *every* weight random (the backbone's zero-initialised output and modulation
-    layers would otherwise make D(x) = c_skip·x and hide the conditions)."""
-    torch.manual_seed(seed)
-    d = Denoiser(ModelConfig(dim=DIM, width=32, depth=1, heads=2, max_tokens=16))
-    with torch.no_grad():
-        for p in d.parameters():
-            p.copy_(torch.randn(p.shape) * 0.15)
-    return d.eval()
+    """The shared tiny real Denoiser with every weight random (see conftest.random_denoiser)."""
+    return random_denoiser(DIM, seed)
 
 
 def conds(b: int, t: int, seed: int = 0) -> CondBatch:
