@@ -183,12 +183,14 @@ def check_lightning_flags(accelerator: str, devices: str, strategy: str) -> None
         raise PainDiffusionError(f"--strategy {strategy!r} is not a Lightning strategy; use auto, ddp, ddp_spawn or fsdp")
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, handled like Ctrl-C: the writers' cleanup runs, so nothing half-written stays behind."""
+_received: list[int] = []  # the signals that interrupted this run
 
 
-def _on_sigterm(signum, frame):
-    raise Terminated()
+def _on_signal(signum, frame):
+    """SIGTERM is handled like Ctrl-C: raised as KeyboardInterrupt, so every writer's cleanup runs and
+    nothing half-written stays behind."""
+    _received.append(signum)
+    raise KeyboardInterrupt()
 
 
 @app.callback()
@@ -215,7 +217,8 @@ def main() -> None:
 
     from .errors import PainDiffusionWarning, os_error
 
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _on_signal)
     warnings.simplefilter("always", PainDiffusionWarning)
     warnings.showwarning = _show_warning
     try:
@@ -229,12 +232,14 @@ def main() -> None:
     except PainDiffusionError as e:
         typer.echo(f"error: {e}", err=True)
         sys.exit(2)
-    except (KeyboardInterrupt, typer.Abort) as e:
-        typer.echo("interrupted; no partial output was left", err=True)
-        sys.exit(143 if isinstance(e, Terminated) else 130)
+    except (KeyboardInterrupt, typer.Abort):
+        code = 130
     except OSError as e:
         typer.echo(f"error: {os_error(e, doing='failed')}", err=True)
         sys.exit(2)
+    if _received or code == 130:  # typer turns KeyboardInterrupt into exit code 130
+        typer.echo("interrupted; no partial output was left", err=True)
+        sys.exit(128 + (_received[0] if _received else signal.SIGINT))
     sys.exit(code if isinstance(code, int) else 0)
 
 

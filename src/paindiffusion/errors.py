@@ -67,7 +67,8 @@ _OS_ADVICE = {
 def os_error(e: OSError, path: object | None = None, doing: str = "cannot write") -> PainDiffusionError:
     """An OSError (disk full, read-only, a file in the path...) as a one-line user error."""
     where = path if path is not None else (e.filename if e.filename is not None else None)
-    advice = _OS_ADVICE.get(e.errno or -1, "check the path and try again")
+    code = e.errno or (errno.ENOSPC if "requested and" in str(e) else -1)  # numpy's short write has no errno
+    advice = _OS_ADVICE.get(code, "check the path and try again")
     return PainDiffusionError(f"{doing}: {e.strerror or e}; {advice}", where)
 
 

@@ -81,8 +81,8 @@ class SafeCheckpointIO(TorchCheckpointIO):
         try:
             return torch.load(path, map_location=map_location or "cpu", weights_only=True)
         except Exception as e:  # torn, foreign or pickled-object file: one line, and how to start over
-            raise PainDiffusionError(f"cannot resume from this checkpoint ({type(e).__name__}: "
-                                     f"{str(e).splitlines()[0][:120] if str(e) else ''}); delete it to start over", path) from None
+            raise PainDiffusionError(f"cannot resume: not a plain-tensor checkpoint, or damaged ({type(e).__name__}); "
+                                     "delete it to start over", path) from None
 
 
 class DiffusionTask(L.LightningModule):
@@ -158,6 +158,8 @@ def train(data_dir: str | Path, out: str | Path, tcfg: TrainConfig | None = None
                               generator=torch.Generator().manual_seed(tcfg.seed), num_workers=0)
     val_loader = DataLoader(WindowDataset(val_sampler, tcfg.val_batches * tcfg.batch), batch_size=tcfg.batch, num_workers=0)
     ckpt_dir = out / "checkpoints"
+    if (ckpt_dir / "last.ckpt").is_file():  # a foreign or torn file fails here, in one line, before Lightning
+        SafeCheckpointIO().load_checkpoint(ckpt_dir / "last.ckpt")
     try:  # Lightning checks --accelerator/--devices/--strategy/--num-nodes here
         trainer = L.Trainer(
             max_steps=tcfg.steps, accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
