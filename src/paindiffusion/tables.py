@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import PainDiffusionError, os_error
 
-CHUNK_ROWS = 65536
+CHUNK_ROWS = 16384
 DELIMITERS = ",;\t"
 # What float() accepts minus its extras (underscores, inf/nan spelled out): plain decimal numbers, and the
 # words nan/inf so that they can be reported as NaN/inf rather than as unparsable text.
@@ -39,6 +39,7 @@ class Table:
     def __init__(self, path: str | os.PathLike, what: str = "CSV file"):
         self.path = Path(path)
         self.what = what
+        self.line = 1  # the line last read (1 = the header)
         if self.path.is_dir():
             raise PainDiffusionError(f"is a folder; pass a {what}", self.path)
         if not self.path.is_file():
@@ -47,14 +48,15 @@ class Table:
             self._f = open(self.path, newline="", encoding="utf-8-sig")
             sample = self._f.read(8192)
             self._f.seek(0)
-        except UnicodeDecodeError:
+        except UnicodeDecodeError as e:
             self.close()
+            with open(self.path, "rb") as raw:  # the line of the bad byte, for the message
+                self.line = raw.read(e.end + 3).count(b"\n") + 1  # (+3: a BOM is skipped by utf-8-sig)
             raise self._not_text() from None
         except OSError as e:
             raise os_error(e, self.path, "cannot read") from None
         self.delimiter = _sniff(sample)
         self._rows = csv.reader(self._f, delimiter=self.delimiter)
-        self.line = 1
         try:
             header = next(self._rows, None)
         except (UnicodeDecodeError, csv.Error) as e:
@@ -70,6 +72,7 @@ class Table:
 
     def _bad(self, e: Exception) -> PainDiffusionError:
         if isinstance(e, UnicodeDecodeError):
+            self.line += 1
             return self._not_text()
         return PainDiffusionError(f"unreadable CSV at line {self.line} ({e})", self.path)
 

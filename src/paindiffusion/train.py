@@ -140,12 +140,12 @@ def train(data_dir: str | Path, out: str | Path, tcfg: TrainConfig | None = None
     tcfg, noise, sampler = tcfg or TrainConfig(), noise or NoiseDistribution(), sampler or SamplerSettings()
     out = Path(out)
     data = PackedData(data_dir)
-    claim_folder(out, "training run", inputs=(data_dir,))
     mcfg = mcfg or ModelConfig(dim=data.space.dim)
     if mcfg.dim != data.space.dim:
         raise PainDiffusionError(f"model width {mcfg.dim} does not match the data's face space ({data.space.dim})")
     if tcfg.window % mcfg.group or tcfg.window // mcfg.group > mcfg.max_tokens:
         raise PainDiffusionError(f"training window {tcfg.window} must be a multiple of {mcfg.group} and at most {mcfg.group * mcfg.max_tokens} frames")
+    claim_folder(out, "training run", inputs=(data_dir,))  # after the checks: a refused run writes nothing
     spec = ConditionSpec.from_data(data)
     L.seed_everything(tcfg.seed, verbose=False)
     task = DiffusionTask(mcfg.to_dict(), spec.to_dict(), data.stats, asdict(tcfg), asdict(noise))
