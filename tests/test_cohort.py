@@ -112,7 +112,7 @@ def test_protocol_follows_biovid(cohort_dir):
         eps = runs(lab)
         counts = np.bincount([lab[a] for a, _ in eps], minlength=5)[1:]
         assert counts.max() - counts.min() <= 1, counts  # each level equally often (shuffled blocks of 4)
-        for (a, b), (c, _) in zip(eps, eps[1:]):
+        for (_, b), (c, _) in zip(eps, eps[1:]):
             assert 8.0 - 0.1 <= (c - b) / 32 <= 12.0 + 0.1  # pauses
         for a, b in eps:
             assert len(set(lab[a:b])) == 1

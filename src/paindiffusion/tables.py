@@ -124,7 +124,7 @@ class Table:
             a = None
         if a is None or any("_" in c for row in cells for c in row):  # float() reads "4_0" as 40
             for i, row in enumerate(cells):
-                for j, c in enumerate(row):
+                for c in row:
                     if not _NUMBER.fullmatch(c):
                         hint = ("; it looks like a decimal comma, save the file with decimal points"
                                 if re.fullmatch(r"\s*[-+]?\d+,\d+\s*", c) else "")
