@@ -312,3 +312,19 @@ def test_bad_flags(tmp_path, capsys, packed_dir, cohort_dir, args):
 def test_plot_seconds_draws_only_the_requested_recording(tmp_path, capsys, packed_dir):
     code, _, err = run(capsys, "plot", packed_dir, "-r", "s002", "-o", tmp_path / "f.png", "--seconds", "0.01")
     assert code == 0 and (tmp_path / "f.png").stat().st_size > 1000, err
+
+
+def test_flame_npz_loads_as_a_sequence(tmp_path, capsys):
+    """An avatar tool's FLAME npz (expr, jaw_pose) is a sequence too: ``render`` converts it."""
+    from paindiffusion.facespace import FLAME
+    from paindiffusion.render import save_output
+
+    rng = np.random.default_rng(0)
+    seq = FaceSequence(FLAME, rng.uniform(-0.5, 0.5, (12, FLAME.dim)).astype(np.float32))
+    save_output(tmp_path / "a.flame.npz", seq)
+    back = FaceSequence.load(tmp_path / "a.flame.npz")
+    assert back.space is FLAME and back.fps == 25
+    np.testing.assert_array_equal(back.frames, seq.frames)
+    code, _, err = run(capsys, "render", tmp_path / "a.flame.npz", "-o", tmp_path / "b.csv")
+    assert code == 0, err
+    np.testing.assert_allclose(FaceSequence.load(tmp_path / "b.csv").frames, seq.frames, atol=1e-5)

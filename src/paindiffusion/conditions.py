@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .errors import PainDiffusionError
-from .facespace import EMOTIONS, emotion_index
+from .facespace import EMOTIONS
 
 NAMES = ("emotion", "expressiveness", "stimulus")  # order of the keep flags and of guidance weights
 STIMULUS_LAGS = (0, 4, 8, 12, 16, 20, 25, 31, 37, 50, 62, 75)  # frames (0-3 s at 25 fps)
@@ -42,9 +42,6 @@ class CondBatch(NamedTuple):
         keep = self.keep.clone()
         keep[:, k] = False
         return self._replace(keep=keep)
-
-    def repeat(self, n: int) -> "CondBatch":
-        return CondBatch(*(t.repeat(n, *([1] * (t.dim() - 1))) for t in self))
 
     @staticmethod
     def cat(batches: list["CondBatch"]) -> "CondBatch":
@@ -135,9 +132,4 @@ class ConditionSpec:
         return cond._replace(keep=cond.keep & ~drop)
 
 
-def controls_to_values(spec: ConditionSpec, expressiveness: float | str, emotion: str) -> tuple[float, int]:
-    """User-facing controls → (expressiveness on the PSPI scale, emotion index); one-line errors."""
-    return spec.expressiveness_value(expressiveness), emotion_index(emotion)
-
-
-__all__ = ["NAMES", "EMOTIONS", "STIMULUS_LAGS", "HISTORY", "CondBatch", "ConditionSpec", "controls_to_values"]
+__all__ = ["NAMES", "EMOTIONS", "STIMULUS_LAGS", "HISTORY", "CondBatch", "ConditionSpec"]

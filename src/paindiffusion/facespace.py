@@ -53,7 +53,6 @@ class FaceSpace:
     channels: tuple[str, ...]
     low: tuple[float, ...]
     high: tuple[float, ...]
-    description: str
 
     @property
     def dim(self) -> int:
@@ -130,9 +129,8 @@ FACS = FaceSpace(
     channels=tuple(f"AU{k}" for k in FACS_AUS) + HEAD_CHANNELS,
     low=(0.0,) * len(FACS_AUS) + (-90.0, -90.0, -90.0),
     high=(5.0,) * len(FACS_AUS) + (90.0, 90.0, 90.0),
-    description="FACS action units (0-5) + head pitch/yaw/roll (degrees; pitch > 0 looks down, "
-    "yaw > 0 turns to the subject's left, roll > 0 tilts toward the left shoulder)",
-)
+)  # FACS action units (0-5) + head pitch/yaw/roll in degrees: pitch > 0 looks down,
+#   yaw > 0 turns to the subject's left, roll > 0 tilts toward the left shoulder
 
 FLAME = FaceSpace(
     name="flame",
@@ -141,8 +139,7 @@ FLAME = FaceSpace(
     # PCA weights (EMOCA outputs rarely exceed ±5), so ±20 only rejects garbage.
     low=(-np.pi,) * 3 + (-20.0,) * 100,
     high=(np.pi,) * 3 + (20.0,) * 100,
-    description="FLAME 2020 jaw pose (3, axis-angle radians) + expression coefficients (100), EMOCA/EMICA layout",
-)
+)  # FLAME 2020 jaw pose (3, axis-angle radians) + expression coefficients (100), EMOCA/EMICA layout
 
 SPACES = {s.name: s for s in (FACS, FLAME)}
 

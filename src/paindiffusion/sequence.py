@@ -16,7 +16,7 @@ import numpy as np
 
 from .errors import PainDiffusionError, atomic_file
 from .biovid import check_temperature
-from .facespace import FACS, FaceSpace, get_space
+from .facespace import FACS, FLAME, FaceSpace, flame_from_npz_arrays, get_space
 from .tables import Table
 
 FPS = 25  # BioVid video rate; every sequence in this package is at 25 frames per second
@@ -109,8 +109,12 @@ class FaceSequence:
         if path.suffix.lower() == ".npz":
             try:
                 with np.load(path, allow_pickle=False) as z:
+                    if "frames" not in z and "expr" in z:  # a FLAME npz (ours or an avatar tool's)
+                        fps = int(z["fps"]) if "fps" in z and z["fps"].ndim == 0 else FPS
+                        return cls(FLAME, flame_from_npz_arrays(z, path), fps=fps, meta={"source": "flame npz"})
                     if "frames" not in z:
-                        raise PainDiffusionError("npz has no 'frames' array (FLAME npz with expr/jaw_pose: use the flame importer)", path)
+                        raise PainDiffusionError("npz has no 'frames' array (nor FLAME 'expr'/'jaw_pose'); pass a "
+                                                 "sequence written by 'paindiffusion generate'", path)
                     meta = json.loads(str(z["meta"])) if "meta" in z else {}
                     if not isinstance(meta, dict):
                         raise PainDiffusionError("npz 'meta' is not a JSON object", path)
