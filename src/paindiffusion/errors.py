@@ -3,7 +3,7 @@
 The CLI prints ``str(err)`` as a single line and exits with status 2, so every message names the
 problem (and the file, where there is one) and says how to fix it.
 
-Writing rules (docs/design.md §8):
+Writing rules (docs/design.md §10):
 
 * :func:`atomic_file` and :func:`atomic_directory` build the output under a temporary name in the target's
   own folder and rename it into place only when it is complete: an error, Ctrl-C, SIGTERM or a kill never
