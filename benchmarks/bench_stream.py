@@ -2,7 +2,7 @@
 
     python benchmarks/bench_stream.py [--checkpoint RUN/model] [--threads 1] [--minutes 60] [--skip-long]
 
-Targets (DESIGN §5, §8), all for a live PainStream at the checkpoint's sampler settings with guidance on:
+Targets (docs/design.md §5, §8), all for a live PainStream at the checkpoint's sampler settings with guidance on:
   * speed: ≥ 10× real time = 250 frames/s on one CPU thread (aim 1000 frames/s = 40×);
   * latency: a stimulus step reaches the first frame whose PSPI responds within 150 ms of wall time on top of
     the physiological delay the model learned;

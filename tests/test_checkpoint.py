@@ -1,4 +1,4 @@
-"""Checkpoints (DESIGN §2, §5): safetensors + JSON, round trips, fp16, loading never unpickles, and every
+"""Checkpoints (docs/design.md §2, §5): safetensors + JSON, round trips, fp16, loading never unpickles, and every
 broken folder gives one line naming the problem."""
 
 from __future__ import annotations

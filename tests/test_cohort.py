@@ -1,4 +1,4 @@
-"""The synthetic pain cohort: BioVid layout, determinism, protocol, and the facial response rules (DESIGN §4)."""
+"""The synthetic pain cohort: BioVid layout, determinism, protocol, and the facial response rules (docs/design.md §4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Denoiser, training noise and conditions (DESIGN §1, §2, §5): EDM preconditioning with per-frame σ, the
+"""Denoiser, training noise and conditions (docs/design.md §1, §2, §5): EDM preconditioning with per-frame σ, the
 parameter budget, the loss ignoring clean context frames, diffusion-forcing noise levels, and "dropped" meaning
 one thing — the learned null embedding — in training and in sampling."""
 

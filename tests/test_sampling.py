@@ -1,4 +1,4 @@
-"""Sampler tests (DESIGN §1, §5, §6, §8): σ grid, scheduling matrices, the first- and second-order steps,
+"""Sampler tests (docs/design.md §1, §5, §6, §8): σ grid, scheduling matrices, the first- and second-order steps,
 full sampling loops with a tiny deterministic denoiser (golden values, diffusers style, plus properties that
 do not depend on them), clean context frames, and per-condition guidance at any batch size."""
 
@@ -58,7 +58,7 @@ def test_karras_sigmas_matches_eq5_in_float64():
     assert s[0].item() == pytest.approx(hi, rel=1e-6) and s[n - 1].item() == pytest.approx(lo, rel=1e-5)
     assert s[-1].item() == 0.0
     assert (s[1:] < s[:-1]).all()  # strictly decreasing, high to low
-    # Golden: the paper's 35-level grid on [0.002, 80] (DESIGN §1): value in the middle of the grid.
+    # Golden: the paper's 35-level grid on [0.002, 80] (docs/design.md §1): value in the middle of the grid.
     paper = karras_sigmas(35, 0.002, 80.0, 7.0)
     assert paper[17].item() == pytest.approx(2.51522, rel=1e-4)
 
@@ -225,7 +225,7 @@ GOLDEN_HEUN_ABS = 452.8121
 
 
 def test_context_frames_anywhere_stay_exact_through_full_loop():
-    """Editing (DESIGN §8): clean frames anywhere in the window, per sample, stay bit-identical."""
+    """Editing (docs/design.md §8): clean frames anywhere in the window, per sample, stay bit-identical."""
     model = guided(tiny_denoiser(1), (0.25, 0.5, 1.0))
     sig = karras_sigmas(5)
     lv = full_sequence_levels(24, 5)[:, None].repeat(1, 2, 1)  # (steps + 1, B, T)

@@ -1,6 +1,6 @@
 """A trained model as users hold it: ``model.safetensors`` + ``config.json`` in one folder.
 
-Loading never unpickles (DESIGN §2: the official checkpoints were pickles saved on cuda:0): weights are
+Loading never unpickles (docs/design.md §2: the official checkpoints were pickles saved on cuda:0): weights are
 safetensors, everything else — face space, model shape, condition statistics, normalisation, sampler
 defaults, training record — is JSON. A folder that is missing a file, corrupt, or does not match its own
 config gives one line saying so.

@@ -1,4 +1,4 @@
-"""The synthetic pain cohort: a *simulation* that stands in for BioVid HeatPain Part C (DESIGN §4).
+"""The synthetic pain cohort: a *simulation* that stands in for BioVid HeatPain Part C (docs/design.md §4).
 
 Nothing here is measured data. Each rule follows a published fact, cited where it is applied:
 
@@ -40,7 +40,7 @@ MAX_MINUTES = 240.0  # per recording: a recording is simulated in memory (~0.5 M
 MAX_SUBJECTS = 10_000
 PLATEAU_S = 4.0
 PAUSE_S = (8.0, 12.0)
-RAMP_C_PER_S = 4.0  # assumption: the thermode's ramp rate is not given in DESIGN; 4 °C/s reaches 48 °C in 4 s
+RAMP_C_PER_S = 4.0  # assumption: the thermode's ramp rate is not given in the BioVid papers; 4 °C/s reaches 48 °C in 4 s
 
 # Peak AU intensity at full pain (p = 1) for a subject of gain 1, and the extra delay (s) and activation
 # threshold (in p) of each AU: upper face first, lower face ~0.3 s later, the jaw last and only for strong pain.

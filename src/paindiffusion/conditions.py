@@ -1,4 +1,4 @@
-"""The three conditions of PainDiffusion, defined once and used by training and sampling alike (DESIGN §1, §2).
+"""The three conditions of PainDiffusion, defined once and used by training and sampling alike (docs/design.md §1, §2).
 
 * ``stimulus``: temperature (°C) per frame, standardised with training statistics. Each frame sees its own
   value and lagged values up to 3 s back: the face answers heat with a ~0.5–1.5 s delay and slow relief, so
@@ -10,7 +10,7 @@
 A condition is *dropped* (for classifier-free guidance) or *unknown* (a recording without an emotion label)
 in exactly one way: its ``keep`` flag is False, and the model then uses that condition's learned null
 embedding — in training and in sampling (the official code zeroed a raw value in one and an embedding in
-the other, DESIGN §2).
+the other, docs/design.md §2).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def _tensor(v, dtype) -> torch.Tensor:
 class ConditionSpec:
     """Statistics and options of the conditions; saved in every checkpoint's config."""
 
-    stimulus_mean: float = 37.23  # official statistics (DESIGN §1); replaced by the training data's
+    stimulus_mean: float = 37.23  # official statistics (docs/design.md §1); replaced by the training data's
     stimulus_std: float = 7.07
     expressiveness_mean: float = 2.0
     expressiveness_std: float = 1.5

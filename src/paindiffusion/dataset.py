@@ -8,7 +8,7 @@
     DATA/pspi.npy       (N,) float32       PSPI per frame (NaN where unknown)
     DATA/index.json     recordings (offset, length, subject, split, emotion, expressiveness), face space, stats
 
-Splits are subject-disjoint (DESIGN §2: test ≠ validation). *Expressiveness* is a per-recording value,
+Splits are subject-disjoint (docs/design.md §2: test ≠ validation). *Expressiveness* is a per-recording value,
 the mean PSPI over its stimulated frames (label > 0), so it never comes from the window being predicted.
 """
 
@@ -91,7 +91,7 @@ def pack(raw: str | os.PathLike, out: str | os.PathLike, *, val: float = 0.15, t
         meta = {
             "format": FORMAT, "version": VERSION, "face_space": recs[0].space.name,
             "channels": list(recs[0].space.channels), "fps": FPS, "source": str(raw), "split_seed": seed,
-            # Per-channel statistics of the training split: the model standardises latents with them (DESIGN §2).
+            # Per-channel statistics of the training split: the model standardises latents with them (docs/design.md §2).
             "stats": {"frames_mean": f.mean(0).tolist(), "frames_std": f.std(0).tolist(),
                       "stimulus_mean": float(st.mean()), "stimulus_std": float(st.std())},
             "recordings": index,

@@ -2,7 +2,7 @@
 conditions act as they should? (The paper's full metric suite and reports come with the evaluation issue;
 this module gives the numbers the model card and the tests need.)
 
-Correlations are the *mean* Pearson r over recordings (the official code reported the maximum, DESIGN §2).
+Correlations are the *mean* Pearson r over recordings (the official code reported the maximum, docs/design.md §2).
 """
 
 from __future__ import annotations

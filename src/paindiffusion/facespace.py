@@ -1,4 +1,4 @@
-"""Face spaces: what the channels of one face frame mean (DESIGN §3).
+"""Face spaces: what the channels of one face frame mean (docs/design.md §3).
 
 The generator is space-agnostic: its width is ``space.dim``. A space knows its channel names, their
 valid ranges, how to check an array of frames, and how to compute PSPI when its channels allow it.
@@ -18,7 +18,7 @@ import numpy as np
 from .errors import PainDiffusionError
 
 # Action units of the facs space: PSPI's AUs (4, 6, 7, 9, 10, 43) plus what pain, emotions and robot
-# faces need (DESIGN §3). Order is part of the packed-data and checkpoint format: append, never reorder.
+# faces need (docs/design.md §3). Order is part of the packed-data and checkpoint format: append, never reorder.
 FACS_AUS = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 43)
 HEAD_CHANNELS = ("head_pitch", "head_yaw", "head_roll")
 

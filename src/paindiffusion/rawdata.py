@@ -122,7 +122,7 @@ def load_recording(d: Path, default_space: str = "facs") -> RawRecording:
     if len(temp) != len(label):
         raise PainDiffusionError(f"temperature has {len(temp)} samples but label has {len(label)}; both must be the same 32 Hz stream", d)
     frames = _read_face(d, name, space)
-    # BioVid alignment (DESIGN §1): frame f reads stream sample floor(f / 25 × 32). Video a little longer than
+    # BioVid alignment (docs/design.md §1): frame f reads stream sample floor(f / 25 × 32). Video a little longer than
     # the stream (< 1 s, e.g. a trailing partial second) is cut; a bigger gap means mismatched files.
     idx = stimulus_index(len(frames))
     usable = int(np.searchsorted(idx, len(temp)))
