@@ -106,7 +106,7 @@ class Table:
                 if not row or (len(row) == 1 and not row[0].strip()):
                     continue  # blank line (e.g. at the end)
                 if len(row) != width:
-                    raise PainDiffusionError(f"line {self.line} has {len(row)} cells but the header has {width} "
+                    raise PainDiffusionError(f"line {self.line} has {len(row)} cell(s) but the header has {width} "
                                              "(a ragged or truncated row); fix or remove it", self.path)
                 buf.append([row[c] for c in cols])
                 if len(buf) == rows:
