@@ -234,6 +234,10 @@ def main() -> None:
         sys.exit(2)
     except (KeyboardInterrupt, typer.Abort):
         code = 130
+    except SystemExit:  # Lightning exits by itself after its graceful shutdown on an interrupt
+        if not _received:
+            raise
+        code = 130
     except OSError as e:
         typer.echo(f"error: {os_error(e, doing='failed')}", err=True)
         sys.exit(2)
