@@ -49,30 +49,34 @@ def snapshot(folder: Path) -> dict:
 
 
 # ---- --overwrite replaces only what we wrote --------------------------------------------------------------
-def test_overwrite_never_deletes_what_we_did_not_write(tmp_path, cohort_dir):
+def test_overwrite_never_deletes_what_we_did_not_write(tmp_path, cohort_dir, capsys, monkeypatch):
+    from test_hardening_inputs import refused, run
+
     work = tmp_path / "work"
     work.mkdir()
     (work / "notes.txt").write_text("precious")
     # the working directory, and a folder above it
-    one_line(cli("cohort", ".", "--subjects", 1, "--minutes", 1, "--overwrite", cwd=work), "working directory")
-    one_line(cli("cohort", "..", "--subjects", 1, "--minutes", 1, "--overwrite", cwd=work), "working directory")
+    monkeypatch.chdir(work)
+    refused(capsys, "cohort", ".", "--subjects", 1, "--minutes", 1, "--overwrite", words=["working directory"])
+    refused(capsys, "cohort", "..", "--subjects", 1, "--minutes", 1, "--overwrite", words=["working directory"])
+    monkeypatch.chdir(tmp_path)
     # the input of pack (also a folder we wrote: the overlap rule comes first)
     raw_before = snapshot(cohort_dir)
-    one_line(cli("pack", cohort_dir, "-o", cohort_dir, "--overwrite"), "overlaps the input")
-    one_line(cli("pack", cohort_dir, "-o", cohort_dir / "s001", "--overwrite"), "overlaps the input")
+    refused(capsys, "pack", cohort_dir, "-o", cohort_dir, "--overwrite", words=["overlaps the input"])
+    refused(capsys, "pack", cohort_dir, "-o", cohort_dir / "s001", "--overwrite", words=["overlaps the input"])
     assert snapshot(cohort_dir) == raw_before
     # an unrelated, unmarked folder
-    one_line(cli("cohort", work, "--subjects", 1, "--minutes", 1, "--overwrite"), MARKER)
+    refused(capsys, "cohort", work, "--subjects", 1, "--minutes", 1, "--overwrite", words=[MARKER])
     assert (work / "notes.txt").read_text() == "precious" and sorted(os.listdir(work)) == ["notes.txt"]
     # a training run into a foreign folder is refused too (it would write checkpoints among the user's files)
     packed = tmp_path / "packed"
-    assert cli("pack", cohort_dir, "-o", packed).returncode == 0
-    one_line(cli("train", packed, "--out", work, "--steps", 1), "not written by paindiffusion")
-    one_line(cli("train", packed, "--out", packed / "run", "--steps", 1), "overlaps the input")
+    assert run(capsys, "pack", cohort_dir, "-o", packed)[0] == 0
+    refused(capsys, "train", packed, "--out", work, "--steps", 1, words=["not written by paindiffusion"])
+    refused(capsys, "train", packed, "--out", packed / "run", "--steps", 1, words=["overlaps the input"])
     # what we wrote is replaced
     assert (packed / MARKER).is_file()
-    r = cli("pack", cohort_dir, "-o", packed, "--overwrite", "--seed", 3)
-    assert r.returncode == 0, r.stderr
+    code, _, err = run(capsys, "pack", cohort_dir, "-o", packed, "--overwrite", "--seed", 3)
+    assert code == 0, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["packed", "work"]  # no temp folder left
 
 
