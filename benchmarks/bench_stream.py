@@ -2,7 +2,7 @@
 
     python benchmarks/bench_stream.py [--checkpoint RUN/model] [--threads 1] [--minutes 60] [--skip-long]
 
-Targets (DESIGN §5, §8), all for a live PainStream at the checkpoint's sampler settings with guidance on:
+Targets (docs/design.md §5, §8), all for a live PainStream at the checkpoint's sampler settings with guidance on:
   * speed: ≥ 10× real time = 250 frames/s on one CPU thread (aim 1000 frames/s = 40×);
   * latency: a stimulus step reaches the first frame whose PSPI responds within 150 ms of wall time on top of
     the physiological delay the model learned;
@@ -160,8 +160,8 @@ def latency(model, settings, seeds: int, settle_s: float = 10.0, watch_s: float 
           f"({-(-(d_frames + 1) // g)} steps, generator unpaced)")
     print(f"  (c) latency beyond the learned delay: {excess:6.1f} ms = {excess / LATENCY_MS:.2f}x the {LATENCY_MS:.0f} ms "
           f"target  {verdict(excess / LATENCY_MS)}")
-    print(f"      (c) = max(first new frame, (b) − (a)): frames played at 25 fps from the first new frame cover the "
-          f"delay, so only the generator's own latency counts")
+    print("      (c) = max(first new frame, (b) − (a)): frames played at 25 fps from the first new frame cover the "
+          "delay, so only the generator's own latency counts")
     print(f"      a loop paced at 25 fps that steps just in time adds the wait for the next {g}-frame stack: "
           f"≤ {g / FPS * 1e3:.0f} ms, {g / FPS * 1e3 / 2:.0f} ms on average")
 

@@ -1,4 +1,4 @@
-"""Build ``src/paindiffusion/assets/canonical_face.npz`` from MediaPipe's canonical face mesh (DESIGN §3).
+"""Build ``src/paindiffusion/assets/canonical_face.npz`` from MediaPipe's canonical face mesh (docs/design.md §3).
 
 MediaPipe ships its canonical face model (468 vertices, 898 triangles, UVs; Apache-2.0) inside the npm
 package ``@mediapipe/face_mesh``, as the face-geometry protobuf ``geometry_pipeline_metadata_landmarks.binarypb``

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create or reuse .venv and install paindiffusion into it. Sourced by demo.sh and test.sh.
 # torch==2.13.0 goes in first: it is the CPU wheel; a bare "torch" requirement on a machine without
-# torch would pull several GB of CUDA packages (DESIGN §7).
+# torch would pull several GB of CUDA packages (docs/design.md §7).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"

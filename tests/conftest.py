@@ -1,5 +1,6 @@
-"""Shared fixtures: one small synthetic cohort and its packed store per test session (< 1 s to build),
-plus a builder for fake BioVid-layout trees (what real recordings with externally extracted faces look like)."""
+"""Shared fixtures: one small synthetic cohort and its packed store per test session (< 1 s to build), a
+builder for fake BioVid-layout trees (what real recordings with externally extracted faces look like), and
+the one set of tiny models (a real Denoiser with every weight random; real checkpoints saved from it)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,45 @@ from paindiffusion.cohort import write_cohort
 from paindiffusion.dataset import pack
 
 COHORT_SUBJECTS, COHORT_MINUTES, COHORT_SEED = 6, 3.0, 1
+TINY_SHAPE = dict(width=32, depth=1, heads=2, max_tokens=16)
+
+
+def random_denoiser(dim: int, seed: int = 0, scale: float = 0.15, **shape):
+    """A tiny real Denoiser with *every* weight random (the backbone's zero-initialised output and modulation
+    layers would otherwise make D(x) = c_skip·x and hide the conditions)."""
+    import torch
+
+    from paindiffusion.model import Denoiser, ModelConfig
+
+    torch.manual_seed(seed)
+    d = Denoiser(ModelConfig(dim=dim, **{**TINY_SHAPE, **shape}))
+    with torch.no_grad():
+        for p in d.parameters():
+            p.copy_(torch.randn(p.shape) * scale)
+    return d.eval()
+
+
+def tiny_model(seed: int = 0, spec=None, mean=None, std=None, info=None, **sampler):
+    """A ``facs`` PainModel around :func:`random_denoiser`; keyword arguments are sampler settings."""
+    import torch
+
+    from paindiffusion.checkpoint import PainModel
+    from paindiffusion.conditions import ConditionSpec
+    from paindiffusion.facespace import FACS
+    from paindiffusion.model import Standardizer
+    from paindiffusion.stream import SamplerSettings
+
+    st = Standardizer(torch.linspace(0.5, 1.5, FACS.dim) if mean is None else mean,
+                      torch.linspace(0.2, 2.0, FACS.dim) if std is None else std)
+    spec = spec or ConditionSpec(stimulus_mean=36.5, stimulus_std=5.0, presets={"low": 0.3, "medium": 1.7, "high": 3.9})
+    return PainModel(random_denoiser(FACS.dim, seed), st, spec, FACS, SamplerSettings(**{"levels": 2, "context": 2, **sampler}),
+                     info if info is not None else {"trained_steps": 3}).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A saved tiny checkpoint folder (real safetensors + config.json). Treat as read-only."""
+    return tiny_model().save(tmp_path_factory.mktemp("tiny") / "model")
 
 
 @pytest.fixture(scope="session")

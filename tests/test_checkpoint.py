@@ -1,4 +1,4 @@
-"""Checkpoints (DESIGN §2, §5): safetensors + JSON, round trips, fp16, loading never unpickles, and every
+"""Checkpoints (docs/design.md §2, §5): safetensors + JSON, round trips, fp16, loading never unpickles, and every
 broken folder gives one line naming the problem."""
 
 from __future__ import annotations
@@ -11,26 +11,19 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_model as make_tiny
 from paindiffusion.checkpoint import CONFIG, WEIGHTS, PainModel
-from paindiffusion.conditions import HISTORY, ConditionSpec
-from paindiffusion.errors import PainDiffusionError
+from paindiffusion.conditions import HISTORY
+from paindiffusion.errors import MARKER, PainDiffusionError
 from paindiffusion.facespace import FACS
-from paindiffusion.model import Denoiser, ModelConfig, Standardizer
-from paindiffusion.stream import SamplerSettings
+from paindiffusion.model import Denoiser, ModelConfig
 
 torch.set_num_threads(1)  # tiny tensors: threads only add overhead (and the CPU is shared)
 
 
 def tiny_model(seed: int = 0) -> PainModel:
-    torch.manual_seed(seed)
-    d = Denoiser(ModelConfig(dim=FACS.dim, width=32, depth=1, heads=2, max_tokens=16))
-    with torch.no_grad():
-        for p in d.parameters():
-            p.copy_(torch.randn(p.shape) * 0.15)
-    st = Standardizer(torch.linspace(0.5, 1.5, FACS.dim), torch.linspace(0.2, 2.0, FACS.dim))
-    spec = ConditionSpec(stimulus_mean=36.5, stimulus_std=5.0, presets={"low": 0.3, "medium": 1.7, "high": 3.9})
-    return PainModel(d, st, spec, FACS, SamplerSettings(levels=4, context=2, guidance=(0.1, 0.2, 0.3)),
-                     {"trained_steps": 7, "note": "tiny"}).eval()
+    return make_tiny(seed, mean=torch.linspace(0.5, 1.5, FACS.dim), std=torch.linspace(0.2, 2.0, FACS.dim),
+                     info={"trained_steps": 7, "note": "tiny"}, levels=4, context=2, guidance=(0.1, 0.2, 0.3))
 
 
 def outputs(m: PainModel) -> torch.Tensor:
@@ -59,7 +52,7 @@ def one_line_error(path, match: str) -> str:
 
 def test_round_trip_identical(saved):
     m, path = saved
-    assert sorted(p.name for p in path.iterdir()) == sorted([CONFIG, WEIGHTS])
+    assert sorted(p.name for p in path.iterdir()) == sorted([CONFIG, WEIGHTS, MARKER])
     back = PainModel.load(path)
     assert torch.equal(outputs(back), outputs(m))
     assert not back.denoiser.training
@@ -203,7 +196,7 @@ def test_face_space_mismatch(saved):
     one_line_error(path, "face space")
     _edit_config(path, lambda c: c["face_space"].update(name="flame", channels=None))
     one_line_error(path, "face space")
-    _edit_config(path, lambda c: c["face_space"].update(name="klingon"))
+    _edit_config(path, lambda c: c["face_space"].update(name="klingon", channels=[]))
     one_line_error(path, "klingon")
 
 

@@ -62,7 +62,7 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     for name, seed in (("a", 5), ("b", 5), ("x", 6)):
         assert cli("cohort", tmp_path / name, "--subjects", 2, "--minutes", 1, "--seed", seed).returncode == 0
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
-    assert len(files) == 1 + 2 * 4
+    assert len(files) == 2 + 2 * 4  # cohort.json, the marker, 4 files per recording
     for f in files:
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
     assert (tmp_path / "a/s001/s001_temp.csv").read_bytes() != (tmp_path / "x/s001/s001_temp.csv").read_bytes()
@@ -148,8 +148,8 @@ def test_empty_or_missing_directory(tmp_path):
 
 
 def test_cohort_bad_arguments(tmp_path):
-    for args, problem in ((["--subjects", 0], "at least 1 subject"), (["--minutes", 0.1], "too short"),
-                          (["--seed", -3], "non-negative")):
+    for args, problem in ((["--subjects", 0], "--subjects"), (["--minutes", 0.1], "too short"),
+                          (["--seed", -3], "--seed")):
         r = cli("cohort", tmp_path / "c", *args)
         lines = r.stderr.splitlines()
         assert r.returncode != 0 and len(lines) == 1 and problem in lines[0], r.stderr

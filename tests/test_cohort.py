@@ -1,4 +1,4 @@
-"""The synthetic pain cohort: BioVid layout, determinism, protocol, and the facial response rules (DESIGN §4)."""
+"""The synthetic pain cohort: BioVid layout, determinism, protocol, and the facial response rules (docs/design.md §4)."""
 
 from __future__ import annotations
 
@@ -64,10 +64,11 @@ def test_same_seed_gives_identical_files_and_subjects_do_not_depend_on_n(cohort_
 
 
 @pytest.mark.parametrize("kwargs, problem", [
-    (dict(subjects=0, minutes=3), "at least 1 subject"),
+    (dict(subjects=0, minutes=3), "--subjects must be 1-"),
     (dict(subjects=2, minutes=0.2), "too short"),
-    (dict(subjects=2, minutes=float("nan")), "positive duration"),
-    (dict(subjects=2, minutes=3, seed=-1), "non-negative"),
+    (dict(subjects=2, minutes=float("nan")), "--minutes must be positive"),
+    (dict(subjects=2, minutes=1e9), "at most 240"),
+    (dict(subjects=2, minutes=3, seed=-1), "seed must be an integer in 0"),
 ])
 def test_bad_arguments_are_user_errors_and_write_nothing(tmp_path, kwargs, problem):
     with pytest.raises(PainDiffusionError, match=problem):
@@ -82,8 +83,13 @@ def test_refuses_non_empty_output_unless_overwrite(tmp_path):
     with pytest.raises(PainDiffusionError, match="not empty"):
         write_cohort(out, 1, 1.0, 0)
     assert (out / "keep.txt").exists()
-    write_cohort(out, 1, 1.0, 0, overwrite=True)
-    assert not (out / "keep.txt").exists() and (out / "s001" / "s001_face.npy").is_file()
+    with pytest.raises(PainDiffusionError, match="only folders written by paindiffusion"):
+        write_cohort(out, 1, 1.0, 0, overwrite=True)  # not ours: left alone even with --overwrite
+    assert (out / "keep.txt").exists()
+    (out / "keep.txt").unlink()
+    write_cohort(out, 1, 1.0, 0)  # empty: fine; the folder is now marked as ours
+    write_cohort(out, 1, 1.0, 1, overwrite=True)
+    assert (out / "s001" / "s001_face.npy").is_file() and json.loads((out / "cohort.json").read_text())["seed"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]  # no temp folder left
 
 
@@ -106,7 +112,7 @@ def test_protocol_follows_biovid(cohort_dir):
         eps = runs(lab)
         counts = np.bincount([lab[a] for a, _ in eps], minlength=5)[1:]
         assert counts.max() - counts.min() <= 1, counts  # each level equally often (shuffled blocks of 4)
-        for (a, b), (c, _) in zip(eps, eps[1:]):
+        for (_, b), (c, _) in zip(eps, eps[1:]):
             assert 8.0 - 0.1 <= (c - b) / 32 <= 12.0 + 0.1  # pauses
         for a, b in eps:
             assert len(set(lab[a:b])) == 1

@@ -230,7 +230,7 @@ def test_pack_overwrite_rules(cohort_dir, tmp_path):
     pack(raw, out, overwrite=True)
     assert len(PackedData(out).recordings) == 3
     (tmp_path / "afile").write_text("x")
-    with pytest.raises(PainDiffusionError, match="not a directory"):
+    with pytest.raises(PainDiffusionError, match="not a folder"):
         pack(raw, tmp_path / "afile")
     with pytest.raises(PainDiffusionError, match="split shares"):
         pack(raw, tmp_path / "d2", val=0.6, test=0.5)

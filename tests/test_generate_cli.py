@@ -18,15 +18,14 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_model as make_tiny
 from paindiffusion import cli as cli_module
 from paindiffusion.checkpoint import PainModel
 from paindiffusion.conditions import ConditionSpec
 from paindiffusion.errors import PainDiffusionError
 from paindiffusion.facespace import FACS
 from paindiffusion.generate import generate_sequence, rule_based_sequence
-from paindiffusion.model import Denoiser, ModelConfig, Standardizer
 from paindiffusion.sequence import FPS
-from paindiffusion.stream import SamplerSettings
 
 torch.set_num_threads(1)  # tiny tensors: extra threads only add overhead (and the CPU is shared)
 
@@ -56,14 +55,8 @@ def cli_inproc(args, capsys) -> tuple[int, str, str]:
 
 
 def tiny_model() -> PainModel:
-    torch.manual_seed(0)
-    d = Denoiser(ModelConfig(dim=FACS.dim, width=32, depth=1, heads=2, max_tokens=16))
-    with torch.no_grad():
-        for p in d.parameters():
-            p.copy_(torch.randn(p.shape) * 0.15)
-    spec = ConditionSpec(stimulus_mean=36.0, stimulus_std=5.0, presets=dict(PRESETS))
-    st = Standardizer(torch.full((FACS.dim,), 0.8), torch.full((FACS.dim,), 0.6))
-    return PainModel(d, st, spec, FACS, SamplerSettings(levels=2, context=2), {"trained_steps": 3}).eval()
+    return make_tiny(0, spec=ConditionSpec(stimulus_mean=36.0, stimulus_std=5.0, presets=dict(PRESETS)),
+                     mean=torch.full((FACS.dim,), 0.8), std=torch.full((FACS.dim,), 0.6), levels=2, context=2)
 
 
 @pytest.fixture(scope="module")

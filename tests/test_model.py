@@ -1,4 +1,4 @@
-"""Denoiser, training noise and conditions (DESIGN §1, §2, §5): EDM preconditioning with per-frame σ, the
+"""Denoiser, training noise and conditions (docs/design.md §1, §2, §5): EDM preconditioning with per-frame σ, the
 parameter budget, the loss ignoring clean context frames, diffusion-forcing noise levels, and "dropped" meaning
 one thing — the learned null embedding — in training and in sampling."""
 
@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from paindiffusion.conditions import HISTORY, NAMES, STIMULUS_LAGS, CondBatch, ConditionSpec, controls_to_values
+from conftest import random_denoiser
+from paindiffusion.conditions import HISTORY, NAMES, STIMULUS_LAGS, CondBatch, ConditionSpec
 from paindiffusion.errors import PainDiffusionError
 from paindiffusion.model import ConditionEmbedding, Denoiser, ModelConfig, NoiseDistribution, Standardizer, edm_loss
 
@@ -20,12 +21,7 @@ TINY = dict(dim=6, width=32, depth=1, heads=2, max_tokens=16)
 
 def tiny_denoiser(seed: int = 0, scale: float = 0.15) -> Denoiser:
     """Every weight random, so the zero-initialised output/modulation layers do not hide anything."""
-    torch.manual_seed(seed)
-    d = Denoiser(ModelConfig(**TINY))
-    with torch.no_grad():
-        for p in d.parameters():
-            p.copy_(torch.randn(p.shape) * scale)
-    return d.eval()
+    return random_denoiser(TINY["dim"], seed, scale)
 
 
 def conds(b: int, t: int, seed: int = 0, spec: ConditionSpec | None = None) -> CondBatch:
@@ -204,7 +200,7 @@ def test_dropped_condition_same_through_denoiser():
 
 def test_dropout_rates_per_condition():
     spec = ConditionSpec(drop=(0.0, 0.5, 1.0))
-    c = conds(1, 8).repeat(2000)
+    c = CondBatch.cat([conds(1, 8)] * 2000)
     kept = spec.dropout(c, torch.Generator().manual_seed(0)).keep.float().mean(0)
     assert kept[0].item() == 1.0 and kept[2].item() == 0.0
     assert kept[1].item() == pytest.approx(0.5, abs=0.05)
@@ -223,7 +219,6 @@ def test_stimulus_features_lags():
     for j, lag in enumerate(STIMULUS_LAGS):
         for i in range(t):
             assert f[i, j].item() == pytest.approx((HISTORY + i - lag - 10.0) / 2.0)
-    assert STIMULUS_LAGS[0] == 0 and max(STIMULUS_LAGS) == HISTORY == 75  # 3 s of history at 25 fps
     fb = spec.stimulus_features(np.stack([raw.numpy(), raw.numpy() + 1]), t)
     assert fb.shape == (2, t, len(STIMULUS_LAGS))
     torch.testing.assert_close(fb[1] - fb[0], torch.full((t, len(STIMULUS_LAGS)), 0.5))
@@ -241,9 +236,6 @@ def test_expressiveness_values_and_errors():
         with pytest.raises(PainDiffusionError) as e:
             spec.expressiveness_value(bad)
         assert "\n" not in str(e.value) and "expressiveness" in str(e.value)
-    assert controls_to_values(spec, "high", "surprise") == (4.0, 7)
-    with pytest.raises(PainDiffusionError, match="unknown emotion"):
-        controls_to_values(spec, "high", "Boredom")
 
 
 @pytest.mark.parametrize("asked, used", [(16, 6.0), (8, 6.0), ("0", 0.2), (0.1, 0.2)])
@@ -255,7 +247,7 @@ def test_expressiveness_outside_the_trained_range_is_clamped_with_a_warning(aske
 
 
 def test_expressiveness_jitter_in_training_only():
-    c = conds(1, 8).repeat(4000)
+    c = conds(4000, 8)
     jittered = ConditionSpec(drop=(0, 0, 0), expressiveness_jitter=0.2).dropout(c, torch.Generator().manual_seed(0))
     noise = jittered.expressiveness - c.expressiveness
     assert noise.std().item() == pytest.approx(0.2, rel=0.05) and abs(noise.mean().item()) < 0.01
@@ -281,8 +273,6 @@ def test_condbatch_helpers_and_spec_round_trip():
     w = c.without(1)
     assert w.keep[:, 1].sum() == 0 and torch.equal(w.keep[:, [0, 2]], c.keep[:, [0, 2]])
     assert c.keep[:, 1].all()  # without() does not mutate the original
-    r = c.repeat(3)
-    assert r.stimulus.shape[0] == 6 and torch.equal(r.stimulus[4:], c.stimulus)
     cat = CondBatch.cat([c, w])
     assert torch.equal(cat.keep[2:], w.keep) and torch.equal(cat.emotion[:2], c.emotion)
     spec = ConditionSpec(stimulus_mean=36.0, presets={"low": 1.0, "medium": 2.5, "high": 5.0}, drop=(0.1, 0.2, 0.3))

@@ -1,4 +1,4 @@
-"""Sampler tests (DESIGN §1, §5, §6, §8): σ grid, scheduling matrices, the first- and second-order steps,
+"""Sampler tests (docs/design.md §1, §5, §6, §8): σ grid, scheduling matrices, the first- and second-order steps,
 full sampling loops with a tiny deterministic denoiser (golden values, diffusers style, plus properties that
 do not depend on them), clean context frames, and per-condition guidance at any batch size."""
 
@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import random_denoiser
 from paindiffusion.conditions import HISTORY, NAMES, CondBatch, ConditionSpec
-from paindiffusion.model import Denoiser, ModelConfig
+from paindiffusion.model import Denoiser
 from paindiffusion.sampling import (full_sequence_levels, guidance_weights, guided, initial_noise, karras_sigmas,
                                     pyramid_levels, sample_levels, step)
 
@@ -20,14 +21,8 @@ torch.set_num_threads(1)  # tiny tensors: threads only add overhead (and the CPU
 
 
 def tiny_denoiser(seed: int = 0) -> Denoiser:
-    """A tiny real Denoiser with *every* weight random (the backbone's zero-initialised output and modulation
-    layers would otherwise make D(x) = c_skip·x and hide the conditions)."""
-    torch.manual_seed(seed)
-    d = Denoiser(ModelConfig(dim=DIM, width=32, depth=1, heads=2, max_tokens=16))
-    with torch.no_grad():
-        for p in d.parameters():
-            p.copy_(torch.randn(p.shape) * 0.15)
-    return d.eval()
+    """The shared tiny real Denoiser with every weight random (see conftest.random_denoiser)."""
+    return random_denoiser(DIM, seed)
 
 
 def conds(b: int, t: int, seed: int = 0) -> CondBatch:
@@ -63,7 +58,7 @@ def test_karras_sigmas_matches_eq5_in_float64():
     assert s[0].item() == pytest.approx(hi, rel=1e-6) and s[n - 1].item() == pytest.approx(lo, rel=1e-5)
     assert s[-1].item() == 0.0
     assert (s[1:] < s[:-1]).all()  # strictly decreasing, high to low
-    # Golden: the paper's 35-level grid on [0.002, 80] (DESIGN §1): value in the middle of the grid.
+    # Golden: the paper's 35-level grid on [0.002, 80] (docs/design.md §1): value in the middle of the grid.
     paper = karras_sigmas(35, 0.002, 80.0, 7.0)
     assert paper[17].item() == pytest.approx(2.51522, rel=1e-4)
 
@@ -231,7 +226,7 @@ GOLDEN_HEUN_ABS = 363.0145
 
 
 def test_context_frames_anywhere_stay_exact_through_full_loop():
-    """Editing (DESIGN §8): clean frames anywhere in the window, per sample, stay bit-identical."""
+    """Editing (docs/design.md §8): clean frames anywhere in the window, per sample, stay bit-identical."""
     model = guided(tiny_denoiser(1), (0.25, 0.5, 1.0))
     sig = karras_sigmas(5)
     lv = full_sequence_levels(24, 5)[:, None].repeat(1, 2, 1)  # (steps + 1, B, T)

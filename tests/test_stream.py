@@ -1,4 +1,4 @@
-"""The streaming generator (DESIGN §1 live demo, §5, §8): context stacks first, then ``group`` frames per step
+"""The streaming generator (docs/design.md §1 live demo, §5, §8): context stacks first, then ``group`` frames per step
 with one guided model call, contiguous frame indices, bounded state, thread-safe controls that take effect at
 the next step, one-line errors, batches with per-sequence controls, seeds, and offline stimulus traces."""
 

@@ -12,14 +12,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from paindiffusion.checkpoint import PainModel
 from paindiffusion.conditions import ConditionSpec
 from paindiffusion.dataset import PackedData
-from paindiffusion.errors import PainDiffusionError
+from paindiffusion.errors import MARKER, PainDiffusionError
 from paindiffusion.model import ModelConfig
 from paindiffusion.train import TrainConfig, train
 
@@ -47,13 +46,14 @@ def ckpt_state(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain containers only
 
 
+@pytest.mark.slow
 def test_train_then_resume(tmp_path, packed_dir):
     out = tmp_path / "run"
     m4 = train(packed_dir, out, tcfg(4), mcfg=TINY, progress=False)
     assert m4.info["trained_steps"] == 4
     # the final model: safetensors + JSON, loadable without unpickling, conditions measured on the data
     loaded = PainModel.load(out / "model")
-    assert sorted(os.listdir(out / "model")) == ["config.json", "model.safetensors"]
+    assert sorted(os.listdir(out / "model")) == [MARKER, "config.json", "model.safetensors"]
     config = json.loads((out / "model" / "config.json").read_text())
     assert config["info"]["trained_steps"] == 4 and loaded.info["trained_steps"] == 4
     assert config["model"]["width"] == 32 and config["model"]["depth"] == 1
@@ -127,24 +127,23 @@ def test_train_refuses_bad_data_in_one_line(tmp_path, cohort_dir, capsys):
     assert sorted(os.listdir(tmp_path)) == ["empty"]
 
 
+@pytest.mark.slow
 def test_kill_and_resume_through_the_cli(tmp_path, packed_dir):
-    """Kill ``paindiffusion train`` once it has written last.ckpt (every 100 steps), run the same command
-    again: it resumes and finishes the requested steps."""
+    """SIGKILL ``paindiffusion train`` once it has written last.ckpt (every 50 steps), run the same command
+    again: it resumes and finishes the requested steps. Checkpoints are written under a temporary name and
+    renamed into place, so last.ckpt existing means it is complete: no polling of its size."""
     run, steps = tmp_path / "run", 130
-    args = ["train", packed_dir, "--out", run, "--steps", steps, "--batch", 1, "--threads", 1]
+    args = ["train", packed_dir, "--out", run, "--steps", steps, "--batch", 1, "--threads", 1, "--checkpoint-every", 50]
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     p = subprocess.Popen([sys.executable, "-m", "paindiffusion.cli", *map(str, args)], stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL, env=env)
     last = run / "checkpoints" / "last.ckpt"
     try:
-        deadline, size = time.time() + 90, -1
-        while time.time() < deadline and p.poll() is None:
-            if last.is_file() and last.stat().st_size == size and size > 0:
-                break  # written completely (same size twice in a row)
-            size = last.stat().st_size if last.is_file() else -1
-            time.sleep(0.2)
+        deadline = time.time() + 120
+        while time.time() < deadline and p.poll() is None and not last.is_file():
+            time.sleep(0.05)
         assert p.poll() is None, "training ended before it could be killed"
-        assert last.is_file(), "no last.ckpt within 90 s"
+        assert last.is_file(), "no last.ckpt within 120 s"
         p.send_signal(signal.SIGKILL)
         p.wait(timeout=30)
     finally:
@@ -153,7 +152,7 @@ def test_kill_and_resume_through_the_cli(tmp_path, packed_dir):
             p.wait()
     assert not (run / "model").exists()  # killed before the end
     killed_at = ckpt_state(last)["global_step"]
-    assert 100 <= killed_at < steps
+    assert killed_at in (50, 100)
     r = cli(*args)
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"trained {steps} steps" in r.stdout

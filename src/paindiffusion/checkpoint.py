@@ -1,6 +1,6 @@
 """A trained model as users hold it: ``model.safetensors`` + ``config.json`` in one folder.
 
-Loading never unpickles (DESIGN §2: the official checkpoints were pickles saved on cuda:0): weights are
+Loading never unpickles (docs/design.md §2: the official checkpoints were pickles saved on cuda:0): weights are
 safetensors, everything else — face space, model shape, condition statistics, normalisation, sampler
 defaults, training record — is JSON. A folder that is missing a file, corrupt, or does not match its own
 config gives one line saying so.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -21,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save_file
 
-from .conditions import ConditionSpec
+from .conditions import HISTORY, ConditionSpec
 from .errors import PainDiffusionError, atomic_directory
 from .facespace import FaceSpace, get_space
 from .model import Denoiser, ModelConfig, Standardizer
@@ -32,6 +33,7 @@ VERSION = 1
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 # Configs written before model v2 lack these keys; they mean what v1 did (not today's defaults).
 LEGACY_MODEL = {"expressiveness_features": "fourier", "readout": "stack"}
+LEGACY_MODEL_KEYS = ("expressiveness_features", "readout", "readout_channels", "readout_kernel")
 LEGACY_CONDITIONS = {"expressiveness_definition": "mean_pspi", "expressiveness_range": [0.0, 16.0],
                      "expressiveness_jitter": 0.0}
 
@@ -74,7 +76,7 @@ class PainModel:
                   "model": self.config.to_dict(), "conditions": self.spec.to_dict(),
                   "sampler": self.sampler.to_dict(), "info": self.info}
         path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_directory(path) as tmp:
+        with atomic_directory(path, "checkpoint", overwrite=True, known_files=(WEIGHTS, CONFIG)) as tmp:
             save_file(state, str(tmp / WEIGHTS), metadata={"format": FORMAT})
             os.chmod(tmp / WEIGHTS, 0o644)  # an ordinary, shareable file (the writer makes it private)
             # The header's own checks miss flipped bytes inside tensor data: the config records a checksum.
@@ -92,24 +94,38 @@ class PainModel:
         for p in (wpath, cpath):
             if not p.is_file():
                 raise PainDiffusionError(f"checkpoint is missing {p.name}; a checkpoint folder holds {WEIGHTS} and {CONFIG} (from 'paindiffusion train')", path)
+        for p, cap in ((cpath, MAX_CONFIG_BYTES), (wpath, MAX_WEIGHTS_BYTES)):  # before reading anything
+            if p.stat().st_size > cap:
+                raise PainDiffusionError(f"is {p.stat().st_size / 2**20:.0f} MiB, more than a checkpoint's {p.name} can be "
+                                         f"({cap / 2**20:.0f} MiB); this is not a paindiffusion checkpoint", p)
         try:
-            config = json.loads(cpath.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise PainDiffusionError(f"config is not valid JSON ({e}); the checkpoint is corrupt, re-export it", cpath) from None
+            config = json.loads(cpath.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+            why = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+            raise PainDiffusionError(f"config is not valid JSON ({why}); the checkpoint is corrupt, re-export it", cpath) from None
         if not isinstance(config, dict):
             raise PainDiffusionError(f"config is a JSON {type(config).__name__}, not an object; the checkpoint is corrupt, re-export it", cpath)
         if config.get("format") != FORMAT or config.get("version") != VERSION:
             raise PainDiffusionError(f"not a {FORMAT} v{VERSION} config (format={config.get('format')!r}, version={config.get('version')!r})", cpath)
         try:
-            space = get_space(config["face_space"]["name"])
-            if list(space.channels) != config["face_space"]["channels"]:
+            fs = _block(config, "face_space", {"name": "", "channels": []})
+            space = get_space(fs["name"])
+            if list(space.channels) != fs["channels"]:
                 raise PainDiffusionError(f"face space {space.name!r} channels differ from this version's; the checkpoint was made for another release", cpath)
-            mcfg = ModelConfig(**{**LEGACY_MODEL, **config["model"]})
-            spec = ConditionSpec.from_dict({**LEGACY_CONDITIONS, **config["conditions"]})
-            sampler = SamplerSettings.from_dict(config.get("sampler", {})).validate()
+            mcfg = ModelConfig(**{**LEGACY_MODEL, **_block(config, "model", ModelConfig().to_dict())})
             _check_model_config(mcfg)
-        except (KeyError, TypeError, AttributeError) as e:
-            raise PainDiffusionError(f"config lacks or mistypes {e}; the checkpoint is incomplete, re-export it", cpath) from None
+            spec = ConditionSpec.from_dict({**LEGACY_CONDITIONS, **_block(config, "conditions", ConditionSpec().to_dict())})
+            _check_conditions(spec, mcfg)
+            sampler = SamplerSettings.from_dict(_block(config, "sampler", SamplerSettings().to_dict())).validate()
+            check_sampler_bounds(sampler, mcfg)
+            info = config.get("info", {})
+            if not isinstance(info, dict):
+                raise TypeError(f"info = {info!r:.40} (must be an object)")
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
+            if isinstance(e, PainDiffusionError) and str(cpath) in str(e):
+                raise
+            msg = str(e).strip("'\"") if not isinstance(e, KeyError) else f"lacks {e}"
+            raise PainDiffusionError(f"config {msg}; the checkpoint is incomplete or hand-edited, re-export it", cpath) from None
         if mcfg.dim != space.dim:
             raise PainDiffusionError(f"model width {mcfg.dim} does not match face space {space.name!r} ({space.dim} channels)", cpath)
         try:
@@ -120,6 +136,7 @@ class PainModel:
         digest = config.get("weights_sha256")  # absent in checkpoints written before it was recorded
         if digest is not None and hashlib.sha256(data).hexdigest() != digest:
             raise PainDiffusionError(f"weights do not match the checksum in {CONFIG}; the file is corrupt, or the two files come from different models: re-download or re-export it", wpath)
+        _check_tensors(state, space.dim, wpath)
         denoiser = Denoiser(mcfg)
         standardizer = Standardizer(torch.zeros(space.dim), torch.ones(space.dim))
         try:
@@ -128,7 +145,62 @@ class PainModel:
         except RuntimeError as e:
             first = str(e).strip().splitlines()
             raise PainDiffusionError(f"weights do not match config.json ({first[1].strip() if len(first) > 1 else first[0]}); the two files come from different models", path) from None
-        return cls(denoiser, standardizer, spec, space, sampler, config.get("info", {})).eval()
+        return cls(denoiser, standardizer, spec, space, sampler, info).eval()
+
+
+# One policy for every block of config.json: it must be a JSON object; an unknown key is an error (a typo
+# would otherwise be ignored); every key must be there, except those added after format v1 was first
+# released (ADDED_LATER), which take their field's default; a value must have the default's JSON type.
+ADDED_LATER = {"model": ("cond_tokens", *LEGACY_MODEL_KEYS), "conditions": tuple(LEGACY_CONDITIONS), "sampler": ("warmup",)}
+MAX_CONFIG_BYTES = 4 * 2**20  # ours are ~2 KB
+MAX_WEIGHTS_BYTES = 1 * 2**30  # ours are ~2-4 MB; a bigger file is not ours and is not read into memory
+SAMPLER_LIMITS = {"levels": 1000, "warmup": 1000, "context": None}  # None: limited by the model's window
+
+
+def _kind(v) -> str:
+    if isinstance(v, bool):
+        return "true or false"
+    if isinstance(v, (int, float)):
+        return "a number"
+    return {str: "a string", list: "a list", tuple: "a list", dict: "an object"}.get(type(v), type(v).__name__)
+
+
+def _block(config: dict, name: str, defaults: dict) -> dict:
+    block = config.get(name)
+    required = [k for k in defaults if k not in ADDED_LATER.get(name, ())]
+    name = name.replace("_", " ")
+    if not isinstance(block, dict):
+        raise TypeError(f"block {name!r} is {'missing' if block is None else _kind(block)} (must be an object)")
+    unknown = sorted(set(block) - set(defaults))
+    if unknown:
+        raise TypeError(f"{name}.{unknown[0]} is not a known setting")
+    missing = [k for k in required if k not in block]
+    if missing:
+        raise TypeError(f"{name}.{missing[0]} is missing")
+    for k, v in block.items():
+        want, got = _kind(defaults[k]), _kind(v)
+        if want != got and not (want == "a number" and got == "a number"):
+            raise TypeError(f"{name}.{k} = {v!r:.40} (must be {want})")
+    return block
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_conditions(spec: ConditionSpec, mcfg: ModelConfig) -> None:
+    for k in ("stimulus_mean", "expressiveness_mean"):
+        if not _finite(getattr(spec, k)):
+            raise TypeError(f"conditions.{k} = {getattr(spec, k)!r} (must be a finite number)")
+    for k in ("stimulus_std", "expressiveness_std"):
+        if not _finite(getattr(spec, k)) or getattr(spec, k) <= 0:
+            raise TypeError(f"conditions.{k} = {getattr(spec, k)!r} (must be a positive number)")
+    if set(spec.presets) != {"low", "medium", "high"} or not all(_finite(v) and 0 <= v <= 16 for v in spec.presets.values()):
+        raise TypeError(f"conditions.presets = {spec.presets!r:.60} (must give low, medium and high PSPI in 0-16)")
+    if len(spec.drop) != 3 or not all(_finite(p) and 0 <= p <= 1 for p in spec.drop):
+        raise TypeError(f"conditions.drop = {list(spec.drop)!r:.40} (must be 3 probabilities)")
+    if len(spec.lags) != mcfg.n_lags or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= HISTORY for x in spec.lags):
+        raise TypeError(f"conditions.lags = {list(spec.lags)!r:.60} (must be {mcfg.n_lags} whole numbers in 0-{HISTORY})")
 
 
 def _check_model_config(cfg: ModelConfig) -> None:
@@ -144,10 +216,34 @@ def _check_model_config(cfg: ModelConfig) -> None:
                 raise TypeError(f"model.{k} = {v!r} (must be true or false)")
             continue
         ok = isinstance(v, (int, float)) if k == "sigma_data" else isinstance(v, int)
-        if isinstance(v, bool) or not ok or v <= 0:
+        if isinstance(v, bool) or not ok or not v > 0 or (k == "sigma_data" and not math.isfinite(v)):
             raise TypeError(f"model.{k} = {v!r} (must be a positive {'number' if k == 'sigma_data' else 'integer'})")
+        if k in ("width", "depth", "heads", "max_tokens", "n_lags", "n_emotions", "group", "mlp_ratio") and v > 4096:
+            raise TypeError(f"model.{k} = {v!r} (too large for a paindiffusion model)")
     if cfg.width % cfg.heads:
         raise TypeError(f"model.width {cfg.width} is not a multiple of model.heads {cfg.heads}")
+
+
+def check_sampler_bounds(s: SamplerSettings, mcfg: ModelConfig) -> SamplerSettings:
+    """Upper limits a run can finish in (``warmup = 1e9`` would run for days); one line otherwise."""
+    limits = {**SAMPLER_LIMITS, "context": mcfg.max_tokens - 1}
+    for k, top in limits.items():
+        if getattr(s, k) > top:
+            raise PainDiffusionError(f"sampler setting {k} = {getattr(s, k)!r} is above its limit {top}")
+    return s
+
+
+def _check_tensors(state: dict, dim: int, wpath: Path) -> None:
+    """Float weights (an int tensor would be cast silently), all finite, and a usable standardiser."""
+    for k, v in state.items():
+        if not v.is_floating_point() and k != "denoiser.n_averaged":
+            raise PainDiffusionError(f"tensor {k} is {v.dtype}, not floating point; the weights were altered, re-export them", wpath)
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise PainDiffusionError(f"tensor {k} has NaN/inf values; the checkpoint is broken (a diverged run?), re-export it", wpath)
+    std = state.get("standardizer.std")
+    if std is None or std.shape != (dim,) or not bool((std > 0).all()):
+        raise PainDiffusionError(f"standardizer.std must be {dim} positive values (a zero std erases a channel); "
+                                 "the weights were altered, re-export them", wpath)
 
 
 def default_checkpoint() -> Path:

@@ -3,8 +3,9 @@ user errors print one line and exit with status 2."""
 
 from __future__ import annotations
 
+import math
+import signal
 import sys
-import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -16,16 +17,15 @@ from .cli_render import render_command
 from .errors import PainDiffusionError
 from .facespace import EMOTIONS
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="PainDiffusion: faces that express pain from a heat stimulus.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
 
 
 @app.command()
 def cohort(out: Path = typer.Argument(..., help="folder to write the BioVid-layout tree into"),
-           subjects: int = typer.Option(6, help="number of simulated subjects (one recording each)"),
-           minutes: float = typer.Option(3.0, help="length of each recording in minutes (BioVid: ~25)"),
-           seed: int = typer.Option(0, help="random seed; the same seed gives byte-identical files"),
-           overwrite: bool = typer.Option(False, help="replace OUT if it exists")):
+           subjects: int = typer.Option(6, min=1, help="number of simulated subjects (one recording each)"),
+           minutes: float = typer.Option(3.0, help="length of each recording in minutes (BioVid: ~25; at most 240)"),
+           seed: int = typer.Option(0, min=0, max=2**63 - 1, help="random seed; the same seed gives byte-identical files"),
+           overwrite: bool = typer.Option(False, help="replace OUT if it is a cohort written earlier by this tool")):
     """Simulate a synthetic pain cohort laid out like BioVid HeatPain Part C (a simulation, not real data)."""
     from .cohort import write_cohort
 
@@ -38,12 +38,14 @@ def pack(raw: Path = typer.Argument(..., help="BioVid-layout tree (from 'cohort'
          out: Path = typer.Option(..., "-o", "--out", help="packed dataset folder to write"),
          val: float = typer.Option(0.15, help="share of subjects held out for validation"),
          test: float = typer.Option(0.15, help="share of subjects held out for testing"),
-         seed: int = typer.Option(0, help="seed of the subject split"),
+         seed: int = typer.Option(0, min=0, max=2**63 - 1, help="seed of the subject split"),
          face_space: str = typer.Option("facs", help="face space of recordings whose JSON does not name one"),
-         overwrite: bool = typer.Option(False, help="replace OUT if it exists")):
+         overwrite: bool = typer.Option(False, help="replace OUT if it is a packed dataset written earlier by this tool")):
     """Validate a raw tree and pack it into one memory-mapped store with a subject-disjoint split."""
     from .dataset import PackedData, pack as do_pack
+    from .facespace import get_space
 
+    get_space(face_space)  # an unknown space fails here, before any reading
     path = do_pack(raw, out, val=val, test=test, seed=seed, default_space=face_space, overwrite=overwrite)
     d = PackedData(path)
     counts = {s: len(d.split(s)) for s in ("train", "val", "test")}
@@ -60,10 +62,12 @@ def plot(data: Path = typer.Argument(..., help="packed dataset folder"),
     from .dataset import PackedData
     from .plots import plot_stimulus_response
 
+    if seconds is not None and not (np.isfinite(seconds) and seconds > 0):
+        raise PainDiffusionError(f"--seconds must be a positive number, got {seconds}")
     d = PackedData(data)
     i = d.find(recording)
     r = d.recordings[i]
-    n = r["length"] if seconds is None else min(r["length"], int(seconds * d.meta["fps"]))
+    n = r["length"] if seconds is None else min(r["length"], max(2, int(seconds * d.meta.get("fps", 25))))
     w = d.window(i, 0, n)
     if not np.isfinite(w.pspi).all():
         raise PainDiffusionError(f"recording {recording} has no PSPI (its face space has no AUs and no PSPI file was packed)")
@@ -79,34 +83,38 @@ def plot(data: Path = typer.Argument(..., help="packed dataset folder"),
 @app.command()
 def train(data: Path = typer.Argument(..., help="packed dataset folder (from 'pack')"),
           out: Path = typer.Option(..., "--out", "-o", help="run folder: checkpoints/, logs/, and the final model/"),
-          steps: int = typer.Option(8000, help="optimiser steps"),
-          batch: int = typer.Option(64, help="windows per step (per device)"),
-          lr: float = typer.Option(5e-4, help="peak learning rate (AdamW, warm-up then cosine)"),
-          seed: int = typer.Option(0, help="seed of initialisation, windows and noise"),
-          window: int = typer.Option(64, help="frames per training window (a multiple of 4)"),
-          change_fraction: float = typer.Option(0.5, help="share of windows placed around stimulus onsets/offsets; the rest at random"),
-          checkpoint_every: int = typer.Option(100, help="steps between resumable checkpoints"),
+          steps: Optional[int] = typer.Option(None, min=1, help="optimiser steps [default: TrainConfig.steps]"),
+          batch: Optional[int] = typer.Option(None, min=1, help="windows per step (per device) [default: TrainConfig.batch]"),
+          lr: Optional[float] = typer.Option(None, help="peak learning rate (AdamW, warm-up then cosine) [default: TrainConfig.lr]"),
+          seed: Optional[int] = typer.Option(None, min=0, max=2**63 - 1, help="seed of initialisation, windows and noise [default: 0]"),
+          window: Optional[int] = typer.Option(None, min=4, help="frames per training window (a multiple of 4) [default: TrainConfig.window]"),
+          change_fraction: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="share of windows placed around stimulus onsets/offsets; the rest at random [default: TrainConfig.change_fraction]"),
+          checkpoint_every: Optional[int] = typer.Option(None, min=1, help="steps between resumable checkpoints [default: TrainConfig.checkpoint_every]"),
           cond_tokens: bool = typer.Option(False, help="also add the condition embedding to the tokens (stronger unguided stimulus following, weaker expressiveness control in our measurements; see MODEL_CARD.md)"),
-          threads: Optional[int] = typer.Option(None, help="CPU threads for torch (default: all cores)"),
+          threads: Optional[int] = typer.Option(None, min=1, max=1024, help="CPU threads for torch (default: all cores)"),
           accelerator: str = typer.Option("cpu", help="Lightning accelerator: cpu, gpu, auto"),
-          devices: str = typer.Option("1", help="devices per node (an int, or 'auto'); >1 uses DDP"),
+          devices: str = typer.Option("1", help="devices per node (a positive int, or 'auto'); >1 uses DDP"),
           strategy: str = typer.Option("auto", help="Lightning strategy, e.g. ddp"),
-          num_nodes: int = typer.Option(1, help="nodes for multi-node DDP")):
+          num_nodes: int = typer.Option(1, min=1, help="nodes for multi-node DDP")):
     """Train (or resume after a kill: RUN/checkpoints/last.ckpt) a model; writes RUN/model (safetensors + JSON)."""
     import torch
 
     from .dataset import PackedData
     from .model import ModelConfig
+    from .progress import enabled as progress_enabled
     from .train import TrainConfig, train as do_train
 
+    given = dict(steps=steps, batch=batch, lr=lr, seed=seed, window=window, change_fraction=change_fraction,
+                 checkpoint_every=checkpoint_every)
+    tcfg = TrainConfig(**{k: v for k, v in given.items() if v is not None})  # one source of defaults
+    if not (math.isfinite(tcfg.lr) and tcfg.lr > 0):
+        raise PainDiffusionError(f"--lr must be a positive number, got {tcfg.lr}")
+    check_lightning_flags(accelerator, devices, strategy)
     if threads:
         torch.set_num_threads(threads)
-    if not 0.0 <= change_fraction <= 1.0 or steps < 1 or batch < 1 or checkpoint_every < 1:
-        raise PainDiffusionError("--steps, --batch and --checkpoint-every must be positive and --change-fraction in 0-1")
-    model = do_train(data, out, TrainConfig(steps=steps, batch=batch, lr=lr, seed=seed, window=window,
-                                                  change_fraction=change_fraction, checkpoint_every=checkpoint_every),
-                     mcfg=ModelConfig(dim=PackedData(data).space.dim, cond_tokens=cond_tokens), accelerator=accelerator,
-                     devices=int(devices) if devices.isdigit() else devices, strategy=strategy, num_nodes=num_nodes)
+    model = do_train(data, out, tcfg, mcfg=ModelConfig(dim=PackedData(data).space.dim, cond_tokens=cond_tokens),
+                     accelerator=accelerator, devices=int(devices) if devices.isdigit() else devices,
+                     strategy=strategy, num_nodes=num_nodes, progress=progress_enabled())
     typer.echo(f"trained {model.info['trained_steps']} steps; model written to {out / 'model'}")
 
 
@@ -116,16 +124,18 @@ def generate(out: Path = typer.Option(..., "-o", "--out", help="output: .npz/.cs
              stimulus: Optional[Path] = typer.Option(None, help="CSV with columns time (s), temperature (°C), any rate"),
              protocol: Optional[str] = typer.Option(None, help="'biovid': a BioVid-like schedule (used when no --stimulus)"),
              seconds: float = typer.Option(60.0, help="length of the --protocol stimulus in seconds (the first heat episode starts after 3-8 s and lasts ~12 s, so use ≥ 20 s)"),
-             expressiveness: str = typer.Option("medium", help="pain reactivity on the PSPI scale (mean PSPI while stimulated minus at rest; v1 checkpoints: mean PSPI while stimulated), or low/medium/high; values outside the trained range are clamped with a warning"),
+             expressiveness: str = typer.Option("medium", help="pain reactivity on the PSPI scale (mean PSPI while stimulated "
+                                                  "minus at rest), or low/medium/high; values outside the trained "
+                                                  "range are clamped with a warning"),
              emotion: str = typer.Option("Neutral", help="AffectNet class: " + ", ".join(EMOTIONS)),
-             seed: int = typer.Option(0, help="random seed (same seed, same face)"),
+             seed: int = typer.Option(0, min=0, max=2**63 - 1, help="random seed (same seed, same face)"),
              checkpoint: Optional[Path] = typer.Option(None, help="checkpoint folder (default: the shipped model)"),
              rule_based: bool = typer.Option(False, "--rule-based", help="use the cohort's hand-written rules instead of the model"),
              levels: Optional[int] = typer.Option(None, help="override the sampler's noise levels"),
              order: Optional[int] = typer.Option(None, help="override the sampler order (1 or 2)"),
              side_by_side: bool = typer.Option(False, "--side-by-side", help="mp4: add stimulus and PSPI curves under the face"),
-             size: int = typer.Option(512, help="mp4 frame size in pixels"),
-             threads: Optional[int] = typer.Option(None, help="CPU threads for torch")):
+             size: int = typer.Option(512, min=64, max=4096, help="mp4 frame size in pixels (even)"),
+             threads: Optional[int] = typer.Option(None, min=1, max=1024, help="CPU threads for torch")):
     """Generate a face sequence from a stimulus with the shipped model (or --rule-based) and save or render it."""
     import dataclasses
 
@@ -146,12 +156,13 @@ def generate(out: Path = typer.Option(..., "-o", "--out", help="output: .npz/.cs
     if rule_based:
         seq = rule_based_sequence(trace, expressiveness, emotion, seed)
     else:
-        from .checkpoint import PainModel
+        from .checkpoint import PainModel, check_sampler_bounds
 
         model = PainModel.load(checkpoint)
         settings = model.sampler
         if levels is not None or order is not None:  # SamplerSettings.validate and PainStream refuse bad values
             settings = dataclasses.replace(settings, **{k: v for k, v in (("levels", levels), ("order", order)) if v is not None}).validate()
+            check_sampler_bounds(settings, model.config)
         seq = generate_sequence(trace, expressiveness, emotion, seed, model, settings)
     save_output(out, seq, side_by_side=side_by_side, size=size)
     typer.echo(f"wrote {out}: {len(seq)} frames ({seq.seconds:.1f} s), mean PSPI {seq.pspi.mean():.2f}, "
@@ -161,19 +172,84 @@ def generate(out: Path = typer.Option(..., "-o", "--out", help="output: .npz/.cs
 app.command("render")(render_command)
 app.command("evaluate")(evaluate_command)
 
-def _warn_one_line(message, category, *_, **__) -> None:
-    typer.echo(f"warning: {message}", err=True)  # e.g. an expressiveness clamped to the trained range
+
+LIGHTNING_ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+
+
+def check_lightning_flags(accelerator: str, devices: str, strategy: str) -> None:
+    """Refuse flag values Lightning would reject with a traceback (availability is checked by Lightning)."""
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    if accelerator not in LIGHTNING_ACCELERATORS:
+        raise PainDiffusionError(f"--accelerator {accelerator!r} is not one of {', '.join(LIGHTNING_ACCELERATORS)}")
+    if not (devices == "auto" or (devices.isdigit() and int(devices) >= 1)):
+        raise PainDiffusionError(f"--devices {devices!r} must be a positive whole number or 'auto'")
+    if strategy != "auto" and strategy not in StrategyRegistry.available_strategies():
+        raise PainDiffusionError(f"--strategy {strategy!r} is not a Lightning strategy; use auto, ddp, ddp_spawn or fsdp")
+
+
+_received: list[int] = []  # the signals that interrupted this run
+
+
+def _on_signal(signum, frame):
+    """SIGTERM is handled like Ctrl-C: raised as KeyboardInterrupt, so every writer's cleanup runs and
+    nothing half-written stays behind."""
+    _received.append(signum)
+    raise KeyboardInterrupt()
+
+
+@app.callback()
+def options(quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars")):
+    """PainDiffusion: faces that express pain from a heat stimulus."""
+    from .progress import set_quiet
+
+    set_quiet(quiet)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    typer.echo(f"warning: {' '.join(str(message).split())}", err=True)
 
 
 def main() -> None:
-    warnings.showwarning = _warn_one_line
+    """Entry point: any user error, usage error or OS error is one line and exit status 2; SIGTERM and
+    Ctrl-C exit 143 and 130 after the writers have removed their temporaries."""
+    import warnings
+
+    try:  # typer ≥ 0.25 vendors click; older releases depend on it
+        from typer._click import exceptions as click
+    except ImportError:
+        from click import exceptions as click
+
+    from .errors import PainDiffusionWarning, os_error
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _on_signal)
+    warnings.simplefilter("always", PainDiffusionWarning)
+    warnings.showwarning = _show_warning
     try:
-        app()
+        code = app(standalone_mode=False)
+    except click.NoArgsIsHelpError as e:  # bare 'paindiffusion': the help, not an error
+        typer.echo(e.format_message())
+        code = 0
+    except click.UsageError as e:
+        typer.echo(f"error: {' '.join(e.format_message().split())} (see --help)", err=True)
+        sys.exit(2)
     except PainDiffusionError as e:
         typer.echo(f"error: {e}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except (KeyboardInterrupt, typer.Abort):
+        code = 130
+    except SystemExit:  # Lightning exits by itself after its graceful shutdown on an interrupt
+        if not _received:
+            raise
+        code = 130
+    except OSError as e:
+        typer.echo(f"error: {os_error(e, doing='failed')}", err=True)
+        sys.exit(2)
+    if _received or code == 130:  # typer turns KeyboardInterrupt into exit code 130
+        typer.echo("interrupted; no partial output was left", err=True)
+        sys.exit(128 + (_received[0] if _received else signal.SIGINT))
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

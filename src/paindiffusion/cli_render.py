@@ -14,7 +14,7 @@ def render_command(
                                       ".flame.npz, .npz or .csv (chosen by extension)")] = Path("face.mp4"),
     side_by_side: Annotated[bool, typer.Option("--side-by-side", help="add the stimulus and PSPI curves "
                                                "under the face (mp4 only)")] = False,
-    size: Annotated[int, typer.Option("--size", help="video frame width and height in pixels (even); "
+    size: Annotated[int, typer.Option("--size", min=64, max=4096, help="video frame width and height in pixels (even); "
                                       "the face fills about 3/4 of the height")] = 512,
 ) -> None:
     """Render a saved face sequence to an mp4 (25 fps, H.264), or export it for avatars and robots."""

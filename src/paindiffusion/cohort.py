@@ -1,4 +1,4 @@
-"""The synthetic pain cohort: a *simulation* that stands in for BioVid HeatPain Part C (DESIGN §4).
+"""The synthetic pain cohort: a *simulation* that stands in for BioVid HeatPain Part C (docs/design.md §4).
 
 Nothing here is measured data. Each rule follows a published fact, cited where it is applied:
 
@@ -29,15 +29,18 @@ from pathlib import Path
 import numpy as np
 
 from .errors import PainDiffusionError, atomic_directory
+from .progress import progress
 from .facespace import EMOTIONS, FACS
 from .sequence import FPS
 
 from .biovid import BASELINE_C, STIMULUS_HZ, stimulus_index  # noqa: F401  (stimulus_index: re-exported)
 from .biovid import MAX_LEVEL_C as MAX_C
 
+MAX_MINUTES = 240.0  # per recording: a recording is simulated in memory (~0.5 MB per minute)
+MAX_SUBJECTS = 10_000
 PLATEAU_S = 4.0
 PAUSE_S = (8.0, 12.0)
-RAMP_C_PER_S = 4.0  # assumption: the thermode's ramp rate is not given in DESIGN; 4 °C/s reaches 48 °C in 4 s
+RAMP_C_PER_S = 4.0  # assumption: the thermode's ramp rate is not given in the BioVid papers; 4 °C/s reaches 48 °C in 4 s
 
 # Peak AU intensity at full pain (p = 1) for a subject of gain 1, and the extra delay (s) and activation
 # threshold (in p) of each AU: upper face first, lower face ~0.3 s later, the jaw last and only for strong pain.
@@ -146,7 +149,7 @@ def _ou(n: int, tau_s: float, sigma: float, rng: np.random.Generator) -> np.ndar
 
 
 def _delay(x: np.ndarray, seconds: float) -> np.ndarray:
-    k = int(round(seconds * FPS))
+    k = min(int(round(seconds * FPS)), len(x))  # a trace shorter than the delay is all "before"
     return np.concatenate([np.full(k, x[0]), x[: len(x) - k]]) if k > 0 else x
 
 
@@ -261,18 +264,17 @@ def write_cohort(out: str | os.PathLike, subjects: int, minutes: float, seed: in
     ``only`` keeps just those subject numbers (1-based, as in their names): new recordings of chosen subjects,
     e.g. a model's held-out test subjects."""
     out = Path(out)
-    if subjects < 1 or not 0 < minutes < float("inf"):
-        raise PainDiffusionError(f"need at least 1 subject and a positive duration (got {subjects} subjects, {minutes} min)")
+    if isinstance(subjects, bool) or not 1 <= subjects <= MAX_SUBJECTS:
+        raise PainDiffusionError(f"--subjects must be 1-{MAX_SUBJECTS} (got {subjects})")
+    if not 0 < minutes <= MAX_MINUTES:  # also refuses NaN; each recording is built in memory
+        raise PainDiffusionError(f"--minutes must be positive and at most {MAX_MINUTES:g} per recording "
+                                 f"(got {minutes}); BioVid recordings last ~25 min")
     if minutes * 60 < 2 * (PLATEAU_S + PAUSE_S[1] + 10):
         raise PainDiffusionError(f"{minutes} min is too short for the protocol; use at least 1 minute")
-    if seed < 0:
-        raise PainDiffusionError(f"seed must be a non-negative integer (got {seed})")
-    if out.exists() and not out.is_dir():
-        raise PainDiffusionError("output exists and is not a directory", out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise PainDiffusionError("output directory exists and is not empty; choose another or pass --overwrite", out)
-    with atomic_directory(out) as tmp:
-        for i in range(subjects):
+    if not 0 <= seed < 2**63:
+        raise PainDiffusionError(f"seed must be an integer in 0 to 2^63-1 (got {seed})")
+    with atomic_directory(out, "cohort", overwrite) as tmp:
+        for i in progress(range(subjects), "cohort", unit="subject"):
             if only is not None and i + 1 not in only:
                 continue
             rng = np.random.default_rng([seed, i])  # per subject, so subject i is the same whatever N is

@@ -1,4 +1,4 @@
-"""The three conditions of PainDiffusion, defined once and used by training and sampling alike (DESIGN §1, §2).
+"""The three conditions of PainDiffusion, defined once and used by training and sampling alike (docs/design.md §1, §2).
 
 * ``stimulus``: temperature (°C) per frame, standardised with training statistics. Each frame sees its own
   value and lagged values up to 3 s back: the face answers heat with a ~0.5–1.5 s delay and slow relief, so
@@ -14,7 +14,7 @@
 A condition is *dropped* (for classifier-free guidance) or *unknown* (a recording without an emotion label)
 in exactly one way: its ``keep`` flag is False, and the model then uses that condition's learned null
 embedding — in training and in sampling (the official code zeroed a raw value in one and an embedding in
-the other, DESIGN §2).
+the other, docs/design.md §2).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from .errors import PainDiffusionError
-from .facespace import EMOTIONS, emotion_index
+from .errors import PainDiffusionError, PainDiffusionWarning
+from .facespace import EMOTIONS
 
 NAMES = ("emotion", "expressiveness", "stimulus")  # order of the keep flags and of guidance weights
 STIMULUS_LAGS = (0, 4, 8, 12, 16, 20, 25, 31, 37, 50, 62, 75)  # frames (0-3 s at 25 fps)
@@ -48,9 +48,6 @@ class CondBatch(NamedTuple):
         keep[:, k] = False
         return self._replace(keep=keep)
 
-    def repeat(self, n: int) -> "CondBatch":
-        return CondBatch(*(t.repeat(n, *([1] * (t.dim() - 1))) for t in self))
-
     @staticmethod
     def cat(batches: list["CondBatch"]) -> "CondBatch":
         return CondBatch(*(torch.cat(ts, 0) for ts in zip(*batches)))
@@ -64,7 +61,7 @@ def _tensor(v, dtype) -> torch.Tensor:
 class ConditionSpec:
     """Statistics and options of the conditions; saved in every checkpoint's config."""
 
-    stimulus_mean: float = 37.23  # official statistics (DESIGN §1); replaced by the training data's
+    stimulus_mean: float = 37.23  # official statistics (docs/design.md §1); replaced by the training data's
     stimulus_std: float = 7.07
     # Defaults: the synthetic cohort's reactivity (300 subjects, seed 2026, training split); a trained model
     # stores its own data's values.
@@ -137,7 +134,7 @@ class ConditionSpec:
         if not lo <= value <= hi:
             clamped = float(min(max(value, lo), hi))
             warnings.warn(f"expressiveness {value:g} is outside the range this model was trained on ({lo:g}-{hi:g}); "
-                          f"using {clamped:g}", UserWarning, stacklevel=2)
+                          f"using {clamped:g}", PainDiffusionWarning, stacklevel=2)
             return clamped
         return float(value)
 
@@ -164,9 +161,4 @@ class ConditionSpec:
         return cond._replace(keep=cond.keep & ~drop, expressiveness=x)
 
 
-def controls_to_values(spec: ConditionSpec, expressiveness: float | str, emotion: str) -> tuple[float, int]:
-    """User-facing controls → (expressiveness on the PSPI scale, emotion index); one-line errors."""
-    return spec.expressiveness_value(expressiveness), emotion_index(emotion)
-
-
-__all__ = ["NAMES", "EMOTIONS", "STIMULUS_LAGS", "HISTORY", "CondBatch", "ConditionSpec", "controls_to_values"]
+__all__ = ["NAMES", "EMOTIONS", "STIMULUS_LAGS", "HISTORY", "CondBatch", "ConditionSpec"]

@@ -8,7 +8,7 @@
     DATA/pspi.npy       (N,) float32       PSPI per frame (NaN where unknown)
     DATA/index.json     recordings (offset, length, subject, split, emotion, expressiveness), face space, stats
 
-Splits are subject-disjoint (DESIGN §2: test ≠ validation). *Expressiveness* is a per-recording value,
+Splits are subject-disjoint (docs/design.md §2: test ≠ validation). *Expressiveness* is a per-recording value,
 the mean PSPI over its stimulated frames (label > 0), so it never comes from the window being predicted.
 """
 
@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import PainDiffusionError, atomic_directory
+from .errors import PainDiffusionError, atomic_directory, check_output_dir
+from .progress import progress
 from .facespace import EMOTIONS, get_space
 from .rawdata import find_recordings, load_recording
 from .sequence import FPS
@@ -70,17 +71,14 @@ def pack(raw: str | os.PathLike, out: str | os.PathLike, *, val: float = 0.15, t
     raw, out = Path(raw), Path(out)
     if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
         raise PainDiffusionError(f"split shares must be in [0, 1) and leave room for training (got val {val}, test {test})")
+    check_output_dir(out, overwrite, inputs=(raw,))  # before reading every recording
     dirs = find_recordings(raw)
-    recs = [load_recording(d, default_space) for d in dirs]  # validates everything before writing anything
+    recs = [load_recording(d, default_space) for d in progress(dirs, "pack: reading", unit="recording")]  # validates everything before writing anything
     spaces = {r.space.name for r in recs}
     if len(spaces) > 1:
         raise PainDiffusionError(f"recordings mix face spaces {sorted(spaces)}; pack each space separately", raw)
-    if out.exists() and not out.is_dir():
-        raise PainDiffusionError("output exists and is not a directory", out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise PainDiffusionError("output exists and is not empty; choose another path or pass --overwrite", out)
     split = split_subjects([r.subject for r in recs], seed, val, test)
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, "packed dataset", overwrite, inputs=(raw,)) as tmp:
         n = sum(len(r.frames) for r in recs)
         dim = recs[0].space.dim
         arrays = {
@@ -110,7 +108,7 @@ def pack(raw: str | os.PathLike, out: str | os.PathLike, *, val: float = 0.15, t
             "format": FORMAT, "version": VERSION, "face_space": recs[0].space.name,
             "channels": list(recs[0].space.channels), "fps": FPS, "source": str(raw), "split_seed": seed,
             "expressiveness_definition": EXPRESSIVENESS_DEFINITIONS[0],
-            # Per-channel statistics of the training split: the model standardises latents with them (DESIGN §2).
+            # Per-channel statistics of the training split: the model standardises latents with them (docs/design.md §2).
             "stats": {"frames_mean": f.mean(0).tolist(), "frames_std": f.std(0).tolist(),
                       "stimulus_mean": float(st.mean()), "stimulus_std": float(st.std())},
             "recordings": index,
@@ -142,18 +140,47 @@ class PackedData:
         meta_path = self.path / "index.json"
         if not meta_path.is_file():
             raise PainDiffusionError("not a packed dataset (no index.json); create one with 'paindiffusion pack RAW -o DATA'", self.path)
-        self.meta = json.loads(meta_path.read_text())
-        if self.meta.get("format") != FORMAT or self.meta.get("version") != VERSION:
-            raise PainDiffusionError(f"index.json is not a {FORMAT} v{VERSION} store; re-pack the raw data", meta_path)
-        self.space = get_space(self.meta["face_space"])
         try:
+            self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+            raise PainDiffusionError(f"index.json is not valid JSON ({type(e).__name__}); re-pack the raw data", meta_path) from None
+        if not isinstance(self.meta, dict) or self.meta.get("format") != FORMAT or self.meta.get("version") != VERSION:
+            raise PainDiffusionError(f"index.json is not a {FORMAT} v{VERSION} store; re-pack the raw data", meta_path)
+        try:
+            self.space = get_space(self.meta["face_space"])
             self.frames, self.stimulus, self.label, self.pspi = (
-                np.load(self.path / f"{k}.npy", mmap_mode="r") for k in ("frames", "stimulus", "label", "pspi"))
-        except (OSError, ValueError) as e:
-            raise PainDiffusionError(f"packed arrays are missing or corrupt ({e}); re-pack the raw data", self.path) from None
-        self.recordings = self.meta["recordings"]
-        if self.frames.shape != (sum(r["length"] for r in self.recordings), self.space.dim):
-            raise PainDiffusionError("frames.npy does not match index.json; re-pack the raw data", self.path)
+                np.load(self.path / f"{k}.npy", mmap_mode="r", allow_pickle=False) for k in ("frames", "stimulus", "label", "pspi"))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise PainDiffusionError(f"packed arrays are missing or corrupt ({type(e).__name__}: {str(e)[:100]}); re-pack the raw data", self.path) from None
+        self.recordings = self.meta.get("recordings")
+        self._check(meta_path)
+
+    def _check(self, meta_path: Path) -> None:
+        """Everything later code indexes by: a corrupt store fails here in one line, not in a slice later."""
+        n = len(self.frames)
+        recs = self.recordings
+        ok = isinstance(recs, list) and all(
+            isinstance(r, dict) and isinstance(r.get("name"), str) and isinstance(r.get("offset"), int)
+            and isinstance(r.get("length"), int) and r.get("split") in ("train", "val", "test")
+            and (r.get("expressiveness") is None or isinstance(r.get("expressiveness"), (int, float)))
+            and (r.get("emotion") is None or r.get("emotion") in EMOTIONS) for r in recs)
+        if not ok:
+            raise PainDiffusionError("index.json has malformed recordings; re-pack the raw data", meta_path)
+        offset = 0
+        for r in recs:
+            if r["offset"] != offset or r["length"] < 1:
+                raise PainDiffusionError(f"recording {r['name']!r} has a bad offset or length; re-pack the raw data", meta_path)
+            offset += r["length"]
+        if self.frames.shape != (offset, self.space.dim) or any(a.shape != (n,) for a in (self.stimulus, self.label, self.pspi)):
+            raise PainDiffusionError("the .npy arrays do not match index.json (truncated or replaced?); re-pack the raw data", self.path)
+        if self.frames.dtype != np.float32 or self.stimulus.dtype != np.float32 or self.label.dtype != np.int8:
+            raise PainDiffusionError("the .npy arrays have unexpected types; re-pack the raw data", self.path)
+        st = self.meta.get("stats")
+        dim = self.space.dim
+        ok = isinstance(st, dict) and all(isinstance(st.get(k), list) and len(st[k]) == dim for k in ("frames_mean", "frames_std")) \
+            and all(isinstance(st.get(k), (int, float)) for k in ("stimulus_mean", "stimulus_std"))
+        if not ok or not np.isfinite(np.asarray(st["frames_mean"] + st["frames_std"], dtype=float)).all():
+            raise PainDiffusionError("index.json has missing or non-finite statistics; re-pack the raw data", meta_path)
         self._migrate_expressiveness()
 
     def _migrate_expressiveness(self) -> None:

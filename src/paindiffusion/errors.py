@@ -1,16 +1,34 @@
-"""One exception type for everything a user can get wrong, and all-or-nothing folder writes.
+"""One exception type for everything a user can get wrong, and the all-or-nothing writers every output uses.
 
 The CLI prints ``str(err)`` as a single line and exits with status 2, so every message names the
 problem (and the file, where there is one) and says how to fix it.
+
+Writing rules (docs/design.md §10):
+
+* :func:`atomic_file` and :func:`atomic_directory` build the output under a temporary name in the target's
+  own folder and rename it into place only when it is complete: an error, Ctrl-C, SIGTERM or a kill never
+  leaves a half-written file. Temporary names are unpredictable (``.pdtmp.<pid>.<random>.<name>``), created
+  exclusively (``O_EXCL``) without following symlinks, and fsynced before the rename.
+* Folders we create hold a marker file (:data:`MARKER`). ``overwrite`` replaces only a marked folder, never an
+  unmarked one, never the input, the working directory or a folder above it.
+* Stale temporaries are swept on the next write into the same folder: an entry named with our prefix whose
+  writer process is gone and which is older than :data:`STALE_AFTER_S` (a killed run's leftovers).
 """
 
 from __future__ import annotations
 
+import errno
+import json
 import os
+import secrets
 import shutil
-import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
+
+TMP_PREFIX = ".pdtmp."
+MARKER = ".paindiffusion-output"  # in every folder we write; what ``overwrite`` is allowed to replace
+STALE_AFTER_S = 600.0  # a temporary older than this, whose process is gone, is a killed run's leftover
 
 
 class PainDiffusionError(ValueError):
@@ -21,17 +39,238 @@ class PainDiffusionError(ValueError):
         super().__init__(f"{path}: {message}" if path is not None else message)
 
 
-@contextmanager
-def atomic_directory(out: Path):
-    """Build a folder under a temporary name beside ``out``; it replaces ``out`` only if the block succeeds,
-    so an error (or a kill) never leaves a half-written dataset, cohort or checkpoint behind."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the result is an ordinary folder
+class PainDiffusionWarning(UserWarning):
+    """Input that is accepted but probably not what was meant (the CLI prints it as one ``warning:`` line)."""
+
+
+def warn(message: str, path: object | None = None) -> None:
+    import warnings
+
+    message = " ".join(str(message).split())
+    warnings.warn(f"{path}: {message}" if path is not None else message, PainDiffusionWarning, stacklevel=3)
+
+
+_OS_ADVICE = {
+    errno.ENOSPC: "the disk is full; free some space or write elsewhere",
+    errno.EDQUOT: "the disk quota is exceeded; free some space or write elsewhere",
+    errno.EROFS: "the file system is read-only; write elsewhere",
+    errno.EACCES: "permission denied; write elsewhere or fix the permissions",
+    errno.EPERM: "permission denied; write elsewhere or fix the permissions",
+    errno.ENOTDIR: "a part of the path is a file, not a folder; choose another path",
+    errno.EISDIR: "it is a folder, not a file; give a file name",
+    errno.ENOENT: "no such file or folder; check the path",
+    errno.ENAMETOOLONG: "the name is too long; choose a shorter path",
+    errno.ELOOP: "too many symbolic links; give a real path",
+}
+
+
+def os_error(e: OSError, path: object | None = None, doing: str = "cannot write") -> PainDiffusionError:
+    """An OSError (disk full, read-only, a file in the path...) as a one-line user error."""
+    where = path if path is not None else (e.filename if e.filename is not None else None)
+    code = e.errno or (errno.ENOSPC if "requested and" in str(e) else -1)  # numpy's short write has no errno
+    advice = _OS_ADVICE.get(code, "check the path and try again")
+    return PainDiffusionError(f"{doing}: {e.strerror or e}; {advice}", where)
+
+
+def _pid_alive(pid: int) -> bool:
     try:
-        yield tmp
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def sweep_stale(folder: Path, now: float | None = None) -> list[Path]:
+    """Remove our temporaries in ``folder`` left by killed runs: name ``.pdtmp.<pid>.…``, that process gone,
+    last modified more than :data:`STALE_AFTER_S` ago. Returns what was removed; never raises."""
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(TMP_PREFIX):
+            continue
+        try:
+            pid = int(entry.name[len(TMP_PREFIX):].split(".", 1)[0])
+            st = entry.stat(follow_symlinks=False)
+        except (ValueError, OSError):
+            continue
+        if pid == os.getpid() or _pid_alive(pid) or now - st.st_mtime < STALE_AFTER_S:
+            continue
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError:
+            pass
+    return removed
+
+
+def _tmp_name(path: Path, tag: str = "") -> Path:
+    return path.with_name(f"{TMP_PREFIX}{os.getpid()}.{secrets.token_hex(6)}{tag}.{path.name}")
+
+
+def _prepare_parent(path: Path) -> None:
+    """Create the target's folder (one line if a part of it is a file) and sweep stale temporaries there."""
+    parent = path.parent
+    for p in (parent, *parent.parents):
+        if p.exists() and not p.is_dir():
+            raise PainDiffusionError(f"{p} is a file, not a folder; choose another output path", path)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise os_error(e, parent, "cannot create the output folder") from None
+    sweep_stale(parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike, text: bool = False):
+    """Yield an open file (binary, or text with ``newline=""`` for csv) for ``path``; it appears under ``path``
+    only if the block succeeds. A symlink already at ``path`` is replaced, its target never written."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        raise PainDiffusionError("the output is a folder; give a file name", path)
+    _prepare_parent(path)
+    tmp = _tmp_name(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(tmp, flags, 0o666)  # the umask applies, as for any ordinary file
+    except OSError as e:
+        raise os_error(e, path) from None
+    f = os.fdopen(fd, "w" if text else "wb", **({"newline": "", "encoding": "utf-8"} if text else {}))
+    try:
+        try:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+            if path.is_dir() and not path.is_symlink():
+                raise PainDiffusionError("the output is a folder; give a file name", path)
+            os.replace(tmp, path)
+        except OSError as e:
+            raise os_error(e, path) from None
+        _fsync_dir(path.parent)
+    finally:
+        if not f.closed:
+            try:
+                f.close()
+            except OSError:
+                pass
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def is_ours(folder: Path, known_files: tuple[str, ...] = ()) -> bool:
+    """A folder we wrote: it holds :data:`MARKER` (or, written before markers existed, only ``known_files``)."""
+    if (folder / MARKER).is_file():
+        return True
+    names = {p.name for p in folder.iterdir()}
+    return bool(known_files) and names <= set(known_files) and bool(names)
+
+
+def check_output_dir(out: Path, overwrite: bool, inputs: tuple = (), known_files: tuple[str, ...] = ()) -> None:
+    """Refuse an output folder that may not be (re)written: a file; a non-empty folder without ``overwrite``;
+    with ``overwrite``, anything we did not write, an input, the working directory or a folder above it."""
+    out = Path(out)
+    if out.is_symlink():
+        raise PainDiffusionError("the output is a symbolic link; give a real folder path", out)
+    if out.exists() and not out.is_dir():
+        raise PainDiffusionError("output exists and is not a folder; choose another path", out)
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise PainDiffusionError("output folder exists and is not empty; choose another path or pass --overwrite", out)
+    real = out.resolve()
+    cwd = Path.cwd().resolve()
+    if real == cwd or real in cwd.parents:
+        raise PainDiffusionError("--overwrite would delete the working directory or a folder above it; "
+                                 "give a new folder for the output", out)
+    for i in inputs:
+        ri = Path(i).resolve()
+        if real == ri or real in ri.parents or ri in real.parents:
+            raise PainDiffusionError(f"the output overlaps the input {i}; write to a separate folder", out)
+    if not is_ours(out, known_files):
+        raise PainDiffusionError(f"--overwrite replaces only folders written by paindiffusion (they hold {MARKER}); "
+                                 "this one was not, so it is left alone: choose another path", out)
+
+
+def claim_folder(out: Path, kind: str, inputs: tuple = ()) -> Path:
+    """A folder that a long job writes into directly (a training run): new or empty, or one of ours (it is
+    continued, e.g. resumed). Never an input or an unmarked folder; marked as ours."""
+    out = Path(out)
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise PainDiffusionError("the output exists and is not a folder; choose another path", out)
+    real = out.resolve()
+    for i in inputs:
+        ri = Path(i).resolve()
+        if real == ri or real in ri.parents or ri in real.parents:
+            raise PainDiffusionError(f"the output overlaps the input {i}; write to a separate folder", out)
+    if out.exists() and any(out.iterdir()) and not is_ours(out):
+        raise PainDiffusionError(f"folder is not empty and was not written by paindiffusion (no {MARKER}); "
+                                 "choose a new folder", out)
+    _prepare_parent(out)
+    try:
+        out.mkdir(exist_ok=True)
+        if not (out / MARKER).is_file():
+            with atomic_file(out / MARKER, text=True) as f:
+                f.write(json.dumps({"written_by": "paindiffusion", "kind": kind}) + "\n")
+    except OSError as e:
+        raise os_error(e, out) from None
+    return out
+
+
+@contextmanager
+def atomic_directory(out: Path, kind: str = "output", overwrite: bool = True, inputs: tuple = (),
+                     known_files: tuple[str, ...] = ()):
+    """Build a folder under a temporary name beside ``out``; it replaces ``out`` only if the block succeeds,
+    so an error (or a kill) never leaves a half-written dataset, cohort or checkpoint behind. The folder gets
+    :data:`MARKER`; an existing ``out`` is replaced only as :func:`check_output_dir` allows."""
+    out = Path(out)
+    check_output_dir(out, overwrite, inputs, known_files)
+    _prepare_parent(out)
+    tmp = _tmp_name(out)
+    try:
+        tmp.mkdir(mode=0o755)
+    except OSError as e:
+        raise os_error(e, out) from None
+    old = None
+    try:
+        try:
+            yield tmp
+            (tmp / MARKER).write_text(json.dumps({"written_by": "paindiffusion", "kind": kind}) + "\n")
+            check_output_dir(out, overwrite, inputs, known_files)  # still allowed after the (long) build
+            if out.exists():
+                old = _tmp_name(out, ".old")
+                os.replace(out, old)  # set aside, so the swap is one rename and the old one goes only after it
+            os.replace(tmp, out)
+        except OSError as e:
+            if old is not None and not out.exists():
+                os.replace(old, out)
+                old = None
+            raise os_error(e, out) from None
+        _fsync_dir(out.parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)

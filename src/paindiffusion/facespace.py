@@ -1,4 +1,4 @@
-"""Face spaces: what the channels of one face frame mean (DESIGN §3).
+"""Face spaces: what the channels of one face frame mean (docs/design.md §3).
 
 The generator is space-agnostic: its width is ``space.dim``. A space knows its channel names, their
 valid ranges, how to check an array of frames, and how to compute PSPI when its channels allow it.
@@ -18,7 +18,7 @@ import numpy as np
 from .errors import PainDiffusionError
 
 # Action units of the facs space: PSPI's AUs (4, 6, 7, 9, 10, 43) plus what pain, emotions and robot
-# faces need (DESIGN §3). Order is part of the packed-data and checkpoint format: append, never reorder.
+# faces need (docs/design.md §3). Order is part of the packed-data and checkpoint format: append, never reorder.
 FACS_AUS = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 43)
 HEAD_CHANNELS = ("head_pitch", "head_yaw", "head_roll")
 
@@ -53,7 +53,6 @@ class FaceSpace:
     channels: tuple[str, ...]
     low: tuple[float, ...]
     high: tuple[float, ...]
-    description: str
 
     @property
     def dim(self) -> int:
@@ -130,9 +129,8 @@ FACS = FaceSpace(
     channels=tuple(f"AU{k}" for k in FACS_AUS) + HEAD_CHANNELS,
     low=(0.0,) * len(FACS_AUS) + (-90.0, -90.0, -90.0),
     high=(5.0,) * len(FACS_AUS) + (90.0, 90.0, 90.0),
-    description="FACS action units (0-5) + head pitch/yaw/roll (degrees; pitch > 0 looks down, "
-    "yaw > 0 turns to the subject's left, roll > 0 tilts toward the left shoulder)",
-)
+)  # FACS action units (0-5) + head pitch/yaw/roll in degrees: pitch > 0 looks down,
+#   yaw > 0 turns to the subject's left, roll > 0 tilts toward the left shoulder
 
 FLAME = FaceSpace(
     name="flame",
@@ -141,8 +139,7 @@ FLAME = FaceSpace(
     # PCA weights (EMOCA outputs rarely exceed ±5), so ±20 only rejects garbage.
     low=(-np.pi,) * 3 + (-20.0,) * 100,
     high=(np.pi,) * 3 + (20.0,) * 100,
-    description="FLAME 2020 jaw pose (3, axis-angle radians) + expression coefficients (100), EMOCA/EMICA layout",
-)
+)  # FLAME 2020 jaw pose (3, axis-angle radians) + expression coefficients (100), EMOCA/EMICA layout
 
 SPACES = {s.name: s for s in (FACS, FLAME)}
 

@@ -1,7 +1,7 @@
-"""The denoiser D(x, σ, c): EDM preconditioning around a small temporal transformer (DESIGN §1, §5).
+"""The denoiser D(x, σ, c): EDM preconditioning around a small temporal transformer (docs/design.md §1, §5).
 
 * Latents are face frames standardised per channel (training statistics live in the checkpoint), so
-  σ_data = 1 (the official code fed raw latents reaching ~40 with σ_data = 0.5, DESIGN §2).
+  σ_data = 1 (the official code fed raw latents reaching ~40 with σ_data = 0.5, docs/design.md §2).
 * Diffusion forcing: σ is given **per frame**, shape (B, T); every frame can be at its own noise level, and
   a clean context frame is simply a frame at σ ≈ 0.
 * The backbone works on stacks of ``group`` frames (the paper's 4-frame stacks): one token per stack, the
@@ -93,7 +93,7 @@ class Block(nn.Module):
     """Pre-norm transformer block, modulated by (scale, shift, gate) × 2 from the token's condition vector.
     As in PixArt-α's adaLN-single, one projection of the condition is shared by all blocks and each block adds
     its own learned offset: per-block projections (DiT) would cost 6·depth·width² multiply-adds per token,
-    more than the blocks themselves, and the stream's speed is bound by multiply-adds (DESIGN §5)."""
+    more than the blocks themselves, and the stream's speed is bound by multiply-adds (docs/design.md §5)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -222,7 +222,7 @@ class NoiseDistribution:
     max_context: int = 6  # stacks of clean context at most in those windows
 
     def sample(self, b: int, n_stacks: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """(B, n_stacks) σ. Half the windows look like what the sampler shows the model (DESIGN §1 pyramid):
+        """(B, n_stacks) σ. Half the windows look like what the sampler shows the model (docs/design.md §1 pyramid):
         clean context stacks first, then noise levels increasing along time; the rest are fully independent."""
         if self.kind == "lognormal":
             sigma = (torch.randn(b, n_stacks, generator=generator) * self.p_std + self.p_mean).exp()

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .errors import PainDiffusionError  # noqa: E402
+from .errors import PainDiffusionError, atomic_file  # noqa: E402
 
 LEVEL_COLOURS = ("#ffffff", "#fde0c5", "#facba6", "#f59e72", "#e4572e")  # baseline, levels 1-4
 
@@ -45,12 +45,9 @@ def plot_stimulus_response(path: str | os.PathLike, stimulus: np.ndarray, pspi: 
     axes[-1].set_xlabel("time (s)")
     if title:
         ax_t.set_title(title, fontsize=10)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part{path.suffix}")
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
+        with atomic_file(path) as f:
+            fig.savefig(f, dpi=110, format=path.suffix.lower()[1:])
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
     return path

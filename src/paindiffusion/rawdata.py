@@ -16,6 +16,7 @@ Every problem is reported as one line naming the file.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,13 +26,7 @@ from .biovid import STIMULUS_HZ, TEMPERATURE_RANGE_C, check_temperature, stimulu
 from .errors import PainDiffusionError
 from .facespace import EMOTIONS, FaceSpace, emotion_index, get_space
 from .sequence import FPS
-
-
-def _read_lines(path: Path) -> list[str]:
-    try:
-        return path.read_text().strip().splitlines()
-    except UnicodeDecodeError:
-        raise PainDiffusionError("not a text file (cannot decode it as UTF-8)", path) from None
+from .tables import Table
 
 
 @dataclass
@@ -47,34 +42,35 @@ class RawRecording:
     meta: dict
 
 
-def read_stream(path: Path, column: str) -> tuple[np.ndarray, np.ndarray]:
-    """(time, values) of a stream with columns ``time`` (s) and ``column``, tab- (BioVid) or comma-separated;
-    validated: present columns, numbers, no NaN/inf, strictly increasing time."""
-    if not path.is_file():
-        raise PainDiffusionError(f"missing file; each recording needs {path.name}", path)
-    lines = _read_lines(path)
-    if not lines:
-        raise PainDiffusionError("file is empty", path)
-    sep = "\t" if "\t" in lines[0] else ","
-    header = [h.strip() for h in lines[0].split(sep)]
-    for need in ("time", column):
-        if need not in header:
-            raise PainDiffusionError(f"missing column '{need}' (header is {header}); expected columns 'time' and '{column}'", path)
-    it, iv = header.index("time"), header.index(column)
-    try:
-        rows = [ln.split(sep) for ln in lines[1:]]
-        t = np.array([float(r[it]) for r in rows])
-        v = np.array([float(r[iv]) for r in rows])
-    except (ValueError, IndexError) as e:
-        raise PainDiffusionError(f"unparsable row ({e}); every row needs numeric '{header[it]}' and '{column}'", path) from None
-    if len(v) == 0:
+def iter_stream(path: Path, column: str, what: str = "") -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(time, values) chunks of a table with columns ``time`` (s) and ``column`` (comma, semicolon or tab
+    separated), validated as they come: numbers, no NaN/inf, time strictly increasing (also across chunks)."""
+    what = what or f"table with columns 'time' (s) and '{column}'"
+    last_t = -np.inf
+    n = 0
+    with Table(path, what) as table:
+        it, iv = table.require("time", column)
+        for line, a in table.chunks([it, iv]):
+            t, v = a[:, 0], a[:, 1]
+            bad = ~np.isfinite(v) | ~np.isfinite(t)
+            if bad.any():
+                raise PainDiffusionError(f"NaN/inf value at line {line + int(np.argmax(bad))}; fill or cut those rows", path)
+            step = np.diff(np.concatenate([[last_t], t]))
+            if np.any(step <= 0):
+                raise PainDiffusionError(f"time is not strictly increasing (line {line + int(np.argmax(step <= 0))})", path)
+            last_t = t[-1]
+            n += len(t)
+            yield t, v
+    if n == 0:
         raise PainDiffusionError("no samples after the header", path)
-    bad = ~np.isfinite(v) | ~np.isfinite(t)
-    if bad.any():
-        raise PainDiffusionError(f"{int(bad.sum())} NaN/inf values (first at row {int(np.argmax(bad)) + 2}); fill or cut them", path)
-    if np.any(np.diff(t) <= 0):
-        raise PainDiffusionError(f"time is not strictly increasing (row {int(np.argmax(np.diff(t) <= 0)) + 3})", path)
-    return t, v
+
+
+def read_stream(path: Path, column: str, what: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """(time, values) of a whole stream (BioVid's 32 Hz files); see :func:`iter_stream`."""
+    if not path.is_file() and not what:
+        raise PainDiffusionError(f"missing file; each recording needs {path.name}", path)
+    parts = list(iter_stream(path, column, what))
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def _read_face(d: Path, name: str, space: FaceSpace) -> np.ndarray:
@@ -86,18 +82,14 @@ def _read_face(d: Path, name: str, space: FaceSpace) -> np.ndarray:
             raise PainDiffusionError(f"unreadable .npy ({e})", npy) from None
         return space.validate(a, npy)
     if csv.is_file():
-        lines = _read_lines(csv)
-        header = [h.strip() for h in lines[0].split(",")] if lines else []
-        missing = [c for c in space.channels if c not in header]
-        if missing:
-            raise PainDiffusionError(f"face CSV lacks channels {missing[:4]} of face space {space.name!r}", csv)
-        try:
-            a = np.array([[float(x) for x in ln.split(",")] for ln in lines[1:]])
-        except ValueError as e:
-            raise PainDiffusionError(f"unparsable face CSV row ({e})", csv) from None
-        if a.ndim != 2 or len(a) == 0:
+        with Table(csv, f"face CSV with a header naming the {space.name} channels") as table:
+            missing = [c for c in space.channels if c not in table.header]
+            if missing:
+                raise PainDiffusionError(f"face CSV lacks channels {missing[:4]} of face space {space.name!r}", csv)
+            parts = [a for _, a in table.chunks([table.header.index(c) for c in space.channels])]
+        if not parts:
             raise PainDiffusionError("face CSV has no frames after the header", csv)
-        return space.validate(a[:, [header.index(c) for c in space.channels]], csv)
+        return space.validate(np.concatenate(parts), csv)
     raise PainDiffusionError(f"missing face array; each recording needs {name}_face.npy or {name}_face.csv", d)
 
 
@@ -108,9 +100,11 @@ def load_recording(d: Path, default_space: str = "facs") -> RawRecording:
     meta = {}
     if meta_path.is_file():
         try:
-            meta = json.loads(meta_path.read_text())
+            meta = json.loads(meta_path.read_text(encoding="utf-8-sig"))
         except json.JSONDecodeError as e:
             raise PainDiffusionError(f"invalid JSON ({e.msg} at line {e.lineno})", meta_path) from None
+        except (UnicodeDecodeError, RecursionError):
+            raise PainDiffusionError("not a readable UTF-8 JSON file", meta_path) from None
         if not isinstance(meta, dict):
             raise PainDiffusionError(f"JSON must be an object (got {type(meta).__name__})", meta_path)
     try:
@@ -128,7 +122,7 @@ def load_recording(d: Path, default_space: str = "facs") -> RawRecording:
     if len(temp) != len(label):
         raise PainDiffusionError(f"temperature has {len(temp)} samples but label has {len(label)}; both must be the same 32 Hz stream", d)
     frames = _read_face(d, name, space)
-    # BioVid alignment (DESIGN §1): frame f reads stream sample floor(f / 25 × 32). Video a little longer than
+    # BioVid alignment (docs/design.md §1): frame f reads stream sample floor(f / 25 × 32). Video a little longer than
     # the stream (< 1 s, e.g. a trailing partial second) is cut; a bigger gap means mismatched files.
     idx = stimulus_index(len(frames))
     usable = int(np.searchsorted(idx, len(temp)))

@@ -5,7 +5,7 @@ Diffusion forcing makes the noise level a per-frame quantity, so a sampling run 
 grid (``len(sigmas) - 1`` means clean). Step s moves each frame from ``sigmas[levels[s]]`` to
 ``sigmas[levels[s + 1]]``; frames whose level does not change are left exactly as they are. The same
 function therefore runs the pyramid schedule, full-sequence sampling (the ablation), clean context frames
-anywhere in the window, and partial re-noising for editing (DESIGN §8).
+anywhere in the window, and partial re-noising for editing (docs/design.md §8).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def guided(model: Callable, weights: tuple[float, float, float]) -> Callable:
 
 
 def guidance_weights(emotion: float = 0.25, expressiveness: float = 0.5, stimulus: float = 1.0) -> tuple[float, float, float]:
-    """Guidance weights in conditions.NAMES order; defaults are the official demo's (DESIGN §1)."""
+    """Guidance weights in conditions.NAMES order; defaults are the official demo's (docs/design.md §1)."""
     w = {"emotion": emotion, "expressiveness": expressiveness, "stimulus": stimulus}
     return tuple(float(w[k]) for k in NAMES)
 

@@ -14,10 +14,24 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import PainDiffusionError
-from .facespace import FACS, FaceSpace, get_space
+from .errors import PainDiffusionError, atomic_file
+from .biovid import check_temperature
+from .facespace import FACS, FLAME, FaceSpace, flame_from_npz_arrays, get_space
+from .tables import Table
 
 FPS = 25  # BioVid video rate; every sequence in this package is at 25 frames per second
+MAX_FPS = 240  # a video rate; above it (or not a whole number) a stored fps is a unit or parsing error
+PSPI_MAX = 16.0
+BLOCK = 1024  # frames per block when writing
+
+
+def check_fps(fps) -> int:
+    """A frame rate as a whole number of frames per second in 1-240 (12.7 must not become 12 silently)."""
+    ok = isinstance(fps, (int, float, np.integer, np.floating)) and not isinstance(fps, bool)
+    if not ok or not np.isfinite(fps) or fps != int(fps) or not 1 <= fps <= MAX_FPS:
+        raise PainDiffusionError(f"sequence fps {fps!r} must be a whole number of frames per second in 1-{MAX_FPS} "
+                                 f"(paindiffusion writes {FPS})")
+    return int(fps)
 
 
 @dataclass
@@ -31,13 +45,21 @@ class FaceSequence:
 
     def __post_init__(self):
         self.frames = self.space.validate(self.frames, "sequence")
+        self.fps = check_fps(self.fps)
         n = len(self.frames)
         for name in ("stimulus", "pspi"):
             v = getattr(self, name)
             if v is not None:
-                v = np.asarray(v, np.float32).reshape(-1)
+                try:
+                    v = np.asarray(v, np.float32).reshape(-1)
+                except (TypeError, ValueError):
+                    raise PainDiffusionError(f"sequence {name} must be numbers, one per frame") from None
                 if len(v) != n:
                     raise PainDiffusionError(f"sequence {name} has {len(v)} values for {n} frames")
+                if name == "stimulus":
+                    check_temperature(v, "sequence stimulus")
+                elif not (np.isfinite(v).all() and v.min(initial=0) >= 0 and v.max(initial=0) <= PSPI_MAX + 1e-3):
+                    raise PainDiffusionError(f"sequence PSPI must be finite values in 0-{PSPI_MAX} (PSPI with AU43)")
                 setattr(self, name, v)
         if self.pspi is None and self.space.has_pspi:
             self.pspi = self.space.pspi(self.frames).astype(np.float32)
@@ -56,29 +78,26 @@ class FaceSequence:
         suffix = path.suffix.lower()
         if suffix not in (".npz", ".csv"):
             raise PainDiffusionError(f"cannot save a sequence as {suffix or 'a file without extension'}; use .npz or .csv", path)
-        tmp = path.with_name(f".{path.name}.part{suffix}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            if suffix == ".npz":
-                arrays = {"frames": self.frames, "channels": np.array(self.space.channels)}
-                if self.stimulus is not None:
-                    arrays["stimulus"] = self.stimulus
-                if self.pspi is not None:
-                    arrays["pspi"] = self.pspi
-                meta = {"space": self.space.name, "fps": self.fps, **self.meta}
-                np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
-            else:
-                with open(tmp, "w", newline="") as f:
-                    w = csv.writer(f)
-                    w.writerow(["frame", "time", "stimulus", "pspi", *self.space.channels])
-                    t = np.arange(len(self)) / self.fps
-                    stim = self.stimulus if self.stimulus is not None else np.full(len(self), np.nan)
-                    pspi = self.pspi if self.pspi is not None else np.full(len(self), np.nan)
-                    for i in range(len(self)):
-                        w.writerow([i, f"{t[i]:.2f}", f"{stim[i]:.3f}", f"{pspi[i]:.4f}", *(f"{v:.5f}" for v in self.frames[i])])
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        if suffix == ".npz":
+            arrays = {"frames": self.frames, "channels": np.array(self.space.channels)}
+            if self.stimulus is not None:
+                arrays["stimulus"] = self.stimulus
+            if self.pspi is not None:
+                arrays["pspi"] = self.pspi
+            meta = {"space": self.space.name, "fps": self.fps, **self.meta}
+            with atomic_file(path) as f:
+                np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
+        else:
+            with atomic_file(path, text=True) as f:
+                w = csv.writer(f)
+                w.writerow(["frame", "time", "stimulus", "pspi", *self.space.channels])
+                for a in range(0, len(self), BLOCK):  # in blocks: no whole-sequence list of strings
+                    b = min(a + BLOCK, len(self))
+                    t = np.arange(a, b) / self.fps
+                    stim = self.stimulus[a:b] if self.stimulus is not None else np.full(b - a, np.nan)
+                    pspi = self.pspi[a:b] if self.pspi is not None else np.full(b - a, np.nan)
+                    w.writerows([i, f"{t[k]:.2f}", f"{stim[k]:.3f}", f"{pspi[k]:.4f}", *(f"{v:.5f}" for v in self.frames[i])]
+                                for k, i in enumerate(range(a, b)))
         return path
 
     @classmethod
@@ -89,30 +108,47 @@ class FaceSequence:
             raise PainDiffusionError("file not found; pass a .npz or .csv written by 'paindiffusion generate'", path)
         if path.suffix.lower() == ".npz":
             try:
-                z = np.load(path, allow_pickle=False)
-                meta = json.loads(str(z["meta"])) if "meta" in z else {}
-                space = get_space(meta.pop("space", FACS.name))
-                fps = int(meta.pop("fps", FPS))
-                if "frames" not in z:
-                    raise PainDiffusionError("npz has no 'frames' array (FLAME npz with expr/jaw_pose: use the flame importer)", path)
-                return cls(space, z["frames"], z["stimulus"] if "stimulus" in z else None,
-                           z["pspi"] if "pspi" in z else None, fps, meta)
-            except PainDiffusionError:
-                raise
-            except Exception as e:  # zip/format errors from numpy
-                raise PainDiffusionError(f"not a readable sequence npz ({type(e).__name__}: {e})", path) from None
+                with np.load(path, allow_pickle=False) as z:
+                    if "frames" not in z and "expr" in z:  # a FLAME npz (ours or an avatar tool's)
+                        fps = int(z["fps"]) if "fps" in z and z["fps"].ndim == 0 else FPS
+                        return cls(FLAME, flame_from_npz_arrays(z, path), fps=fps, meta={"source": "flame npz"})
+                    if "frames" not in z:
+                        raise PainDiffusionError("npz has no 'frames' array (nor FLAME 'expr'/'jaw_pose'); pass a "
+                                                 "sequence written by 'paindiffusion generate'", path)
+                    meta = json.loads(str(z["meta"])) if "meta" in z else {}
+                    if not isinstance(meta, dict):
+                        raise PainDiffusionError("npz 'meta' is not a JSON object", path)
+                    space = get_space(meta.pop("space", FACS.name))
+                    return cls(space, z["frames"], z["stimulus"] if "stimulus" in z else None,
+                               z["pspi"] if "pspi" in z else None, meta.pop("fps", FPS), meta)
+            except PainDiffusionError as e:
+                raise e if str(path) in str(e) else PainDiffusionError(str(e), path) from None
+            except Exception as e:  # zip/format/JSON errors from numpy and json
+                raise PainDiffusionError(f"not a readable sequence npz ({type(e).__name__}: {str(e)[:120]})", path) from None
         if path.suffix.lower() == ".csv":
-            with open(path, newline="") as f:
-                rows = list(csv.reader(f))
-            if len(rows) < 2:
+            with Table(path, "sequence CSV written by 'paindiffusion generate'") as table:
+                header, chans = table.header, table.header[4:]
+                space = next((s for s in (get_space("facs"), get_space("flame")) if list(s.channels) == chans), None)
+                if header[:4] != ["frame", "time", "stimulus", "pspi"] or space is None:
+                    raise PainDiffusionError("CSV header does not match a sequence written by paindiffusion", path)
+                parts = [a for _, a in table.chunks()]
+            if not parts:
                 raise PainDiffusionError("CSV has no frames", path)
-            header, body = rows[0], rows[1:]
-            chans = header[4:]
-            space = next((s for s in (get_space("facs"), get_space("flame")) if list(s.channels) == chans), None)
-            if header[:4] != ["frame", "time", "stimulus", "pspi"] or space is None:
-                raise PainDiffusionError("CSV header does not match a sequence written by paindiffusion", path)
-            a = np.asarray(body, dtype=np.float64)
+            a = np.concatenate(parts)
+            t = a[:, 1]
+            fps = FPS
+            if len(t) > 1:  # the time column gives the rate; a sequence written by us is at 25 fps
+                step = np.diff(t)
+                if not np.isfinite(t).all() or np.any(step <= 0):
+                    raise PainDiffusionError("the time column is not finite and strictly increasing", path)
+                est = (len(t) - 1) / (t[-1] - t[0])  # times are written to 0.01 s: allow their rounding
+                fps = round(est) if abs(est - round(est)) <= 0.02 * est else round(est, 2)
             stim = a[:, 2] if np.isfinite(a[:, 2]).all() else None
             pspi = a[:, 3] if np.isfinite(a[:, 3]).all() else None
-            return cls(space, a[:, 4:].astype(np.float32), stim, pspi)
+            if stim is None and not np.isnan(a[:, 2]).all() or pspi is None and not np.isnan(a[:, 3]).all():
+                raise PainDiffusionError("the stimulus or pspi column is partly empty or NaN; fill it or leave it all empty", path)
+            try:
+                return cls(space, a[:, 4:].astype(np.float32), stim, pspi, fps)
+            except PainDiffusionError as e:
+                raise PainDiffusionError(str(e), path) from None
         raise PainDiffusionError("unknown sequence format; use .npz or .csv", path)

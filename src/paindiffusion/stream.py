@@ -1,10 +1,10 @@
 """Rolling diffusion-forcing generation: one code path for live streams and offline sequences.
 
 The window holds ``context`` clean stacks followed by ``levels`` noisy stacks, stack j at the j-th noise
-level counted from the clean end (the u = 1 pyramid, DESIGN §1). Every :meth:`PainStream.step` makes one
+level counted from the clean end (the u = 1 pyramid, docs/design.md §1). Every :meth:`PainStream.step` makes one
 guided model call that moves every noisy stack one level down the σ grid; the stack that reaches σ = 0 is
 emitted, joins the context, and a fresh stack of pure noise enters at the far end. So each frame is denoised
-exactly once per level as the window rolls (DESIGN §5), the state is a fixed-size window (bounded memory,
+exactly once per level as the window rolls (docs/design.md §5), the state is a fixed-size window (bounded memory,
 no drift from an ever-growing history), and controls set from another thread take effect at the next step
 for every frame not yet emitted.
 """

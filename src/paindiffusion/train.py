@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import lightning as L
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset
@@ -20,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from .checkpoint import PainModel
 from .conditions import HISTORY, ConditionSpec
 from .dataset import PackedData, WindowSampler
-from .errors import PainDiffusionError
+from .errors import PainDiffusionError, atomic_file, claim_folder
 from .model import Denoiser, ModelConfig, NoiseDistribution, Standardizer, edm_loss
 from .stream import SamplerSettings
 
@@ -65,6 +67,22 @@ class NewWindowsEachEpoch(L.Callback):
 
     def on_train_epoch_start(self, trainer, pl_module):
         self.dataset.epoch = trainer.current_epoch
+
+
+class SafeCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoints written atomically (a kill never leaves a torn last.ckpt) and read back with
+    ``weights_only=True``: resuming never runs pickled code, whatever the environment says."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        with atomic_file(path) as f:
+            torch.save(checkpoint, f)
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None):
+        try:
+            return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+        except Exception as e:  # torn, foreign or pickled-object file: one line, and how to start over
+            raise PainDiffusionError(f"cannot resume: not a plain-tensor checkpoint, or damaged ({type(e).__name__}); "
+                                     "delete it to start over", path) from None
 
 
 class DiffusionTask(L.LightningModule):
@@ -129,6 +147,7 @@ def train(data_dir: str | Path, out: str | Path, tcfg: TrainConfig | None = None
         raise PainDiffusionError(f"model width {mcfg.dim} does not match the data's face space ({data.space.dim})")
     if tcfg.window % mcfg.group or tcfg.window // mcfg.group > mcfg.max_tokens:
         raise PainDiffusionError(f"training window {tcfg.window} must be a multiple of {mcfg.group} and at most {mcfg.group * mcfg.max_tokens} frames")
+    claim_folder(out, "training run", inputs=(data_dir,))  # after the checks: a refused run writes nothing
     spec = ConditionSpec.from_data(data)
     L.seed_everything(tcfg.seed, verbose=False)
     task = DiffusionTask(mcfg.to_dict(), spec.to_dict(), data.stats, asdict(tcfg), asdict(noise))
@@ -141,18 +160,25 @@ def train(data_dir: str | Path, out: str | Path, tcfg: TrainConfig | None = None
                               generator=torch.Generator().manual_seed(tcfg.seed), num_workers=0)
     val_loader = DataLoader(WindowDataset(val_sampler, tcfg.val_batches * tcfg.batch), batch_size=tcfg.batch, num_workers=0)
     ckpt_dir = out / "checkpoints"
-    trainer = L.Trainer(
-        max_steps=tcfg.steps, accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
-        default_root_dir=str(out), logger=L.pytorch.loggers.CSVLogger(str(out), name="logs"),
-        callbacks=[L.pytorch.callbacks.ModelCheckpoint(dirpath=str(ckpt_dir), save_last=True, save_top_k=0,
-                                                       every_n_train_steps=tcfg.checkpoint_every),
-                   L.pytorch.callbacks.LearningRateMonitor(), NewWindowsEachEpoch(train_windows)],
-        enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=20, num_sanity_val_steps=0,
-        gradient_clip_val=1.0,
-    )
+    if (ckpt_dir / "last.ckpt").is_file():  # a foreign or torn file fails here, in one line, before Lightning
+        SafeCheckpointIO().load_checkpoint(ckpt_dir / "last.ckpt")
+    try:  # Lightning checks --accelerator/--devices/--strategy/--num-nodes here
+        trainer = L.Trainer(
+            max_steps=tcfg.steps, accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
+            default_root_dir=str(out), logger=L.pytorch.loggers.CSVLogger(str(out), name="logs"),
+            callbacks=[L.pytorch.callbacks.ModelCheckpoint(dirpath=str(ckpt_dir), save_last=True, save_top_k=0,
+                                                           every_n_train_steps=tcfg.checkpoint_every),
+                       L.pytorch.callbacks.LearningRateMonitor(), NewWindowsEachEpoch(train_windows)],
+            enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=20, num_sanity_val_steps=0,
+            gradient_clip_val=1.0, plugins=[SafeCheckpointIO()],
+        )
+    except (MisconfigurationException, ValueError, RuntimeError, TypeError) as e:
+        raise PainDiffusionError(f"Lightning refused --accelerator {accelerator} --devices {devices} --strategy {strategy} "
+                                 f"--num-nodes {num_nodes}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
     last = ckpt_dir / "last.ckpt"
     started = time.time()
-    trainer.fit(task, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None)
+    trainer.fit(task, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None,
+                weights_only=True)
     val = trainer.callback_metrics.get("val/loss")
     info = {"trained_steps": int(trainer.global_step), "batch": tcfg.batch, "window": tcfg.window,
             "train_seconds_this_run": round(time.time() - started, 1), "final_val_loss": None if val is None else float(val),

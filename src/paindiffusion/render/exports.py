@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import PainDiffusionError
+from ..errors import PainDiffusionError, atomic_file
 from ..facespace import FACS_AUS, HEAD_CHANNELS, flame_to_npz_arrays
-from ..sequence import FaceSequence
+from ..sequence import BLOCK, FaceSequence
 
 # Apple ARKit's 52 face blendshapes (ARFaceAnchor.BlendShapeLocation), in Apple's documented order.
 # "Left"/"Right" are the subject's own sides.
@@ -98,34 +98,39 @@ def robot_frames(seq: FaceSequence) -> tuple[list[str], np.ndarray]:
 
 
 def _atomic(path: Path, write, binary: bool = False) -> Path:
-    """Write through a hidden temporary file renamed into place, so no half-written file is ever left."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    try:
-        with open(tmp, "wb") if binary else open(tmp, "w", newline="") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write through :func:`~paindiffusion.errors.atomic_file`: no half-written file is ever left."""
+    with atomic_file(path, text=not binary) as f:
+        write(f)
     return path
 
 
 def _write_table(path: Path, seq: FaceSequence, fmt: str, names: list[str], values: np.ndarray, extra: dict) -> Path:
     """JSON ({format, fps, channels, frames, ...}) or CSV (header: frame, time, every channel)."""
+    def rows_json(f, a: np.ndarray, decimals: int):
+        """A JSON list of rows written block by block (no whole-sequence Python list)."""
+        f.write("[")
+        for i in range(0, len(a), BLOCK):
+            f.write(("," if i else "") + json.dumps(np.round(a[i:i + BLOCK].astype(np.float64), decimals).tolist(),
+                                                     separators=(",", ":"))[1:-1])
+        f.write("]")
+
     def text(f):
         if path.name.lower().endswith(".json"):
-            doc = {"format": fmt, "fps": seq.fps, "channels": names,
-                   "frames": np.round(values.astype(np.float64), 4).tolist(), **extra}
+            head = {"format": fmt, "fps": seq.fps, "channels": names, **extra}
+            f.write(json.dumps(head, separators=(",", ":"))[:-1] + ',"frames":')
+            rows_json(f, values, 4)
             for k in ("stimulus", "pspi"):
                 v = getattr(seq, k)
                 if v is not None:
-                    doc[k] = np.round(v.astype(np.float64), 3).tolist()
-            json.dump(doc, f, separators=(",", ":"))
+                    f.write(f',"{k}":')
+                    rows_json(f, v, 3)
+            f.write("}")
         else:
             w = csv.writer(f)
             w.writerow(["frame", "time", *names])
-            for i, row in enumerate(values):
-                w.writerow([i, f"{i / seq.fps:.2f}", *(f"{x:.4f}" for x in row)])
+            for a in range(0, len(values), BLOCK):
+                w.writerows([i, f"{i / seq.fps:.2f}", *(f"{x:.4f}" for x in values[i])]
+                            for i in range(a, min(a + BLOCK, len(values))))
     return _atomic(path, text)
 
 

@@ -1,4 +1,4 @@
-"""The open face mesh: MediaPipe's canonical face model and its named regions (DESIGN §3, §9).
+"""The open face mesh: MediaPipe's canonical face model and its named regions (docs/design.md §3, §9).
 
 The asset (``assets/canonical_face.npz``, made by ``scripts/make_mesh.py``; Apache-2.0, see NOTICE) holds
 468 vertices in centimetre-like units (x to the subject's left, y up, z toward the viewer), 898 triangles

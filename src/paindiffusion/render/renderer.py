@@ -1,6 +1,6 @@
 """Headless CPU renderer for the face mesh: moderngl on EGL (Mesa's software GL) → uint8 RGB images.
 
-What makes the face readable by people and by face trackers (DESIGN §9, measured with MediaPipe): skin
+What makes the face readable by people and by face trackers (docs/design.md §9, measured with MediaPipe): skin
 tone, dark brows, red lips, a dark mouth interior, sclera and iris drawn inside the eye opening, a dark
 lash line on the upper lid margin, a mid-grey background and a face well over 170 px tall. The mesh has
 no holes, so the eyes and the mouth exist only through the colours of the triangles that cover them.

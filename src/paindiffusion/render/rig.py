@@ -1,4 +1,4 @@
-"""FACS action-unit rig on the canonical face mesh: ``facs`` frames → deformed vertices (DESIGN §3).
+"""FACS action-unit rig on the canonical face mesh: ``facs`` frames → deformed vertices (docs/design.md §3).
 
 Every AU moves a region of the mesh, named by landmark index in :mod:`.mesh`, with a smooth falloff
 (smoothstep of the distance to the region's anchor vertices in the neutral mesh). Three kinds of motion:

@@ -13,10 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import PainDiffusionError
+from ..errors import PainDiffusionError, atomic_file
+from ..progress import progress
 from ..sequence import FPS, FaceSequence
 
 CURSOR = np.array([200, 30, 30], np.uint8)
+MAX_SIZE = 4096  # pixels; one frame is size² × 3 bytes in several buffers
+BLOCK = 256  # frames deformed at once (256 × 468 vertices × 3 × 4 bytes ≈ 1.4 MB)
 
 
 def write_mp4(path: str | os.PathLike, images: Iterable[np.ndarray], fps: int = FPS, crf: int = 18) -> Path:
@@ -24,29 +27,23 @@ def write_mp4(path: str | os.PathLike, images: Iterable[np.ndarray], fps: int = 
     import av
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part.mp4")
-    try:
-        with av.open(str(tmp), mode="w", format="mp4") as container:
-            stream = None
-            for img in images:
-                if stream is None:
-                    h, w = img.shape[:2]
-                    if h % 2 or w % 2:
-                        raise PainDiffusionError(f"video frames must have even width and height for H.264, got {w}x{h}")
-                    stream = container.add_stream("libx264", rate=fps)
-                    stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-                    # crf 18 is visually lossless; "veryfast" keeps encoding well above real time on one core
-                    stream.options = {"crf": str(crf), "preset": "veryfast"}
-                for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
-                    container.mux(packet)
+    with atomic_file(path) as f, av.open(f, mode="w", format="mp4") as container:
+        stream = None
+        for img in images:
             if stream is None:
-                raise PainDiffusionError("no frames to write", path)
-            for packet in stream.encode():  # flush the encoder
+                h, w = img.shape[:2]
+                if h % 2 or w % 2:
+                    raise PainDiffusionError(f"video frames must have even width and height for H.264, got {w}x{h}")
+                stream = container.add_stream("libx264", rate=fps)
+                stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+                # crf 18 is visually lossless; "veryfast" keeps encoding well above real time on one core
+                stream.options = {"crf": str(crf), "preset": "veryfast"}
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
                 container.mux(packet)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        if stream is None:
+            raise PainDiffusionError("no frames to write", path)
+        for packet in stream.encode():  # flush the encoder
+            container.mux(packet)
     return path
 
 
@@ -101,18 +98,21 @@ def render_frames(seq: FaceSequence, size: int = 512, side_by_side: bool = False
             f"only facs-space sequences can be rendered (this one is {seq.space.name!r}: rendering FLAME needs "
             "the licensed FLAME model); export it with -o out.flame.npz for a FLAME-driven avatar"
         )
-    vertices = FaceRig().deform(seq.frames)
+    rig = FaceRig()
     panel = CurvePanel(seq, size, (size * 3 // 8) // 2 * 2) if side_by_side else None
     renderer = Renderer(size)
     try:
-        for i, img in enumerate(renderer.render_many(vertices)):
-            yield np.concatenate([img, panel.frame(i)], 0) if panel else img
+        with progress(desc="render", total=len(seq), unit="frame") as bar:
+            for a in range(0, len(seq), BLOCK):  # deformed meshes in blocks: memory does not grow with length
+                for i, img in enumerate(renderer.render_many(rig.deform(seq.frames[a:a + BLOCK])), start=a):
+                    yield np.concatenate([img, panel.frame(i)], 0) if panel else img
+                bar.update(min(BLOCK, len(seq) - a))
     finally:
         renderer.release()
 
 
 def save_video(path: str | os.PathLike, seq: FaceSequence, side_by_side: bool = False, size: int = 512) -> Path:
     """Render a sequence to an H.264 mp4 at the sequence's frame rate (25 fps)."""
-    if size < 64 or size % 2:
-        raise PainDiffusionError(f"video size must be an even number of pixels ≥ 64, got {size}")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 64 or size > MAX_SIZE or size % 2:
+        raise PainDiffusionError(f"video size must be an even number of pixels in 64-{MAX_SIZE}, got {size}")
     return write_mp4(path, render_frames(seq, size, side_by_side), fps=seq.fps)

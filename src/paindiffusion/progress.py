@@ -1,0 +1,29 @@
+"""Progress bars (tqdm) for long work: generate, render, cohort, pack, train.
+
+Bars go to stderr and only when it is a terminal; ``paindiffusion --quiet`` (or :func:`set_quiet`) turns
+them off, so logs and pipes stay clean.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+
+from tqdm.auto import tqdm
+
+_quiet = False
+
+
+def set_quiet(quiet: bool = True) -> None:
+    global _quiet
+    _quiet = quiet
+
+
+def enabled() -> bool:
+    """True when a bar would be shown: not quiet and stderr is a terminal."""
+    return not _quiet and sys.stderr.isatty()
+
+
+def progress(iterable: Iterable | None = None, desc: str = "", total: int | None = None, unit: str = "it"):
+    """``tqdm`` over ``iterable`` (or a manual bar with ``total``), silent when :func:`enabled` is False."""
+    return tqdm(iterable, desc=desc, total=total, unit=unit, disable=not enabled(), leave=False, dynamic_ncols=True)
