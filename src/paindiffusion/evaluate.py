@@ -15,7 +15,8 @@ from .cohort import RuleBasedFace, SubjectParams
 from .dataset import PackedData
 from .facespace import EMOTIONS
 from .stimulus import protocol_trace
-from .stream import PainStream, SamplerSettings
+from .sampling import SamplerSettings
+from .stream import PainStream
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
