@@ -10,6 +10,7 @@ from typing import Optional
 import numpy as np
 import typer
 
+from .cli_live import demo_command, stream_command
 from .cli_render import render_command
 from .errors import PainDiffusionError
 from .facespace import EMOTIONS
@@ -157,6 +158,8 @@ def generate(out: Path = typer.Option(..., "-o", "--out", help="output: .npz/.cs
 
 
 app.command("render")(render_command)
+app.command("stream")(stream_command)
+app.command("demo")(demo_command)
 
 def main() -> None:
     try:
