@@ -6,8 +6,8 @@ One thread owns the stream: before every step it copies each patient's controls 
 joins, leaves and "new patient" restarts, so no other thread ever touches the stream and slot numbers never
 race. A new patient's window (pyramid + warm-up, ~25 batch-1 calls) is built by a second thread
 (:meth:`PainStream.prepare`), so a tab that joins never stalls the others. A step makes one stack (``group`` frames = 160 ms of face) for every patient in ONE model call; the frames
-are then handed out one by one at their due times, and the next step runs right after the last of them, while
-the next frame's 40 ms tick is still ahead. So the generator holds at most one stack ahead (no 1 s buffers) and
+are then handed out one by one at their due times, and the next step runs as late as it safely can before
+the next frame's due time (twice the recent step time ahead), so it picks up the newest controls. So the generator holds at most one stack ahead (no 1 s buffers) and
 a control reaches the next step: at most 160 ms + one step's compute from input to frame.
 
 Sinks are called from the generator thread and must not block (queue and drop); a sink that raises is dropped
@@ -120,7 +120,7 @@ class LiveGenerator:
         self._stop = threading.Event()
         self._next_id = 0
         self.log = LatencyLog()
-        self.steps, self.step_seconds, self.frames_out = 0, 0.0, 0
+        self.steps, self.step_seconds, self.frames_out, self._recent = 0, 0.0, 0, 0.0
         self.thread = threading.Thread(target=self._run, name="paindiffusion-live", daemon=True)
         self.preparer = threading.Thread(target=self._prepare_loop, name="paindiffusion-prepare", daemon=True)
 
@@ -229,6 +229,8 @@ class LiveGenerator:
                 self._wake.wait(0.1)
                 self._wake.clear()
                 continue
+            if due is not None:  # step as late as it safely can, so it picks up the newest controls
+                self._stop.wait(max(0.0, due - self._step_estimate() - time.monotonic()))
             snaps = [p.snapshot() for p in self.patients]
             self.stream.set_controls(stimulus=[float(s[0]["stimulus"][0]) for s in snaps],
                                      expressiveness=[float(s[0]["expressiveness"][0]) for s in snaps],
@@ -238,11 +240,16 @@ class LiveGenerator:
             made = time.monotonic()
             self.steps += 1
             self.step_seconds += made - t0
+            self._recent = 0.8 * self._recent + 0.2 * (made - t0) if self._recent else made - t0
             speed = chunk.frames.shape[1] / max(made - t0, 1e-9) / self.fps
             if due is None or made - due > self.resync_s:  # first step, or fell far behind: restart the clock
                 due = made
             self._hand_out(chunk, snaps, made, due, speed)
             due += chunk.frames.shape[1] / self.fps
+
+    def _step_estimate(self) -> float:
+        """Seconds to set aside for the next step: twice the recent step time plus 5 ms, at most one frame."""
+        return min(1.0 / self.fps, 2.0 * self._recent + 0.005)
 
     def _hand_out(self, chunk, snaps, made: float, due: float, speed: float) -> None:
         patients = list(self.patients)

@@ -3,12 +3,12 @@
 const $ = (id) => document.getElementById(id);
 const state = window.paindiffusion = {
   received: 0, drawn: 0, frames: [], shown: null, latencies: [], errors: [], arrivals: [],
-  heat: 32, holding: false, decaying: false, seq: 0, pending: new Map(), info: null, open: false,
+  heat: 32, holding: false, paused: false, decaying: false, seq: 0, pending: new Map(), info: null, open: false,
   fps() { const now = performance.now(); this.arrivals = this.arrivals.filter((t) => now - t < 2000);
           return this.arrivals.length / 2; },
 };
 let ws = null, lastSent = { stimulus: null }, sendTimer = 0;
-const RAMP_C_PER_S = 4.0;   // "apply heat": +4 °C per second while held
+const RAMP_C_PER_S = 12.0;  // "apply heat": +12 °C per second while held (32 → 50 °C in 1.5 s)
 const DECAY_TAU_S = 1.0;    // after release: back to the baseline with a 1 s time constant (~4 s to settle)
 
 function send(controls) {
@@ -56,9 +56,10 @@ function onFrame(buf) {
   }
   state.frames.push(head);
   if (state.frames.length > 30 * 25) state.frames.splice(0, state.frames.length - 30 * 25);
+  if (state.paused) return;  // a frozen display (tests compare a shown frame with the Python render of it)
   createImageBitmap(new Blob([new Uint8Array(buf, 4 + n)], { type: "image/jpeg" })).then((img) => {
     const c = $("face");
-    if (c.width !== img.width) { c.width = img.width; c.height = img.height; }
+    if (c.width !== img.width) { c.width = img.width; c.height = img.height; c.style.width = `${img.width}px`; }
     c.getContext("2d").drawImage(img, 0, 0);
     img.close();
     state.drawn++; state.shown = head;
@@ -100,6 +101,7 @@ async function main() {
   }
   $("expressiveness").value = info.presets.medium ?? 2;
   $("face").width = $("face").height = info.size;
+  $("face").style.width = $("face").style.height = `${info.size}px`;  // 1:1 pixels: the page shows the render exactly
   $("heat").min = info.heat_range[0]; $("heat").max = info.heat_range[1];
   $("au-legend").innerHTML = PAIN_AUS.map(([au, c]) => `<i style="background:${c}"></i>${au}`).join(" ") + " (0–5)";
   $("heat").oninput = () => setHeat(Number($("heat").value), true);

@@ -32,7 +32,9 @@ function drawPlot(canvas, frames, fps, seconds) {
     }
     g.stroke();
   };
+  g.globalAlpha = 0.55;
   for (const [au, colour] of PAIN_AUS) line(colour, 1, (f) => (au in f.channels ? f.channels[au] / 5 : null));
+  g.globalAlpha = 1;
   line("#2c3e50", 2.2, (f) => (f.pspi == null ? null : f.pspi / 16));
   line("#d35400", 2.2, (f) => (f.stimulus - 30) / 20);
 }
