@@ -38,7 +38,7 @@ def _wait(seconds: Optional[float]) -> None:
 def demo_command(
     port: Annotated[int, typer.Option("--port", help="port on 127.0.0.1 (0 = any free port)")] = 8000,
     open_browser: Annotated[bool, typer.Option("--open", help="open the page in the default browser")] = False,
-    size: Annotated[int, typer.Option("--size", help="face image width and height in pixels (128-768)")] = 384,
+    size: Annotated[int, typer.Option("--size", help="face image width and height in pixels (128-768)")] = 320,
     viewers: Annotated[int, typer.Option("--viewers", help="most tabs at once (each its own patient)")] = 8,
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="model folder (default: the shipped one)")] = None,
     threads: Annotated[int, typer.Option("--threads", help="torch CPU threads")] = 1,
