@@ -14,12 +14,10 @@ has made half of its rise.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import random
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np

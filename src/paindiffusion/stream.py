@@ -324,20 +324,23 @@ class PainStream:
         return seqs[0] if self.batch == 1 else seqs
 
     # ---- a live batch: patients join, leave and restart between steps (call from the stepping thread) ----
-    def _fresh(self, seed: int, controls: dict) -> "PainStream":
-        """A batch-1 stream with its window built (pyramid + warm-up): a new patient, ready to splice in."""
+    def prepare(self, seed: int = 0, stimulus=32.0, expressiveness="medium", emotion="Neutral") -> "PainStream":
+        """A new patient, ready to :meth:`add` or put in by :meth:`reset`: a batch-1 stream with its window
+        built (pyramid + warm-up, about levels + context + warmup calls). It touches nothing of this stream,
+        so another thread may prepare while this one steps."""
         if self._trace is not None:
             raise PainDiffusionError("sequences cannot join or leave a stream that plays a trace")
-        one = PainStream(self.model, seed=seed, settings=self.s, **controls)
+        one = PainStream(self.model, seed=seed, settings=self.s, stimulus=stimulus, expressiveness=expressiveness,
+                         emotion=emotion)
         one._start()
         return one
 
-    def add(self, *, seed: int = 0, stimulus=32.0, expressiveness="medium", emotion="Neutral") -> int:
-        """A new patient at the end of the batch; returns its slot. Its window is built on its own (about
-        levels + context + warmup batch-1 calls), so the others go on undisturbed."""
+    def add(self, prepared: "PainStream | None" = None, **patient) -> int:
+        """Put a new patient at the end of the batch (``prepared``, or one made now from ``seed`` and controls);
+        returns its slot. The others go on undisturbed."""
+        one = prepared or self.prepare(**patient)
         if self.latents.x is None:
             self._start()
-        one = self._fresh(seed, dict(stimulus=stimulus, expressiveness=expressiveness, emotion=emotion))
         self.latents.x = torch.cat([self.latents.x, one.latents.x])
         self.history.past = np.concatenate([self.history.past, one.history.past])
         self.history.window = np.concatenate([self.history.window, one.history.window])
@@ -358,14 +361,14 @@ class PainStream:
         del self._gens[slot]
         self.batch -= 1
 
-    def reset(self, slot: int, seed: int) -> None:
-        """Replace one sequence by a fresh patient (new seed, same controls): the "new patient" button."""
+    def reset(self, slot: int, seed: int = 0, prepared: "PainStream | None" = None) -> None:
+        """Replace one sequence by a fresh patient (``prepared``, or made now with ``seed``; the slot's
+        controls stay): the "new patient" button."""
         if not 0 <= slot < self.batch:
             raise PainDiffusionError(f"slot {slot} does not exist; the batch has {self.batch} sequences")
         if self.latents.x is None:
             self._start()
-        c = self.controls
-        one = self._fresh(seed, {k: v[slot] for k, v in c.items()})
+        one = prepared or self.prepare(seed, **{k: v[slot] for k, v in self.controls.items()})
         self.latents.x[slot] = one.latents.x[0]
         self.history.past[slot], self.history.window[slot] = one.history.past[0], one.history.window[0]
         self._gens[slot] = one.gen
