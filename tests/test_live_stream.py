@@ -194,6 +194,23 @@ def test_lines_and_maps():
             RangeMap(bad)
 
 
+def test_stdin_lines_with_garbage_hold_the_last_good_value(model, capfd):
+    import io
+
+    from paindiffusion.live.inputs import StdinIn
+
+    gen = LiveGenerator(model)
+    p = gen.join(lambda f: None)
+    lines = io.StringIO("44\nwarm\nwarm\n99\nemotion Fear\n@0 expressiveness high\n\nemotion Boredom\n")
+    src = StdinIn(lambda patient, **c: p.set(**c), lines).start()
+    src.thread.join(timeout=5)
+    c = p.controls
+    assert c["stimulus"].tolist() == [44.0] and c["emotion"] == ["Fear"]  # 99 °C and Boredom were refused
+    assert c["expressiveness"][0] == np.float32(model.spec.expressiveness_value("high"))
+    err = capfd.readouterr().err
+    assert err.count("warm") == 1 and "99" in err and "Boredom" in err and "stdin closed" in err
+
+
 def test_csv_input_plays_at_wall_clock_speed(tmp_path):
     path = tmp_path / "heat.csv"
     path.write_text("time,temperature\n0,32\n1,42\n")

@@ -24,6 +24,7 @@ import random
 import struct
 import sys
 import threading
+import time
 from importlib import resources
 
 from ..biovid import TEMPERATURE_RANGE_C
@@ -162,7 +163,7 @@ class DemoServer:
             try:
                 async for msg in ws:
                     if msg.type == WSMsgType.TEXT:
-                        err = self._control(tab, msg.data, loop.time())
+                        err = self._control(tab, msg.data)
                         if err:
                             await ws.send_json({"error": err})
                     elif msg.type == WSMsgType.ERROR:
@@ -181,10 +182,8 @@ class DemoServer:
         app.router.add_get("/ws", socket)
         return app
 
-    def _control(self, tab: Tab, text: str, _now: float) -> str | None:
+    def _control(self, tab: Tab, text: str) -> str | None:
         """A tab's control message: {"stimulus"|"expressiveness"|"emotion": value, "seq": n} or {"new_patient": seed}."""
-        import time
-
         arrived = time.monotonic()
         try:
             msg = json.loads(text)
