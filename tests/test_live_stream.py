@@ -222,8 +222,8 @@ def test_csv_input_plays_at_wall_clock_speed(tmp_path):
     assert got[0][1] == 32.0 and got[-1][1] == 42.0
 
 
-def _cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "paindiffusion.cli", "stream", *args], capture_output=True,
+def _cli(*args, command="stream", **kw):
+    return subprocess.run([sys.executable, "-m", "paindiffusion.cli", command, *args], capture_output=True,
                           text=True, timeout=120, cwd=ROOT, **kw)
 
 
@@ -283,3 +283,5 @@ def test_cli_bad_options_one_line_exit_2(tmp_path):
             lines = r.stderr.strip().splitlines()
             assert len(lines) == 1 and words in lines[0], (args, r.stderr)
             assert r.stdout == ""
+        r = _cli("--port", str(port), "--seconds", "1", command="demo")  # the demo's port is taken too
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "in use" in r.stderr, r.stderr

@@ -35,13 +35,14 @@ from .session import Frame, LiveGenerator
 
 STATIC = resources.files("paindiffusion.live") / "static"
 SEND_QUEUE = 8  # frames a tab may fall behind before its oldest are dropped (8 × 40 ms)
+STALE_S = 0.12  # a frame not yet rendered 120 ms after its due time is skipped
 HEAT_RANGE_C = (30.0, 50.0)  # the page's slider (the official demo's); within TEMPERATURE_RANGE_C
 BASELINE_C = 32.0  # BioVid's baseline: "apply heat" decays back to it
 
 
 class FaceImages:
     """Renders each viewer's frames to JPEG in one thread (the GL context lives there) and hands them to the
-    asyncio loop. A tab whose send queue is full is skipped (its frame is dropped, not rendered)."""
+    asyncio loop. A tab whose send queue is full, or a frame already stale, is skipped (dropped, not rendered)."""
 
     def __init__(self, size: int, deliver, quality: int = 90):
         self.size, self.deliver, self.quality = size, deliver, quality
@@ -78,8 +79,8 @@ class FaceImages:
                 tab, f = self.jobs.popleft()
                 if tab is None:
                     return
-                if tab.closed or tab.full():
-                    tab.dropped += 1
+                if tab.closed or tab.full() or time.monotonic() - f.due > STALE_S:
+                    tab.dropped += 1  # an overloaded machine shows fewer frames, never older ones
                     continue
                 buf = io.BytesIO()
                 Image.fromarray(renderer.render(rig.deform(f.values)[0])).save(buf, format="JPEG", quality=self.quality)
