@@ -48,6 +48,12 @@ try {
   await page.selectOption("#emotion", "Happiness");
   await sleep(1500);
   result.emotion = await data(() => window.paindiffusion.frames.slice(-5).map((f) => f.emotion));
+  // "new patient": a fresh person, the stream goes on (same controls)
+  const r0 = await data(() => window.paindiffusion.received);
+  await page.click("#new-patient");
+  await sleep(2000);
+  result.after_new_patient = { frames: (await data(() => window.paindiffusion.received)) - r0,
+                               emotion: await data(() => window.paindiffusion.frames.at(-1).emotion) };
   result.latencies = await data(() => window.paindiffusion.latencies);
   if (out) await page.screenshot({ path: `${out}/page.png`, fullPage: true });
   // freeze the display and capture one known frame: its channels and the face canvas's pixels

@@ -35,7 +35,7 @@ from .session import Frame, LiveGenerator
 
 STATIC = resources.files("paindiffusion.live") / "static"
 SEND_QUEUE = 8  # frames a tab may fall behind before its oldest are dropped (8 × 40 ms)
-STALE_S = 0.12  # a frame not yet rendered 120 ms after its due time is skipped
+STALE_S = 0.12  # a frame that waited 120 ms for the render thread is skipped (it would only add lag)
 HEAT_RANGE_C = (30.0, 50.0)  # the page's slider (the official demo's); within TEMPERATURE_RANGE_C
 BASELINE_C = 32.0  # BioVid's baseline: "apply heat" decays back to it
 
@@ -57,7 +57,7 @@ class FaceImages:
             raise self.error
 
     def submit(self, tab, frame: Frame) -> None:
-        self.jobs.append((tab, frame))
+        self.jobs.append((tab, frame, time.monotonic()))
         self._wake.set()
 
     def _run(self) -> None:
@@ -76,10 +76,10 @@ class FaceImages:
             self._wake.wait()
             self._wake.clear()
             while self.jobs:
-                tab, f = self.jobs.popleft()
+                tab, f, queued = self.jobs.popleft()
                 if tab is None:
                     return
-                if tab.closed or tab.full() or time.monotonic() - f.due > STALE_S:
+                if tab.closed or tab.full() or time.monotonic() - queued > STALE_S:
                     tab.dropped += 1  # an overloaded machine shows fewer frames, never older ones
                     continue
                 buf = io.BytesIO()
@@ -88,7 +88,7 @@ class FaceImages:
                 self.deliver(tab, struct.pack("<I", len(head)) + head + buf.getvalue())
 
     def close(self) -> None:
-        self.jobs.append((None, None))
+        self.jobs.append((None, None, 0.0))
         self._wake.set()
 
 
