@@ -145,7 +145,7 @@ class LiveGenerator:
         self._to_prepare.put((patient, True))
 
     def leave(self, patient: Patient) -> None:
-        """Stop a patient (its sink gets nothing more after the current frame); others are not disturbed."""
+        """Stop a patient (its sink gets at most the rest of the current step's frames); others are not disturbed."""
         with self._lock:
             self._leaving.add(patient.id)
             self._gone.add(patient.id)
@@ -186,6 +186,9 @@ class LiveGenerator:
                                             expressiveness=float(c["expressiveness"][0]), emotion=c["emotion"][0])
             except Exception as e:  # never leave the generator without its preparer
                 print(f"paindiffusion live: patient {p.id} could not start ({type(e).__name__}: {e})", file=sys.stderr)
+                if not restart:
+                    with self._lock:
+                        self._pending -= 1
                 continue
             with self._lock:
                 self._ready.append((p, one, restart))
