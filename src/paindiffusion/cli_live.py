@@ -75,8 +75,8 @@ def stream_command(
     stdout: Annotated[bool, typer.Option("--stdout", help="write one JSON line per frame")] = False,
     inputs: Annotated[Optional[list[str]], typer.Option("--input", help="controls from osc:PORT, serial:DEVICE, "
                                                         "stdin or FILE.csv (repeatable)")] = None,
-    mapping: Annotated[Optional[str], typer.Option("--map", help="serial values A..B → C..D °C, as A:B:C:D "
-                                                   "(e.g. arm angle 0:150:32:50)")] = None,
+    mapping: Annotated[Optional[str], typer.Option("--map", help="linear map of serial values to °C: "
+                                                   "0:150:32:50 maps a device's 0-150 (the authors' arm angle) to 32-50 °C")] = None,
     batch: Annotated[int, typer.Option("--batch", help="patients generated together (one model call per step)")] = 1,
     stimulus: Annotated[float, typer.Option("--stimulus", help="starting heat in °C")] = 32.0,
     expressiveness: Annotated[str, typer.Option("--expressiveness", help="low, medium, high or 0-16")] = "medium",
