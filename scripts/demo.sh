@@ -1,10 +1,7 @@
 #!/usr/bin/env bash
-# The main job on the embedded defaults (sets up .venv on first use): the shipped model makes a face react to
-# a BioVid-like heat protocol, rendered with the stimulus and PSPI curves under it.
+# The main job (sets up .venv on first use): the live demo. A local web page on 127.0.0.1 shows a face that
+# reacts, at 25 fps, to the heat you apply; it prints its URL. Extra arguments go to 'paindiffusion demo'
+# (e.g. --port 8080 --open). Ctrl-C stops it. The offline mp4 example is ./scripts/demo_video.sh.
 set -euo pipefail
 . "$(dirname "$0")/setup.sh"
-mkdir -p out
-paindiffusion generate --protocol biovid --seconds 60 --expressiveness high --seed 0 -o out/demo.npz
-paindiffusion render out/demo.npz -o out/demo.mp4 --side-by-side
-paindiffusion render out/demo.npz -o out/demo.arkit.json
-echo "done: out/demo.mp4 (video), out/demo.npz (frames, PSPI, stimulus), out/demo.arkit.json (ARKit-52 weights)"
+exec paindiffusion demo "$@"

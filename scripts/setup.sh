@@ -28,3 +28,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt
     || { echo "[setup] failed: torch 2.13.0 or paindiffusion did not install"; exit 1; }
   touch "$stamp"
 fi
+# The live demo's browser test drives Debian's chromium with playwright-core from npm (a gitignored folder).
+if command -v npm >/dev/null && [ -f tests/web/package-lock.json ] && [ ! -d tests/web/node_modules/playwright-core ]; then
+  echo "[setup] installing playwright-core (npm) for the browser test"
+  (cd tests/web && npm ci --no-audit --no-fund --silent >/dev/null) || echo "[setup] npm ci failed: the browser test will be skipped"
+fi

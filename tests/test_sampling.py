@@ -13,7 +13,7 @@ import torch
 from conftest import random_denoiser
 from paindiffusion.conditions import HISTORY, NAMES, CondBatch, ConditionSpec
 from paindiffusion.model import Denoiser
-from paindiffusion.sampling import (full_sequence_levels, guidance_weights, guided, initial_noise, karras_sigmas,
+from paindiffusion.sampling import (GUIDANCE, SamplerSettings, full_sequence_levels, guided, initial_noise, karras_sigmas,
                                     pyramid_levels, sample_levels, step)
 
 DIM, GROUP = 6, 4
@@ -190,7 +190,7 @@ def _golden_run(order: int):
     context = torch.linspace(-1, 1, 16 * DIM).reshape(1, 16, DIM).repeat(2, 1, 1)
     x = initial_noise((2, 16, DIM), sig, lv[0], context, generator=torch.Generator().manual_seed(1))
     calls = Counter(model)
-    out = sample_levels(guided(calls, guidance_weights()), x, sig, lv, conds(2, 16), order)
+    out = sample_levels(guided(calls, GUIDANCE), x, sig, lv, conds(2, 16), order)
     return x, out, calls, lv
 
 
@@ -280,10 +280,11 @@ def test_callback_once_per_changing_row():
 
 # ---- guidance -------------------------------------------------------------------------------------------
 
-def test_guidance_weights_follow_names_order():
+def test_guidance_defaults_follow_names_order():
     assert NAMES == ("emotion", "expressiveness", "stimulus")
-    assert guidance_weights(emotion=1, expressiveness=2, stimulus=3) == (1.0, 2.0, 3.0)
-    assert guidance_weights() == (0.25, 0.5, 1.0)
+    assert GUIDANCE == SamplerSettings().guidance == (0.25, 0.5, 1.0)  # emotion, expressiveness, stimulus
+    s = SamplerSettings()
+    torch.testing.assert_close(s.sigmas(), karras_sigmas(s.levels))  # one set of Karras defaults
 
 
 def test_guided_matches_leave_one_out_formula():

@@ -94,13 +94,13 @@ def test_take_exact_length_with_stimulus(model):
 def test_bounded_state_and_no_drift(model):
     s = PainStream(model, stimulus=38.0, seed=2)
     s.step()
-    shapes = (s.x.shape, s._past.shape, s._window_stimulus.shape)
+    shapes = (s.x.shape, s.history.past.shape, s.history.window.shape)
     early, late = [], []
     for i in range(80):
         c = s.step()
         if i % 9 == 0:
             s.set_controls(stimulus=30.0 + (i % 27))
-        assert (s.x.shape, s._past.shape, s._window_stimulus.shape) == shapes
+        assert (s.x.shape, s.history.past.shape, s.history.window.shape) == shapes
         (early if i < 20 else late if i >= 60 else []).append(np.abs(c.frames).mean())
     assert s.x.shape == (1, (CONTEXT + LEVELS) * G, FACS.dim)
     assert torch.isfinite(s.x).all()
@@ -273,3 +273,63 @@ def test_heun_stream_makes_two_calls_per_step():
     m.denoiser.batches.clear()
     c = s.step()
     assert m.denoiser.batches == [4, 4] and np.isfinite(c.frames).all()
+
+
+@pytest.mark.parametrize("controls", [
+    dict(stimulus=np.array([[40.0]])),          # a (1, 1) array for a batch of 1
+    dict(stimulus=[[40.0]]),
+    dict(stimulus="hot"),
+    dict(stimulus=np.array("x")),                # 0-d string array
+    dict(expressiveness=np.array([[1.0]])),
+    dict(expressiveness=[None]),
+    dict(expressiveness=True),
+    dict(emotion=3),
+    dict(emotion=np.array(["Fear", "Anger"])),
+    dict(emotion=[["Fear"]]),
+])
+def test_malformed_controls_one_line_and_the_stream_goes_on(model, controls):
+    s = PainStream(model, stimulus=36.0, expressiveness="medium", emotion="Sadness")
+    s.step()
+    before = s.controls
+    with pytest.raises(PainDiffusionError) as e:
+        s.set_controls(**controls)
+    assert "\n" not in str(e.value)
+    after = s.controls
+    assert after["stimulus"].tolist() == before["stimulus"].tolist() and after["emotion"] == before["emotion"]
+    assert after["expressiveness"].tolist() == before["expressiveness"].tolist()
+    c = s.step()  # every later step still works
+    assert c.frames.shape == (1, G, FACS.dim) and c.controls["stimulus"].tolist() == [36.0]
+    s.set_controls(stimulus=np.array(41.0))  # a 0-d number array is one value
+    assert s.step().controls["stimulus"].tolist() == [41.0]
+
+
+def test_patients_join_leave_and_restart_without_disturbing_others(model):
+    """The live demo's batch: each browser tab is one slot of one batched model call per step."""
+    alone = PainStream(model, stimulus=44.0, seed=21).take(8 + 2 * G + 4 * G).frames  # the undisturbed patient
+    s = PainStream(model, stimulus=44.0, seed=21)
+    s.take(8)
+    slot = s.add(seed=5, stimulus=36.0, emotion="Fear")
+    assert slot == 1 and s.batch == 2
+    c = s.step()
+    assert c.frames.shape == (2, G, FACS.dim) and c.controls["emotion"] == ["Neutral", "Fear"]
+    assert c.stimulus[1].tolist() == [36.0] * G
+    s.set_controls(stimulus=50.0, slot=1)  # one tab's slider moves only its own patient
+    assert s.controls["stimulus"].tolist() == [44.0, 50.0]
+    model.denoiser.batches.clear()
+    d = s.step()
+    assert model.denoiser.batches == [2 * 4]  # one batched call for both patients
+    with pytest.raises(PainDiffusionError, match="slot"):
+        s.set_controls(stimulus=40.0, slot=2)
+    s.reset(1, seed=9)  # "new patient": fresh latents, same controls, slot 0 untouched
+    assert s.controls["stimulus"].tolist() == [44.0, 50.0]
+    s.remove(1)
+    assert s.batch == 1 and s.controls["emotion"] == ["Neutral"]
+    rest = s.take(4 * G)
+    # slot 0 never noticed: its frames are the lone patient's (its own noise; batching changes only float
+    # rounding), while the other patient's differ from it
+    np.testing.assert_allclose(c.frames[0], alone[8:8 + G], atol=1e-3)
+    np.testing.assert_allclose(d.frames[0], alone[8 + G:8 + 2 * G], atol=1e-3)
+    np.testing.assert_allclose(rest.frames, alone[8 + 2 * G:], atol=1e-3)
+    assert not np.allclose(c.frames[1], c.frames[0], atol=1e-2)
+    with pytest.raises(PainDiffusionError, match="remove"):
+        s.remove(0)

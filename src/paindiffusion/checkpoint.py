@@ -26,7 +26,7 @@ from .conditions import HISTORY, ConditionSpec
 from .errors import PainDiffusionError, atomic_directory
 from .facespace import FaceSpace, get_space
 from .model import Denoiser, ModelConfig, Standardizer
-from .stream import SamplerSettings
+from .sampling import SamplerSettings
 
 FORMAT = "paindiffusion-checkpoint"
 VERSION = 1

@@ -13,6 +13,7 @@ import numpy as np
 import typer
 
 from .cli_evaluate import evaluate_command
+from .cli_live import demo_command, stream_command
 from .cli_render import render_command
 from .errors import PainDiffusionError
 from .facespace import EMOTIONS
@@ -209,6 +210,8 @@ def options(quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress
 def _show_warning(message, category, filename, lineno, file=None, line=None):
     typer.echo(f"warning: {' '.join(str(message).split())}", err=True)
 
+app.command("stream")(stream_command)
+app.command("demo")(demo_command)
 
 def main() -> None:
     """Entry point: any user error, usage error or OS error is one line and exit status 2; SIGTERM and

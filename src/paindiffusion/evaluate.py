@@ -16,7 +16,8 @@ from .dataset import PackedData
 from .evaluation import metrics
 from .facespace import EMOTIONS
 from .stimulus import protocol_trace
-from .stream import PainStream, SamplerSettings
+from .sampling import SamplerSettings
+from .stream import PainStream
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:

@@ -16,7 +16,8 @@ from .conditions import ConditionSpec
 from .facespace import EMOTIONS, FACS, emotion_index
 from .biovid import check_temperature
 from .sequence import FPS, FaceSequence
-from .stream import PainStream, SamplerSettings
+from .sampling import SamplerSettings
+from .stream import PainStream
 
 
 def generate_sequence(trace: np.ndarray, expressiveness: float | str = "medium", emotion: str = "Neutral",

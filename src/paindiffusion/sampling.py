@@ -10,14 +10,75 @@ anywhere in the window, and partial re-noising for editing (docs/design.md §8).
 
 from __future__ import annotations
 
+import numbers
+from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 
-from .conditions import NAMES, CondBatch
+from .conditions import CondBatch
+from .errors import PainDiffusionError
+
+# The sampler's defaults, defined once: SamplerSettings and karras_sigmas both read them.
+SIGMA_MIN, SIGMA_MAX, RHO = 0.004, 40.0, 7.0  # Karras et al. 2022's σ grid (rho = 7), σ_max for standardised latents
+GUIDANCE = (0.25, 0.5, 1.0)  # emotion, expressiveness, stimulus: the official demo's weights (conditions.NAMES order)
 
 
-def karras_sigmas(n: int, sigma_min: float = 0.004, sigma_max: float = 40.0, rho: float = 7.0) -> torch.Tensor:
+@dataclass
+class SamplerSettings:
+    """Sampler defaults, saved in the checkpoint config; every field can be overridden per run."""
+
+    levels: int = 8  # σ levels per frame; each costs one model call per emitted stack
+    sigma_min: float = SIGMA_MIN
+    sigma_max: float = SIGMA_MAX
+    rho: float = RHO
+    context: int = 4  # clean stacks the window keeps (4 × 4 frames = 0.64 s)
+    guidance: tuple = GUIDANCE
+    order: int = 1  # 1 = DDIM/DPM-Solver++(1), the paper's; 2 = Heun (twice the calls)
+    # Stacks generated and discarded before the first emitted frame, at the first stimulus value: the start
+    # from pure noise has no context, and its first frames are off the data (a grimace that fades).
+    warmup: int = 12
+
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "guidance": list(self.guidance)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SamplerSettings":
+        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        if "guidance" in d:
+            d["guidance"] = tuple(d["guidance"])
+        return cls(**d)
+
+    def sigmas(self) -> torch.Tensor:
+        return karras_sigmas(self.levels, self.sigma_min, self.sigma_max, self.rho)
+
+    def validate(self) -> "SamplerSettings":
+        """Return self, or raise a one-line error naming the first unusable setting."""
+        def num(v):
+            return isinstance(v, numbers.Real) and not isinstance(v, bool) and bool(np.isfinite(v))
+
+        def whole(v, least=1):
+            return isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= least
+
+        problems = [
+            ("levels", whole(self.levels), "a whole number ≥ 1"),
+            ("context", whole(self.context), "a whole number ≥ 1 (emitted stacks pass through the context)"),
+            ("order", self.order in (1, 2) and not isinstance(self.order, bool), "1 or 2"),
+            ("warmup", whole(self.warmup, 0), "a whole number ≥ 0"),
+            ("sigma_min", num(self.sigma_min) and self.sigma_min > 0, "a positive number"),
+            ("sigma_max", num(self.sigma_max) and num(self.sigma_min) and self.sigma_max > self.sigma_min, "a number above sigma_min"),
+            ("rho", num(self.rho) and self.rho > 0, "a positive number"),
+            ("guidance", isinstance(self.guidance, (tuple, list)) and len(self.guidance) == 3 and all(num(w) for w in self.guidance),
+             "3 numbers (emotion, expressiveness, stimulus)"),
+        ]
+        for name, ok, need in problems:
+            if not ok:
+                raise PainDiffusionError(f"sampler setting {name} = {getattr(self, name)!r} must be {need}")
+        return self
+
+
+def karras_sigmas(n: int, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX, rho: float = RHO) -> torch.Tensor:
     """Noise levels of Karras et al. 2022 (eq. 5), high to low, with a final 0 appended: n + 1 values."""
     ramp = torch.linspace(0, 1, n)
     inv = sigma_max ** (1 / rho) + ramp * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))
@@ -64,12 +125,6 @@ def guided(model: Callable, weights: tuple[float, float, float]) -> Callable:
         return out
 
     return fn
-
-
-def guidance_weights(emotion: float = 0.25, expressiveness: float = 0.5, stimulus: float = 1.0) -> tuple[float, float, float]:
-    """Guidance weights in conditions.NAMES order; defaults are the official demo's (docs/design.md §1)."""
-    w = {"emotion": emotion, "expressiveness": expressiveness, "stimulus": stimulus}
-    return tuple(float(w[k]) for k in NAMES)
 
 
 def step(model: Callable, x: torch.Tensor, sigma: torch.Tensor, sigma_next: torch.Tensor, cond: CondBatch,

@@ -1,12 +1,16 @@
 """Rolling diffusion-forcing generation: one code path for live streams and offline sequences.
 
 The window holds ``context`` clean stacks followed by ``levels`` noisy stacks, stack j at the j-th noise
-level counted from the clean end (the u = 1 pyramid, docs/design.md §1). Every :meth:`PainStream.step` makes one
+level counted from the clean end (the u = 1 pyramid, docs/design.md). Every :meth:`PainStream.step` makes one
 guided model call that moves every noisy stack one level down the σ grid; the stack that reaches σ = 0 is
 emitted, joins the context, and a fresh stack of pure noise enters at the far end. So each frame is denoised
-exactly once per level as the window rolls (docs/design.md §5), the state is a fixed-size window (bounded memory,
-no drift from an ever-growing history), and controls set from another thread take effect at the next step
-for every frame not yet emitted.
+exactly once per level as the window rolls, the state is a fixed-size window (bounded memory, no drift from an
+ever-growing history), and controls set from another thread take effect at the next step for every frame not
+yet emitted.
+
+Four small pieces, one job each: :class:`Controls` (the controls in force, thread-safe, validated),
+:class:`StimulusHistory` (°C per frame for the lagged stimulus features), :class:`LatentWindow` (the latents
+and the roll) and :class:`PainStream` (puts them together and hands out :class:`Chunk` s).
 """
 
 from __future__ import annotations
@@ -22,59 +26,10 @@ from .biovid import check_temperature
 from .conditions import HISTORY
 from .errors import PainDiffusionError
 from .facespace import EMOTIONS, emotion_index
-from .sampling import guided, initial_noise, karras_sigmas, pyramid_levels, sample_levels, step
+from .sampling import SamplerSettings, guided, initial_noise, pyramid_levels, sample_levels, step
 from .sequence import FPS, FaceSequence
 
-
-@dataclass
-class SamplerSettings:
-    """Sampler defaults, saved in the checkpoint config; every field can be overridden per run."""
-
-    levels: int = 8  # σ levels per frame; each costs one model call per emitted stack
-    sigma_min: float = 0.004
-    sigma_max: float = 40.0
-    rho: float = 7.0
-    context: int = 4  # clean stacks the window keeps (4 × 4 frames = 0.64 s)
-    guidance: tuple = (0.25, 0.5, 1.0)  # emotion, expressiveness, stimulus (the official demo's weights)
-    order: int = 1  # 1 = DDIM/DPM-Solver++(1), the paper's; 2 = Heun (twice the calls)
-    # Stacks generated and discarded before the first emitted frame, at the first stimulus value: the start
-    # from pure noise has no context, and its first frames are off the data (a grimace that fades).
-    warmup: int = 12
-
-    def to_dict(self) -> dict:
-        return {**self.__dict__, "guidance": list(self.guidance)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SamplerSettings":
-        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        if "guidance" in d:
-            d["guidance"] = tuple(d["guidance"])
-        return cls(**d)
-
-    def validate(self) -> "SamplerSettings":
-        """Return self, or raise a one-line error naming the first unusable setting."""
-        def num(v):
-            return isinstance(v, numbers.Real) and not isinstance(v, bool) and bool(np.isfinite(v))
-
-        def whole(v):
-            return isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
-
-        problems = [
-            ("levels", whole(self.levels), "a whole number ≥ 1"),
-            ("context", whole(self.context), "a whole number ≥ 1 (emitted stacks pass through the context)"),
-            ("order", self.order in (1, 2) and not isinstance(self.order, bool), "1 or 2"),
-            ("warmup", isinstance(self.warmup, numbers.Integral) and not isinstance(self.warmup, bool) and self.warmup >= 0,
-             "a whole number ≥ 0"),
-            ("sigma_min", num(self.sigma_min) and self.sigma_min > 0, "a positive number"),
-            ("sigma_max", num(self.sigma_max) and num(self.sigma_min) and self.sigma_max > self.sigma_min, "a number above sigma_min"),
-            ("rho", num(self.rho) and self.rho > 0, "a positive number"),
-            ("guidance", isinstance(self.guidance, (tuple, list)) and len(self.guidance) == 3 and all(num(w) for w in self.guidance),
-             "3 numbers (emotion, expressiveness, stimulus)"),
-        ]
-        for name, ok, need in problems:
-            if not ok:
-                raise PainDiffusionError(f"sampler setting {name} = {getattr(self, name)!r} must be {need}")
-        return self
+__all__ = ["Chunk", "Controls", "LatentWindow", "PainStream", "SamplerSettings", "StimulusHistory"]
 
 
 @dataclass
@@ -89,12 +44,161 @@ class Chunk:
     controls: dict = field(default_factory=dict)
 
 
+def _per_item(value, name: str, batch: int) -> list:
+    """One value for the whole batch, or exactly ``batch`` values (list, tuple or 1-d array); each a scalar."""
+    if isinstance(value, np.ndarray):
+        if value.ndim > 1:
+            raise PainDiffusionError(f"{name} must be one value or {batch} values (one per sequence), "
+                                     f"got an array of shape {value.shape}")
+        value = value.item() if value.ndim == 0 else value.tolist()
+    values = list(value) if isinstance(value, (list, tuple)) else [value] * batch
+    if len(values) != batch:
+        raise PainDiffusionError(f"{name} has {len(values)} values for a batch of {batch}; give one value or {batch}")
+    for v in values:
+        if isinstance(v, (list, tuple, np.ndarray, dict, set)):
+            raise PainDiffusionError(f"{name} must be one value or {batch} values (one per sequence), got {value!r:.60}")
+    return values
+
+
+class Controls:
+    """The controls in force, one value per sequence: stimulus (°C), expressiveness (mean-PSPI scale), emotion.
+
+    Any thread may set them; a bad value raises a one-line :class:`PainDiffusionError` and changes nothing."""
+
+    def __init__(self, spec, batch: int):
+        self._spec, self._lock = spec, threading.Lock()
+        self._values = {"stimulus": np.full(batch, 32.0, np.float32),  # replaced by the first set()
+                        "expressiveness": np.full(batch, np.nan, np.float32),
+                        "emotion": ["Neutral"] * batch}
+
+    def __len__(self) -> int:
+        return len(self._values["emotion"])
+
+    def parse(self, batch: int, stimulus=None, expressiveness=None, emotion=None) -> dict:
+        """Checked values for ``batch`` sequences, only for the controls given (None = unchanged)."""
+        new = {}
+        if stimulus is not None:
+            new["stimulus"] = check_temperature(_per_item(stimulus, "stimulus", batch), "stimulus")
+        if expressiveness is not None:
+            vals = []
+            for x in _per_item(expressiveness, "expressiveness", batch):
+                if isinstance(x, bool) or not isinstance(x, (str, numbers.Real)):
+                    raise PainDiffusionError(f"expressiveness {x!r:.40} is neither a number (0-16) nor low/medium/high")
+                vals.append(self._spec.expressiveness_value(x))
+            new["expressiveness"] = np.asarray(vals, np.float32)
+        if emotion is not None:
+            names = []
+            for e in _per_item(emotion, "emotion", batch):
+                if not isinstance(e, str):
+                    raise PainDiffusionError(f"emotion {e!r:.40} is not a name; use one of {', '.join(EMOTIONS)}")
+                names.append(EMOTIONS[emotion_index(e)])
+            new["emotion"] = names
+        return new
+
+    def set(self, stimulus=None, expressiveness=None, emotion=None, slot: int | None = None) -> None:
+        """Change the controls given, for every sequence (``slot`` None) or for one; all or nothing."""
+        with self._lock:
+            n = 1 if slot is not None else len(self)
+            if slot is not None and not 0 <= slot < len(self):
+                raise PainDiffusionError(f"slot {slot} does not exist; the batch has {len(self)} sequences")
+            new = self.parse(n, stimulus, expressiveness, emotion)
+            for k, v in new.items():
+                if slot is None:
+                    self._values[k] = v
+                elif k == "emotion":
+                    self._values[k] = [*self._values[k][:slot], v[0], *self._values[k][slot + 1:]]
+                else:
+                    self._values[k] = np.concatenate([self._values[k][:slot], v, self._values[k][slot + 1:]])
+
+    def snapshot(self) -> dict:
+        """A consistent copy of all controls (one lock)."""
+        with self._lock:
+            v = self._values
+            return {"stimulus": v["stimulus"].copy(), "expressiveness": v["expressiveness"].copy(), "emotion": list(v["emotion"])}
+
+    def append(self, other: dict) -> None:
+        with self._lock:
+            v = self._values
+            for k in ("stimulus", "expressiveness"):
+                v[k] = np.concatenate([v[k], other[k]])
+            v["emotion"] = v["emotion"] + list(other["emotion"])
+
+    def delete(self, slot: int) -> None:
+        with self._lock:
+            v = self._values
+            for k in ("stimulus", "expressiveness"):
+                v[k] = np.delete(v[k], slot)
+            v["emotion"] = v["emotion"][:slot] + v["emotion"][slot + 1:]
+
+
+class StimulusHistory:
+    """°C per frame that the lagged stimulus features need: ``past`` holds the HISTORY + context frames before
+    the window's first noisy frame, ``window`` the stimulus attached to each window frame at its last step."""
+
+    def __init__(self, first: np.ndarray, n_past: int, window: int):
+        first = np.asarray(first, np.float32)[:, None]
+        self.past = np.repeat(first, n_past, axis=1)
+        self.window = np.repeat(first, window, axis=1)
+
+    def attach(self, future: np.ndarray, n_known: int) -> np.ndarray:
+        """Attach ``future`` (B, window − n_known) °C to the window's not-yet-clean frames and return the
+        (B, HISTORY + window) input of the conditions: history, the n_known clean frames, then ``future``."""
+        stim = np.concatenate([self.past[:, self.past.shape[1] - HISTORY - n_known:], future], axis=1)
+        self.window = stim[:, HISTORY:]
+        return stim
+
+    def roll(self, group: int) -> None:
+        """The window moved by one stack (the new noisy stack keeps the last value until it is conditioned)."""
+        self.window = np.concatenate([self.window[:, group:], self.window[:, -group:]], axis=1)
+
+    def emit(self, end: int, n: int) -> np.ndarray:
+        """The stimulus of window frames end − n … end − 1 (just made clean), which also become history."""
+        stim = self.window[:, end - n: end].copy()
+        self.past = np.concatenate([self.past[:, n:], stim], axis=1)
+        return stim
+
+
+class LatentWindow:
+    """The (B, window, dim) latents: ``context`` clean stacks, then ``levels`` noisy stacks one level apart."""
+
+    def __init__(self, denoise, settings: SamplerSettings, group: int, dim: int):
+        self.denoise, self.s, self.group, self.dim = denoise, settings, group, dim
+        self.sigmas = settings.sigmas()
+        self.size = (settings.context + settings.levels) * group
+        self.n_context = settings.context * group
+        self.x: torch.Tensor | None = None
+        self.levels: torch.Tensor | None = None  # σ-grid index of every window frame (the same at every step)
+
+    def build(self, batch: int, cond, generator: torch.Generator) -> None:
+        """The u = 1 pyramid from pure noise, stopped when the context stacks are clean and the rest sit exactly
+        at the rolling levels."""
+        k = self.s.levels
+        levels = pyramid_levels(self.size, k, self.group, 1.0)[: k + self.s.context]  # rows 0 .. k+c-1
+        x = initial_noise((batch, self.size, self.dim), self.sigmas, levels[0], generator=generator)
+        self.x = sample_levels(self.denoise, x, self.sigmas, levels, cond, self.s.order)
+        self.levels = levels[-1]
+
+    def advance(self, cond, noise: torch.Tensor) -> None:
+        """One guided call: every noisy stack moves one level down; the stack that became clean joins the
+        context and a stack of pure noise (``noise``: (B, group, dim) unit Gaussian) enters at the end."""
+        b, k, lv = self.x.shape[0], self.s.levels, self.levels
+        sig = self.sigmas[lv][None].expand(b, -1)
+        sig_next = self.sigmas[(lv + (lv < k).long()).clamp(max=k)][None].expand(b, -1)
+        x = step(self.denoise, self.x, sig, sig_next, cond, self.s.order)
+        self.x = torch.cat([x[:, self.group:], noise * self.sigmas[0]], dim=1)
+
+    def newest_clean(self, n: int) -> torch.Tensor:
+        return self.x[:, self.n_context - n: self.n_context]
+
+
 class PainStream:
     """An endless stream of face frames from a :class:`paindiffusion.checkpoint.PainModel`.
 
     Live use: set ``stimulus`` / ``expressiveness`` / ``emotion`` at any time (thread-safe) and call
     :meth:`step` (or iterate) to get the next frames. Offline use: pass ``trace`` (°C per frame at 25 fps) and
-    the window sees the true future stimulus instead of holding the current value.
+    the window sees the true future stimulus instead of holding the current value. A live batch can change
+    between steps: :meth:`add` a new patient, :meth:`remove` one, :meth:`reset` one to a fresh patient; the
+    other sequences go on undisturbed.
     """
 
     def __init__(self, model, *, stimulus: float = 32.0, expressiveness: float | str = "medium",
@@ -102,58 +206,46 @@ class PainStream:
                  trace: np.ndarray | None = None):
         self.model = model
         self.s = (settings or model.sampler).validate()
-        g = model.config.group
-        self.group, self.batch = g, batch
-        self.sigmas = karras_sigmas(self.s.levels, self.s.sigma_min, self.s.sigma_max, self.s.rho)
-        self.window = (self.s.context + self.s.levels) * g
-        if self.window > model.config.max_tokens * g:
-            raise PainDiffusionError(f"window of {self.window} frames exceeds the model's {model.config.max_tokens * g}; use fewer levels or context")
+        if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
+            raise PainDiffusionError(f"batch {batch!r} must be a whole number ≥ 1")
+        self.group, self.batch = model.config.group, int(batch)
         self.fn = guided(model.denoiser, self.s.guidance)
+        self.latents = LatentWindow(self.fn, self.s, self.group, model.config.dim)
+        self.window = self.latents.size
+        if self.window > model.config.max_tokens * self.group:
+            raise PainDiffusionError(f"window of {self.window} frames exceeds the model's "
+                                     f"{model.config.max_tokens * self.group}; use fewer levels or context")
         self.gen = torch.Generator().manual_seed(int(seed))
-        self._lock = threading.Lock()
+        self._gens = [self.gen] * self.batch  # noise source of each slot; the slots made here share one
         self._trace = None
         if trace is not None:  # (T,) for every sequence or (B, T), °C per frame at 25 fps
-            tr = np.asarray(trace, np.float32)
+            tr = check_temperature(trace, "trace")
             self._trace = np.broadcast_to(tr, (batch, tr.shape[-1])) if tr.ndim == 1 else tr
-            if self._trace.shape[0] != batch:
+            if self._trace.ndim != 2 or self._trace.shape[0] != batch:
                 raise PainDiffusionError(f"trace must have shape (T,) or ({batch}, T), got {tr.shape}")
-            check_temperature(self._trace, "trace")
-        self.set_controls(stimulus=stimulus, expressiveness=expressiveness, emotion=emotion)
+        self._controls = Controls(model.spec, self.batch)
+        self._controls.set(stimulus=stimulus, expressiveness=expressiveness, emotion=emotion)
         self.emitted = 0  # frames handed out so far
-        self.x: torch.Tensor | None = None  # (B, window, dim) latent window, built on the first step
+        first = self._trace[:, 0] if self._trace is not None else self._controls.snapshot()["stimulus"]
+        self.history = StimulusHistory(first, HISTORY + self.latents.n_context, self.window)
         self._warming = False
-        # Stimulus of frames before the window's first noisy frame: history for the lag features.
-        first = self._trace[:, 0] if self._trace is not None else self.stimulus
-        self._past = np.repeat(first[:, None], HISTORY + self.s.context * g, axis=1).astype(np.float32)
+        self._made_with: dict = {}
 
     # ---- controls (any thread) --------------------------------------------------------------------------
-    def set_controls(self, stimulus=None, expressiveness=None, emotion=None) -> None:
-        """Change any control; each takes one value for the whole batch or one per sequence."""
-        spec, b = self.model.spec, self.batch
-
-        def per_item(v, name):
-            vs = list(v) if isinstance(v, (list, tuple, np.ndarray)) else [v] * b
-            if len(vs) != b:
-                raise PainDiffusionError(f"{name} has {len(vs)} values for a batch of {b}")
-            return vs
-
-        # Check everything first, then change all at once: a bad value changes nothing.
-        new = {}
-        if stimulus is not None:
-            new["stimulus"] = check_temperature(per_item(stimulus, "stimulus"), "stimulus")
-        if expressiveness is not None:
-            new["expressiveness"] = np.array([spec.expressiveness_value(x) for x in per_item(expressiveness, "expressiveness")], np.float32)
-        if emotion is not None:
-            new["emotion"] = [EMOTIONS[emotion_index(e)] for e in per_item(emotion, "emotion")]
-        with self._lock:
-            for k, v in new.items():
-                setattr(self, k, v)
+    def set_controls(self, stimulus=None, expressiveness=None, emotion=None, slot: int | None = None) -> None:
+        """Change any control; each takes one value for the whole batch or one per sequence (or, with
+        ``slot``, one value for that sequence). A bad value raises a one-line error and changes nothing."""
+        self._controls.set(stimulus, expressiveness, emotion, slot)
 
     @property
     def controls(self) -> dict:
         """Controls in force (per sequence of the batch)."""
-        with self._lock:
-            return {"stimulus": self.stimulus.copy(), "expressiveness": self.expressiveness.copy(), "emotion": list(self.emotion)}
+        return self._controls.snapshot()
+
+    @property
+    def x(self) -> torch.Tensor | None:
+        """The (B, window, dim) latent window (None before the first step)."""
+        return self.latents.x
 
     # ---- generation -------------------------------------------------------------------------------------
     def _future(self, n: int, held: np.ndarray) -> np.ndarray:
@@ -166,37 +258,40 @@ class PainStream:
             seg = np.concatenate([seg, np.repeat(self._trace[:, -1:], n - seg.shape[1], axis=1)], axis=1)
         return seg
 
-    def _cond(self, n_known_context: int):
-        c = self._made_with = self.controls  # one snapshot: conditions, attached stimulus and reported controls agree
-        w = self.window
-        future = self._future(w - n_known_context, c["stimulus"])
-        past = self._past[:, self._past.shape[1] - HISTORY - n_known_context:]
-        stim = np.concatenate([past, future], axis=1)
-        self._window_stimulus = stim[:, HISTORY:]
-        return self.model.spec.batch(stim, c["expressiveness"], [EMOTIONS.index(e) for e in c["emotion"]], w)
+    def _conditions(self, n_known: int):
+        """Snapshot the controls once (conditions, attached stimulus and reported controls agree), attach the
+        stimulus to the window and return this step's conditions."""
+        c = self._made_with = self.controls
+        stim = self.history.attach(self._future(self.window - n_known, c["stimulus"]), n_known)
+        return self.model.spec.batch(stim, c["expressiveness"], [EMOTIONS.index(e) for e in c["emotion"]], self.window)
 
     @torch.no_grad()
     def _start(self) -> None:
-        """Build the window: the u = 1 pyramid from pure noise, stopped when the context stacks are clean and
-        the rest sit exactly at the rolling levels, then ``warmup`` discarded steps at the first stimulus.
-        The clean context it leaves is burn-in history, never emitted: stream frame 0 is the next stack."""
-        g, k, c = self.group, self.s.levels, self.s.context
-        levels = pyramid_levels(self.window, k, g, 1.0)[: k + c]  # rows 0 .. k+c-1
+        """Build the window, then ``warmup`` discarded steps at the first stimulus. The clean context it leaves
+        is burn-in history, never emitted: stream frame 0 is the next stack."""
         self._warming = True
-        cond = self._cond(0)
-        x = initial_noise((self.batch, self.window, self.model.config.dim), self.sigmas, levels[0], generator=self.gen)
-        self.x = sample_levels(self.fn, x, self.sigmas, levels, cond, self.s.order)
-        self._levels = levels[-1]
+        self.latents.build(self.batch, self._conditions(0), self.gen)
         for _ in range(self.s.warmup):
             self._advance()
         self._warming = False
 
+    def _noise(self) -> torch.Tensor:
+        """Unit noise for the stack entering each slot, drawn from that slot's own generator (slots made
+        together at construction draw together), so a patient's frames do not depend on who joins the batch."""
+        out = torch.empty(self.batch, self.group, self.model.config.dim)
+        for gen in {id(g): g for g in self._gens}.values():
+            rows = [i for i, g in enumerate(self._gens) if g is gen]
+            out[rows] = torch.randn((len(rows), self.group, self.model.config.dim), generator=gen)
+        return out
+
+    def _advance(self) -> None:
+        self.latents.advance(self._conditions(self.latents.n_context), self._noise())
+        self.history.roll(self.group)
+
     def _emit(self, n: int) -> Chunk:
         """Hand out the newest n clean frames (the end of the context) with their stimulus and PSPI."""
-        n_ctx = self.s.context * self.group
-        frames = self.model.decode(self.x[:, n_ctx - n: n_ctx])
-        stim = self._window_stimulus[:, n_ctx - n: n_ctx].copy()
-        self._past = np.concatenate([self._past[:, n:], stim], axis=1)
+        frames = self.model.decode(self.latents.newest_clean(n))
+        stim = self.history.emit(self.latents.n_context, n)
         space = self.model.space
         chunk = Chunk(frames, stim, space.pspi(frames) if space.has_pspi else None, self.emitted, self._made_with)
         self.emitted += n
@@ -205,23 +300,10 @@ class PainStream:
     @torch.no_grad()
     def step(self) -> Chunk:
         """Advance by one stack: ``group`` new frames (the first call also builds the window)."""
-        if self.x is None:
+        if self.latents.x is None:
             self._start()
         self._advance()
         return self._emit(self.group)
-
-    def _advance(self) -> None:
-        """One guided call: every noisy stack moves one level down; the window rolls by one stack."""
-        g, n_ctx = self.group, self.s.context * self.group
-        cond = self._cond(n_ctx)
-        lv = self._levels
-        sig = self.sigmas[lv][None].expand(self.batch, -1)
-        sig_next = self.sigmas[(lv + (lv < self.s.levels).long()).clamp(max=self.s.levels)][None].expand(self.batch, -1)
-        x = step(self.fn, self.x, sig, sig_next, cond, self.s.order)
-        # Roll: the stack that became clean joins the context; a stack of pure noise enters at the end.
-        fresh = torch.randn((self.batch, g, x.shape[-1]), generator=self.gen) * self.sigmas[0]
-        self.x = torch.cat([x[:, g:], fresh], dim=1)
-        self._window_stimulus = np.concatenate([self._window_stimulus[:, g:], self._window_stimulus[:, -g:]], axis=1)
 
     def __iter__(self):
         while True:
@@ -229,9 +311,10 @@ class PainStream:
 
     def take(self, n_frames: int) -> FaceSequence | list[FaceSequence]:
         """Generate at least ``n_frames`` and return them as sequence(s), cut to exactly ``n_frames``."""
-        chunks = []
-        while sum(c.frames.shape[1] for c in chunks) < n_frames:
+        chunks, have = [], 0
+        while have < n_frames:
             chunks.append(self.step())
+            have += chunks[-1].frames.shape[1]
         frames = np.concatenate([c.frames for c in chunks], axis=1)[:, :n_frames]
         stim = np.concatenate([c.stimulus for c in chunks], axis=1)[:, :n_frames]
         c = self.controls
@@ -239,3 +322,53 @@ class PainStream:
                              {"expressiveness": float(c["expressiveness"][b]), "emotion": c["emotion"][b],
                               "source": "paindiffusion", "sampler": self.s.to_dict()}) for b in range(self.batch)]
         return seqs[0] if self.batch == 1 else seqs
+
+    # ---- a live batch: patients join, leave and restart between steps (call from the stepping thread) ----
+    def prepare(self, seed: int = 0, stimulus=32.0, expressiveness="medium", emotion="Neutral") -> "PainStream":
+        """A new patient, ready to :meth:`add` or put in by :meth:`reset`: a batch-1 stream with its window
+        built (pyramid + warm-up, about levels + context + warmup calls). It touches nothing of this stream,
+        so another thread may prepare while this one steps."""
+        if self._trace is not None:
+            raise PainDiffusionError("sequences cannot join or leave a stream that plays a trace")
+        one = PainStream(self.model, seed=seed, settings=self.s, stimulus=stimulus, expressiveness=expressiveness,
+                         emotion=emotion)
+        one._start()
+        return one
+
+    def add(self, prepared: "PainStream | None" = None, **patient) -> int:
+        """Put a new patient at the end of the batch (``prepared``, or one made now from ``seed`` and controls);
+        returns its slot. The others go on undisturbed."""
+        one = prepared or self.prepare(**patient)
+        if self.latents.x is None:
+            self._start()
+        self.latents.x = torch.cat([self.latents.x, one.latents.x])
+        self.history.past = np.concatenate([self.history.past, one.history.past])
+        self.history.window = np.concatenate([self.history.window, one.history.window])
+        self._controls.append(one.controls)
+        self._gens.append(one.gen)
+        self.batch += 1
+        return self.batch - 1
+
+    def remove(self, slot: int) -> None:
+        """Drop one sequence; later slots move down by one. The last one cannot go (a batch is ≥ 1)."""
+        if not 0 <= slot < self.batch or self.batch == 1:
+            raise PainDiffusionError(f"cannot remove slot {slot} from a batch of {self.batch}")
+        if self.latents.x is not None:
+            keep = [i for i in range(self.batch) if i != slot]
+            self.latents.x = self.latents.x[keep]
+            self.history.past, self.history.window = self.history.past[keep], self.history.window[keep]
+        self._controls.delete(slot)
+        del self._gens[slot]
+        self.batch -= 1
+
+    def reset(self, slot: int, seed: int = 0, prepared: "PainStream | None" = None) -> None:
+        """Replace one sequence by a fresh patient (``prepared``, or made now with ``seed``; the slot's
+        controls stay): the "new patient" button."""
+        if not 0 <= slot < self.batch:
+            raise PainDiffusionError(f"slot {slot} does not exist; the batch has {self.batch} sequences")
+        if self.latents.x is None:
+            self._start()
+        one = prepared or self.prepare(seed, **{k: v[slot] for k, v in self.controls.items()})
+        self.latents.x[slot] = one.latents.x[0]
+        self.history.past[slot], self.history.window[slot] = one.history.past[0], one.history.window[0]
+        self._gens[slot] = one.gen

@@ -24,7 +24,7 @@ from .conditions import HISTORY, ConditionSpec
 from .dataset import PackedData, WindowSampler
 from .errors import PainDiffusionError, atomic_file, claim_folder
 from .model import Denoiser, ModelConfig, NoiseDistribution, Standardizer, edm_loss
-from .stream import SamplerSettings
+from .sampling import SamplerSettings
 
 
 @dataclass

@@ -5,11 +5,11 @@ as a rendered mp4 or as data for avatars and robots, chosen by the file name (se
 GL and video libraries are imported only when a renderer or a video is made.
 """
 
-from .exports import ARKIT_NAMES, AU_TO_ARKIT, arkit_weights, check_output, robot_frames, save_output
+from .exports import ARKIT_NAMES, AU_TO_ARKIT, arkit_from_facs, arkit_weights, check_output, robot_frames, save_output
 from .mesh import FaceMesh, canonical_mesh
 from .rig import FaceRig
 
-__all__ = ["ARKIT_NAMES", "AU_TO_ARKIT", "FaceMesh", "FaceRig", "arkit_weights", "canonical_mesh",
+__all__ = ["ARKIT_NAMES", "AU_TO_ARKIT", "FaceMesh", "arkit_from_facs", "FaceRig", "arkit_weights", "canonical_mesh",
            "robot_frames", "save_output", "check_output", "Renderer", "save_video"]
 
 

@@ -86,7 +86,12 @@ def _need_facs(seq: FaceSequence, what: str):
 def arkit_weights(seq: FaceSequence) -> np.ndarray:
     """(T, 52) ARKit blendshape weights in [0, 1] (order :data:`ARKIT_NAMES`)."""
     _need_facs(seq, "ARKit")
-    return np.clip(seq.frames[:, : len(FACS_AUS)] / 5.0 @ _mapping_matrix(), 0.0, 1.0)
+    return arkit_from_facs(seq.frames)
+
+
+def arkit_from_facs(frames: np.ndarray) -> np.ndarray:
+    """facs-space frames (..., 20) → ARKit weights (..., 52): the one AU → ARKit mapping (files and live OSC)."""
+    return np.clip(np.asarray(frames)[..., : len(FACS_AUS)] / 5.0 @ _mapping_matrix(), 0.0, 1.0)
 
 
 def robot_frames(seq: FaceSequence) -> tuple[list[str], np.ndarray]:

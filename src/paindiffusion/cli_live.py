@@ -1,0 +1,156 @@
+"""``paindiffusion demo`` (the live face in a local web page) and ``paindiffusion stream`` (headless live
+streaming to robots and avatars over OSC, WebSocket or stdout, controlled over OSC, serial, stdin or a CSV)."""
+
+from __future__ import annotations
+
+import sys
+import time
+import webbrowser
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import PainDiffusionError
+
+
+def _load(checkpoint: Optional[Path], threads: int):
+    import torch
+
+    from .checkpoint import PainModel
+
+    if threads < 1:
+        raise PainDiffusionError(f"--threads {threads} must be ≥ 1")
+    torch.set_num_threads(threads)
+    return PainModel.load(checkpoint)
+
+
+def _wait(seconds: Optional[float]) -> None:
+    """Until --seconds have passed (forever without it) or Ctrl-C."""
+    end = None if seconds is None else time.monotonic() + seconds
+    try:
+        while end is None or time.monotonic() < end:
+            time.sleep(0.2 if end is None else max(0.0, min(0.2, end - time.monotonic())))
+    except KeyboardInterrupt:
+        pass
+
+
+def demo_command(
+    port: Annotated[int, typer.Option("--port", help="port on 127.0.0.1 (0 = any free port)")] = 8000,
+    open_browser: Annotated[bool, typer.Option("--open", help="open the page in the default browser")] = False,
+    size: Annotated[int, typer.Option("--size", help="face image width and height in pixels (128-768)")] = 320,
+    viewers: Annotated[int, typer.Option("--viewers", help="most tabs at once (each its own patient)")] = 8,
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="model folder (default: the shipped one)")] = None,
+    threads: Annotated[int, typer.Option("--threads", help="torch CPU threads")] = 1,
+    seconds: Annotated[Optional[float], typer.Option("--seconds", help="stop after SECONDS (default: until Ctrl-C)")] = None,
+) -> None:
+    """A live face that reacts to heat, in a local web page (127.0.0.1; no network needed)."""
+    from .live.server import DemoServer
+
+    if not 0 <= port < 65536:
+        raise PainDiffusionError(f"--port {port} must be 0-65535")
+    if not 128 <= size <= 768:
+        raise PainDiffusionError(f"--size {size} must be 128-768 pixels")
+    if not 1 <= viewers <= 64:
+        raise PainDiffusionError(f"--viewers {viewers} must be 1-64")
+    if seconds is not None and not seconds > 0:
+        raise PainDiffusionError(f"--seconds {seconds} must be positive")
+    server = DemoServer(_load(checkpoint, threads), port=port, size=size, max_viewers=viewers)
+    url = server.start()
+    typer.echo(f"PainDiffusion live demo: {url}  (Ctrl-C to stop)", err=False)
+    sys.stdout.flush()
+    if open_browser:
+        webbrowser.open(url)
+    try:
+        _wait(seconds)
+    finally:
+        server.stop()
+
+
+def stream_command(
+    osc: Annotated[Optional[list[str]], typer.Option("--osc", help="send OSC to HOST:PORT (repeatable)")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="OSC content: facs (/paindiffusion/... addresses) or "
+                                     "arkit (VMC /VMC/Ext/Blend/Val + Apply)")] = "facs",
+    websocket: Annotated[Optional[int], typer.Option("--websocket", help="serve JSON frames on ws://127.0.0.1:PORT/")] = None,
+    stdout: Annotated[bool, typer.Option("--stdout", help="write one JSON line per frame")] = False,
+    inputs: Annotated[Optional[list[str]], typer.Option("--input", help="controls from osc:PORT, serial:DEVICE, "
+                                                        "stdin or FILE.csv (repeatable)")] = None,
+    mapping: Annotated[Optional[str], typer.Option("--map", help="linear map of serial values to °C: "
+                                                   "0:150:32:50 maps a device's 0-150 (the authors' arm angle) to 32-50 °C")] = None,
+    batch: Annotated[int, typer.Option("--batch", help="patients generated together (one model call per step)")] = 1,
+    stimulus: Annotated[float, typer.Option("--stimulus", help="starting heat in °C")] = 32.0,
+    expressiveness: Annotated[str, typer.Option("--expressiveness", help="low, medium, high or 0-16")] = "medium",
+    emotion: Annotated[str, typer.Option("--emotion", help="one of the 8 AffectNet classes")] = "Neutral",
+    seed: Annotated[int, typer.Option("--seed", help="seed of the first patient (patient k gets seed + k)")] = 0,
+    seconds: Annotated[Optional[float], typer.Option("--seconds", help="stop after SECONDS (default: until Ctrl-C)")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="model folder (default: the shipped one)")] = None,
+    threads: Annotated[int, typer.Option("--threads", help="torch CPU threads")] = 1,
+) -> None:
+    """Stream live faces at 25 frames per second of wall time to robots and avatars (headless)."""
+    from .live.bridges import OscOut, StdoutOut, WebSocketOut
+    from .live.inputs import RangeMap, open_input
+    from .live.session import LiveGenerator
+
+    if fmt not in ("facs", "arkit"):
+        raise PainDiffusionError(f"unknown --format {fmt!r}; use facs or arkit")
+    if not (osc or websocket is not None or stdout):
+        raise PainDiffusionError("give at least one output: --osc HOST:PORT, --websocket PORT or --stdout")
+    if not 1 <= batch <= 64:
+        raise PainDiffusionError(f"--batch {batch} must be 1-64")
+    if seconds is not None and not seconds > 0:
+        raise PainDiffusionError(f"--seconds {seconds} must be positive")
+    if not 0 <= seed < 2**62:
+        raise PainDiffusionError(f"--seed {seed} must be 0 or more")
+    if websocket is not None and not 0 <= websocket < 65536:
+        raise PainDiffusionError(f"--websocket {websocket} must be a port 0-65535")
+    mapped = RangeMap(mapping)
+    if mapping is not None and not any(s.startswith("serial:") for s in inputs or []):
+        raise PainDiffusionError("--map applies to --input serial:DEVICE; add one or drop --map")
+    model = _load(checkpoint, threads)
+    outputs, sources, generator = [], [], None
+    try:
+        outputs += [OscOut(target, fmt, batch, model.space) for target in osc or []]
+        if websocket is not None:
+            outputs.append(WebSocketOut(websocket))
+        if stdout:
+            outputs.append(StdoutOut())
+        generator = LiveGenerator(model)
+        patients = []
+
+        def sink(frame):
+            for out in outputs:
+                out(frame)
+
+        for k in range(batch):
+            patients.append(generator.join(sink, seed=seed + k, stimulus=stimulus, expressiveness=expressiveness,
+                                           emotion=emotion))
+
+        def control(patient, **values):
+            if patient is None:
+                targets = patients
+            elif isinstance(patient, int) and 0 <= patient < len(patients):
+                targets = [patients[patient]]
+            else:
+                raise PainDiffusionError(f"patient {patient} does not exist; --batch is {len(patients)}")
+            for p in targets[:1]:
+                p.set(**values)  # checks first: a bad value changes no patient
+            for p in targets[1:]:
+                p.set(**values)
+
+        sources = [open_input(spec, control, mapped) for spec in inputs or []]
+        generator.start()
+        for s in sources:
+            s.start()
+        what = ", ".join([f"OSC {fmt} → {t}" for t in osc or []] + ([f"ws://127.0.0.1:{websocket}/"] if websocket is not None else [])
+                         + (["stdout"] if stdout else []))
+        typer.echo(f"streaming {batch} patient(s) at 25 fps: {what}; inputs: {', '.join(inputs or []) or 'none'}", err=True)
+        _wait(seconds)
+    finally:
+        for s in sources:
+            s.stop()
+        if generator is not None:
+            generator.stop()
+        for out in outputs:
+            close = getattr(out, "close", None)
+            if close:
+                close()

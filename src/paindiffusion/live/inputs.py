@@ -1,0 +1,264 @@
+"""Where live controls come from: OSC messages, a serial device, stdin lines, or a CSV played at wall-clock
+speed. Every source calls ``control(patient, stimulus=..., expressiveness=..., emotion=...)`` (patient None =
+all); a bad or missing value is reported once and the last good one stays in force; a lost device is
+reopened, never stopping the stream.
+
+Lines (stdin and serial) are ``VALUE`` (heat; from a serial device through ``--map``), ``NAME VALUE`` with
+NAME one of stimulus / expressiveness / emotion, optionally prefixed by ``@K`` for patient K of a batch, or a
+JSON object such as ``{"stimulus": 45, "patient": 1}``.
+
+OSC (UDP): ``/paindiffusion/stimulus`` float °C, ``/paindiffusion/expressiveness`` float 0-16 or
+low/medium/high, ``/paindiffusion/emotion`` string; ``/paindiffusion/<K>/...`` for patient K only.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from ..errors import PainDiffusionError
+from ..sequence import FPS
+from .bridges import Once
+
+CONTROLS = ("stimulus", "expressiveness", "emotion")
+Control = Callable[..., None]
+
+
+class RangeMap:
+    """``--map A:B:C:D``: a device's A..B → C..D °C, linear, clipped to C..D (the authors' arm: 0:150:32:50)."""
+
+    def __init__(self, text: str | None):
+        self.text, self.ab_cd = text, None
+        if text is None:
+            return
+        try:
+            a, b, c, d = (float(x) for x in str(text).split(":"))
+        except ValueError:
+            raise PainDiffusionError(f"--map {text!r} must be FROM_LOW:FROM_HIGH:TO_LOW:TO_HIGH numbers, "
+                                     "e.g. 0:150:32:50 (arm angle 0-150° → 32-50 °C)") from None
+        if a == b or not all(abs(x) < 1e9 for x in (a, b, c, d)):
+            raise PainDiffusionError(f"--map {text!r} needs two different finite input ends, e.g. 0:150:32:50")
+        self.ab_cd = (a, b, c, d)
+
+    def __call__(self, x: float) -> float:
+        if self.ab_cd is None:
+            return x
+        a, b, c, d = self.ab_cd
+        y = c + (x - a) * (d - c) / (b - a)
+        return min(max(y, min(c, d)), max(c, d))
+
+
+def parse_line(line: str, mapped: RangeMap | None = None) -> tuple[int | None, dict]:
+    """One text line → (patient or None, controls). Raises PainDiffusionError naming the problem."""
+    text = line.strip()
+    if text.startswith("{"):
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError:
+            raise PainDiffusionError(f"line {text!r:.60} is not valid JSON") from None
+        if not isinstance(doc, dict) or not set(doc) <= {*CONTROLS, "patient"} or not set(doc) & set(CONTROLS):
+            raise PainDiffusionError(f"JSON line {text!r:.60} must have stimulus/expressiveness/emotion (and patient)")
+        patient = doc.pop("patient", None)
+        if patient is not None and (isinstance(patient, bool) or not isinstance(patient, int)):
+            raise PainDiffusionError(f"patient {patient!r} must be a whole number")
+        return patient, doc
+    words = text.split()
+    patient = None
+    if words and words[0].startswith("@"):
+        if not words[0][1:].isdigit():
+            raise PainDiffusionError(f"{words[0]!r} must be @K with K a patient number")
+        patient, words = int(words[0][1:]), words[1:]
+    if len(words) == 1:
+        try:
+            x = float(words[0].replace(",", "."))
+        except ValueError:
+            raise PainDiffusionError(f"line {text!r:.60} is not a number") from None
+        return patient, {"stimulus": mapped(x) if mapped else x}
+    if len(words) == 2 and words[0].lower() in CONTROLS:
+        name, value = words[0].lower(), words[1]
+        if name == "stimulus":
+            try:
+                return patient, {"stimulus": float(value)}
+            except ValueError:
+                raise PainDiffusionError(f"stimulus {value!r} is not a number in °C") from None
+        return patient, {name: value}
+    raise PainDiffusionError(f"line {text!r:.60} is neither VALUE nor 'stimulus|expressiveness|emotion VALUE'")
+
+
+class Source:
+    """A control source running in a daemon thread."""
+
+    name = "input"
+
+    def __init__(self, control: Control):
+        self.control, self.report = control, Once(self.name)
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._guarded, name=f"paindiffusion-{self.name}", daemon=True)
+        self.last_good: dict = {}
+
+    def start(self) -> "Source":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def apply_line(self, line: str, mapped: RangeMap | None = None) -> None:
+        if not line.strip():
+            return
+        try:
+            patient, controls = parse_line(line, mapped)
+            self.control(patient, **controls)
+            self.last_good.update(controls)
+        except PainDiffusionError as e:
+            self.report(str(e).split(" ")[0] + type(e).__name__, f"{e}; keeping the last good value")
+
+    def _guarded(self) -> None:
+        try:
+            self.run()
+        except Exception as e:  # a source that dies is reported; the stream and the other sources go on
+            self.report("died", f"stopped ({type(e).__name__}: {e}); the last good values stay in force")
+
+    def run(self) -> None:
+        raise NotImplementedError
+
+
+class StdinIn(Source):
+    name = "stdin"
+
+    def __init__(self, control: Control, stream=None):
+        super().__init__(control)
+        self.stream = stream or sys.stdin
+
+    def run(self) -> None:
+        for line in self.stream:
+            if self._stop.is_set():
+                return
+            self.apply_line(line)
+        self.report("eof", "stdin closed; the last good values stay in force")
+
+
+class SerialIn(Source):
+    """A device that prints one number (or control line) per line, through ``--map``. A lost device is
+    reopened every second; garbage lines are reported once."""
+
+    name = "serial"
+
+    def __init__(self, control: Control, device: str, mapped: RangeMap | None = None, baud: int = 115200):
+        import serial
+
+        super().__init__(control)
+        self.device, self.mapped, self.baud = device, mapped, baud
+        try:
+            self.port = serial.Serial(device, baud, timeout=0.2)
+        except (serial.SerialException, OSError, ValueError) as e:
+            raise PainDiffusionError(f"cannot open serial device {device!r} ({e}); check the path and permissions") from None
+
+    def run(self) -> None:
+        import serial
+
+        buf = b""
+        while not self._stop.is_set():
+            try:
+                if self.port is None:
+                    self.port = serial.Serial(self.device, self.baud, timeout=0.2)
+                    self.report("back", f"{self.device} is back")
+                    self.report.seen.discard("lost")
+                buf += self.port.read(256)
+            except (serial.SerialException, OSError) as e:
+                self.report("lost", f"{self.device} lost ({e}); holding the last value, reopening every second")
+                self.report.seen.discard("back")
+                if self.port is not None:
+                    self.port.close()
+                self.port, buf = None, b""
+                self._stop.wait(1.0)
+                continue
+            *lines, buf = buf.split(b"\n")
+            buf = buf[-4096:]  # a device that never sends a newline cannot grow memory
+            for raw in lines:
+                self.apply_line(raw.decode("utf-8", "replace").strip("\r\x00"), self.mapped)
+
+
+class CsvIn(Source):
+    """A stimulus CSV (time, temperature; as for ``generate --stimulus``) played at wall-clock speed; its
+    last value holds when it ends."""
+
+    name = "csv"
+
+    def __init__(self, control: Control, path: str | Path):
+        from ..stimulus import stimulus_from_csv
+
+        super().__init__(control)
+        self.trace = stimulus_from_csv(path)  # °C per frame at 25 fps; one-line errors for bad files
+
+    def run(self) -> None:
+        t0 = time.monotonic()
+        for i, v in enumerate(self.trace.tolist()):
+            if self._stop.wait(max(0.0, t0 + i / FPS - time.monotonic())):
+                return
+            self.control(None, stimulus=v)
+        self.report("end", f"the CSV ended after {len(self.trace) / FPS:.1f} s; its last value holds")
+
+
+class OscIn(Source):
+    """OSC messages on UDP ``HOST:PORT`` (python-osc's server; default host 127.0.0.1)."""
+
+    name = "osc"
+
+    def __init__(self, control: Control, port: int, host: str = "127.0.0.1"):
+        from pythonosc.dispatcher import Dispatcher
+        from pythonosc.osc_server import BlockingOSCUDPServer
+
+        super().__init__(control)
+        d = Dispatcher()
+        d.map("/paindiffusion/*", self._handle)
+        d.set_default_handler(lambda address, *args: self.report(
+            "address", f"unknown address {address}; use /paindiffusion/stimulus, /expressiveness or /emotion"))
+        try:
+            self.server = BlockingOSCUDPServer((host, port), d)
+        except OSError as e:
+            raise PainDiffusionError(f"--input osc cannot listen on {host}:{port} ({e.strerror or e}); "
+                                     "is the port in use? choose another") from None
+        self.server.timeout = 0.2
+
+    def _handle(self, address: str, *args) -> None:
+        parts = address.strip("/").split("/")[1:]
+        patient = None
+        if len(parts) == 2 and parts[0].isdigit():
+            patient, parts = int(parts[0]), parts[1:]
+        if len(parts) != 1 or parts[0] not in CONTROLS or len(args) != 1:
+            self.report("address:" + address, f"{address} {args!r:.40} is not /paindiffusion/[K/]stimulus|"
+                        "expressiveness|emotion with one value")
+            return
+        try:
+            self.control(patient, **{parts[0]: args[0]})
+            self.last_good[parts[0]] = args[0]
+        except PainDiffusionError as e:
+            self.report(parts[0], f"{e}; keeping the last good value")
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            self.server.handle_request()
+        self.server.server_close()
+
+
+def open_input(spec: str, control: Control, mapped: RangeMap | None = None) -> Source:
+    """``osc:PORT`` / ``osc:HOST:PORT``, ``serial:DEVICE``, ``stdin`` or a CSV file path."""
+    if spec == "stdin":
+        return StdinIn(control)
+    if spec.startswith("osc:"):
+        rest = spec[4:]
+        host, _, port = rest.rpartition(":")
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise PainDiffusionError(f"--input {spec!r} must be osc:PORT or osc:HOST:PORT")
+        return OscIn(control, int(port), host or "127.0.0.1")
+    if spec.startswith("serial:"):
+        return SerialIn(control, spec[7:], mapped)
+    path = Path(spec)
+    if path.suffix.lower() in (".csv", ".tsv", ".txt") or path.exists():
+        return CsvIn(control, path)
+    raise PainDiffusionError(f"--input {spec!r} is not osc:PORT, serial:DEVICE, stdin or a CSV file")

@@ -1,0 +1,238 @@
+"""``paindiffusion demo``: a local web app (aiohttp on 127.0.0.1) with a live face that reacts to heat.
+
+Every page and script comes from ``live/static`` in the package (no CDN, no network). Each tab opens one
+WebSocket and is one patient of the shared :class:`~paindiffusion.live.session.LiveGenerator`, so all tabs
+are generated in ONE batched model call per step. Per frame the tab gets one binary message: a 4-byte
+little-endian length, a JSON header (channels, PSPI, stimulus, controls, lag, latency) and a JPEG image.
+
+Why the server renders the face and sends images (measured on the project's 2-core machine, 256² frames):
+rig + our moderngl renderer + JPEG encode cost 0.3 + 1.7 + 1.0 ≈ 3 ms per frame, 10 KB. Drawing in the
+browser would still need 0.9 ms per frame here (rig, normals, skin folds: 13 KB of vertices) plus a second,
+WebGL copy of the renderer's shaders, colours and eye/teeth logic that could drift from ``paindiffusion
+render``, and a browser WebGL that on machines like this one is itself software-rendered. With images, the
+page shows exactly the pixels of ``paindiffusion render`` (one definition of mesh, rig and colours:
+:mod:`paindiffusion.render`), and 8 tabs cost ≈ 0.6 of one core, which the 25 fps budget allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import io
+import json
+import random
+import struct
+import sys
+import threading
+import time
+from importlib import resources
+
+from ..biovid import TEMPERATURE_RANGE_C
+from ..errors import PainDiffusionError
+from ..facespace import EMOTIONS
+from .bridges import LoopThread, frame_json, start_site
+from .session import Frame, LiveGenerator
+
+STATIC = resources.files("paindiffusion.live") / "static"
+SEND_QUEUE = 8  # frames a tab may fall behind before its oldest are dropped (8 × 40 ms)
+STALE_S = 0.12  # a frame that waited 120 ms for the render thread is skipped (it would only add lag)
+HEAT_RANGE_C = (30.0, 50.0)  # the page's slider (the official demo's); within TEMPERATURE_RANGE_C
+BASELINE_C = 32.0  # BioVid's baseline: "apply heat" decays back to it
+
+
+class FaceImages:
+    """Renders each viewer's frames to JPEG in one thread (the GL context lives there) and hands them to the
+    asyncio loop. A tab whose send queue is full, or a frame already stale, is skipped (dropped, not rendered)."""
+
+    def __init__(self, size: int, deliver, quality: int = 90):
+        self.size, self.deliver, self.quality = size, deliver, quality
+        self.jobs: collections.deque = collections.deque(maxlen=256)
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self._wake = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="paindiffusion-render", daemon=True)
+        self.thread.start()
+        self.ready.wait(30)
+        if self.error is not None:
+            raise self.error
+
+    def submit(self, tab, frame: Frame) -> None:
+        self.jobs.append((tab, frame, time.monotonic()))
+        self._wake.set()
+
+    def _run(self) -> None:
+        from PIL import Image
+
+        from ..render import FaceRig, Renderer
+
+        try:
+            rig, renderer = FaceRig(), Renderer(self.size)
+        except BaseException as e:
+            self.error = e
+            self.ready.set()
+            return
+        self.ready.set()
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            while self.jobs:
+                tab, f, queued = self.jobs.popleft()
+                if tab is None:
+                    return
+                if tab.closed or tab.full() or time.monotonic() - queued > STALE_S:
+                    tab.dropped += 1  # an overloaded machine shows fewer frames, never older ones
+                    continue
+                buf = io.BytesIO()
+                Image.fromarray(renderer.render(rig.deform(f.values)[0])).save(buf, format="JPEG", quality=self.quality)
+                head = json.dumps({**frame_json(f), "size": self.size}, separators=(",", ":")).encode()
+                self.deliver(tab, struct.pack("<I", len(head)) + head + buf.getvalue())
+
+    def close(self) -> None:
+        self.jobs.append((None, None, 0.0))
+        self._wake.set()
+
+
+class Tab:
+    """One browser tab: its patient and its bounded queue of frames to send."""
+
+    def __init__(self):
+        self.queue: asyncio.Queue = asyncio.Queue(SEND_QUEUE)
+        self.closed, self.dropped, self.patient = False, 0, None
+
+    def full(self) -> bool:
+        return self.queue.full()
+
+    def put(self, data: bytes) -> None:  # on the loop
+        if self.closed:
+            return
+        if self.queue.full():
+            self.queue.get_nowait()
+            self.dropped += 1
+        self.queue.put_nowait(data)
+
+
+class DemoServer:
+    """The demo's web server; :meth:`start` binds 127.0.0.1:``port`` (0 = any free port) and returns the URL."""
+
+    def __init__(self, model, port: int = 8000, size: int = 256, max_viewers: int = 8):
+        self.model, self.port, self.size = model, port, size
+        self.generator = LiveGenerator(model, max_patients=max_viewers)
+        self.io = LoopThread("paindiffusion-demo")
+        self.images: FaceImages | None = None
+        self.url = None
+
+    def _info(self) -> dict:
+        spec = self.model.spec
+        return {"emotions": list(EMOTIONS), "presets": {k: float(v) for k, v in spec.presets.items()},
+                "expressiveness_range": [0.0, 16.0], "heat_range": list(HEAT_RANGE_C), "baseline": BASELINE_C,
+                "fps": self.generator.fps, "size": self.size, "delay_window_s": self.generator.delay_s,
+                "channels": list(self.model.space.channels), "temperature_range": list(TEMPERATURE_RANGE_C)}
+
+    def _app(self):
+        from aiohttp import WSMsgType, web
+
+        async def index(_):
+            return web.Response(body=(STATIC / "index.html").read_bytes(), content_type="text/html")
+
+        async def static(request):
+            name = request.match_info["name"]
+            types = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+            ext = name[name.rfind("."):]
+            f = STATIC / name
+            if "/" in name or ext not in types or not f.is_file():
+                raise web.HTTPNotFound()
+            return web.Response(body=f.read_bytes(), content_type=types[ext])
+
+        async def info(_):
+            return web.json_response(self._info())
+
+        async def stats(_):
+            return web.json_response(self.generator.stats())
+
+        async def socket(request):
+            ws = web.WebSocketResponse(heartbeat=10, max_msg_size=1 << 16)
+            await ws.prepare(request)
+            tab = Tab()
+            loop = asyncio.get_running_loop()
+            try:
+                tab.patient = self.generator.join(lambda f: self.images.submit(tab, f), seed=random.randrange(1 << 31))
+            except PainDiffusionError as e:
+                await ws.send_json({"error": str(e)})
+                await ws.close()
+                return ws
+            sender = loop.create_task(self._send(ws, tab))
+            try:
+                async for msg in ws:
+                    if msg.type == WSMsgType.TEXT:
+                        err = self._control(tab, msg.data)
+                        if err:
+                            await ws.send_json({"error": err})
+                    elif msg.type == WSMsgType.ERROR:
+                        break
+            finally:
+                tab.closed = True
+                self.generator.leave(tab.patient)
+                sender.cancel()
+            return ws
+
+        app = web.Application()
+        app.router.add_get("/", index)
+        app.router.add_get("/static/{name}", static)
+        app.router.add_get("/api/info", info)
+        app.router.add_get("/api/stats", stats)
+        app.router.add_get("/ws", socket)
+        return app
+
+    def _control(self, tab: Tab, text: str) -> str | None:
+        """A tab's control message: {"stimulus"|"expressiveness"|"emotion": value, "seq": n} or {"new_patient": seed}."""
+        arrived = time.monotonic()
+        try:
+            msg = json.loads(text)
+            if not isinstance(msg, dict):
+                raise ValueError
+        except ValueError:
+            return "control messages are JSON objects"
+        try:
+            if "new_patient" in msg:
+                seed = msg["new_patient"]
+                self.generator.new_patient(tab.patient, seed if isinstance(seed, int) else random.randrange(1 << 31))
+                return None
+            controls = {k: msg[k] for k in ("stimulus", "expressiveness", "emotion") if k in msg}
+            if not controls:
+                return "a control message needs stimulus, expressiveness, emotion or new_patient"
+            seq = msg.get("seq")
+            tab.patient.set(**controls, arrived=arrived, tag=seq if isinstance(seq, int) else None)
+        except PainDiffusionError as e:
+            return str(e)
+        return None
+
+    async def _send(self, ws, tab: Tab) -> None:
+        try:
+            while True:
+                await ws.send_bytes(await tab.queue.get())
+        except (ConnectionError, RuntimeError, asyncio.CancelledError):
+            return
+
+    def start(self) -> str:
+        loop = self.io.loop
+        self.images = FaceImages(self.size, lambda tab, data: loop.call_soon_threadsafe(tab.put, data))
+        try:
+            self.runner = self.io.run(start_site(self._app(), "127.0.0.1", self.port, "demo --port"))
+        except BaseException:
+            self.images.close()
+            self.io.stop()
+            raise
+        port = self.runner.addresses[0][1]
+        self.generator.start()
+        self.url = f"http://127.0.0.1:{port}/"
+        return self.url
+
+    def stop(self) -> None:
+        self.generator.stop()
+        if self.images is not None:
+            self.images.close()
+        try:
+            self.io.run(self.runner.cleanup(), timeout=5)
+        except Exception as e:  # shutting down: say so, but finish
+            print(f"paindiffusion demo: shutdown: {e}", file=sys.stderr)
+        self.io.stop()
