@@ -1,0 +1,48 @@
+"""Build src/paindiffusion/assets/reading_model.npz: our rig as MediaPipe reads it (docs/tracking.md).
+
+Renders random AU and head-pose clips with the shipped renderer, tracks them with MediaPipe 0.10.21 and
+regresses the tracked landmarks on the known AUs (paindiffusion.tracking.calibrate). Deterministic given the
+seed and the library versions; takes a few minutes on one core.
+
+    .venv/bin/python scripts/make_reading_model.py [--clips 12] [--seconds 20] [--seed 1234]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from paindiffusion.tracking.calibrate import random_sequence, regress_model, track_rendered
+
+OUT = Path(__file__).resolve().parents[1] / "src" / "paindiffusion" / "assets" / "reading_model.npz"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clips", type=int, default=12)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args()
+    rng = np.random.default_rng(args.seed)
+    points, frames = [], []
+    started = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.clips):
+            f = random_sequence(int(args.seconds * 25), rng)
+            points.append(track_rendered(f, tmp))
+            frames.append(f)
+            print(f"clip {i + 1}/{args.clips}: {len(f)} frames, {time.time() - started:.0f} s", flush=True)
+    points, frames = np.concatenate(points), np.concatenate(frames)
+    np.savez_compressed(args.out.with_suffix(".data.npz"), points=points, frames=frames)  # for experiments
+    model = regress_model(points, frames, info={"clips": args.clips, "seconds": args.seconds, "seed": args.seed})
+    model.save(args.out)
+    print(f"wrote {args.out} from {model.info['frames']} tracked frames")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Measure the reading model: how MediaPipe reads our rig (run by ``scripts/make_reading_model.py``).
+
+Random, smooth, independent AU and head-pose trajectories (none of the cohort's rules, so the round-trip
+tests on cohort sequences are not read with a model fitted to them) are rendered by the renderer the
+package ships, encoded as H.264 like any video, and tracked. Each tracked frame is aligned to the rig's
+neutral face on the vertices no AU moves; a ridge regression of the aligned landmarks on the known AU
+intensities then gives the tracked neutral face (intercept) and one displacement field per AU unit
+(slopes); the residual variance per coordinate gives the landmark noise weights.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..facespace import FACS, FACS_AUS
+from ..render.rig import FaceRig
+from ..sequence import FaceSequence
+from .fit import N_AUS, ReadingModel, similarity, to_model_frame
+
+POSE_RANGE_DEG = (12.0, 25.0, 10.0)  # pitch, yaw, roll amplitudes of the calibration clips
+
+
+def random_sequence(frames: int, rng: np.random.Generator, active: float = 0.4, knot_s: float = 0.6) -> np.ndarray:
+    """``facs`` frames with every AU an independent piecewise-linear trajectory (knots every ``knot_s``
+    seconds, each 0 with probability 1 − ``active``, else uniform on 0-5) and a wandering head pose."""
+    step = max(2, int(knot_s * 25))
+    t = np.arange(frames)
+    knots = np.arange(0, frames + step, step)
+    out = np.zeros((frames, FACS.dim), np.float32)
+    for k in range(N_AUS):
+        v = np.where(rng.random(len(knots)) < active, rng.uniform(0, 5, len(knots)), 0.0)
+        v[0] = 0.0  # each clip starts at rest
+        out[:, k] = np.interp(t, knots, v)
+    head_knots = np.arange(0, frames + 40, 40)
+    for c, amp in enumerate(POSE_RANGE_DEG):
+        out[:, N_AUS + c] = np.interp(t, head_knots, rng.uniform(-amp, amp, len(head_knots)))
+    return out
+
+
+def track_rendered(frames: np.ndarray, workdir: str | os.PathLike, size: int = 512) -> np.ndarray:
+    """Render ``facs`` frames to an mp4 in ``workdir``, track it: landmarks (T, 468, 3), NaN where lost."""
+    from ..render.video import save_video
+    from .landmarks import track_video
+
+    path = save_video(Path(workdir) / "calibration.mp4", FaceSequence(FACS, frames), size=size)
+    try:
+        return track_video(path).points
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def regress_model(points: np.ndarray, frames: np.ndarray, ridge: float = 1.0, fit_ridge: float = 0.0,
+                  info: dict | None = None) -> ReadingModel:
+    """Ridge regression of aligned landmarks on known AUs → a :class:`ReadingModel`."""
+    rig = FaceRig()
+    basis = rig.linear_basis()
+    rigid = np.flatnonzero(np.linalg.norm(basis, axis=2).max(0) < 1e-3)
+    ok = np.isfinite(points[:, 0, 0])
+    p, a = points[ok].astype(np.float64), frames[ok, :N_AUS].astype(np.float64)
+    x = to_model_frame(p, *similarity(rig.neutral[rigid], p[:, rigid])).reshape(len(p), -1)
+    design = np.concatenate([np.ones((len(a), 1)), a], 1)
+    penalty = ridge * np.diag([0.0] + [1.0] * N_AUS)
+    coef = np.linalg.solve(design.T @ design + penalty, design.T @ x)
+    resid = x - design @ coef
+    var = resid.var(0).reshape(-1, 3)
+    weight = 1.0 / (var + np.median(var))  # the floor keeps a few very still points from dominating
+    weight /= weight.mean()
+    return ReadingModel(coef[0].reshape(-1, 3), coef[1:].reshape(N_AUS, -1, 3), weight, rigid, fit_ridge,
+                        {**(info or {}), "frames": int(ok.sum()), "aus": list(FACS_AUS)})

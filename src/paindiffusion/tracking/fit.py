@@ -1,0 +1,162 @@
+"""Tracked landmarks → ``facs`` frames: head pose by rigid alignment, AUs by bounded least squares of the rig.
+
+The reading model is our own rig as MediaPipe reads it (:mod:`.calibrate`): the tracked neutral face and one
+displacement field per AU unit, measured by rendering the rig and tracking the renders. A face tracker sees
+only part of some motions (about 60% of a brow movement, a shut eye as a narrow one: docs/tracking.md), so
+fitting the rig's own geometric basis would read renders back too weak; fitting the basis as read returns the
+intensities that were rendered. Per frame:
+
+1. **pose** — a similarity (Umeyama) alignment of the landmarks to the model face, first on vertices no AU
+   moves, then (alternating with step 2) on every vertex against the neutral face plus the current AUs;
+   pitch, yaw and roll are read off the rotation in the rig's conventions (:func:`~..render.rig.rotation`);
+2. **AUs** — min ‖W½(B a − (x − n))‖² subject to 0 ≤ a ≤ 5, where x is the aligned frame, n the subject's
+   neutral face and W the inverse landmark noise; solved for all frames at once (:func:`box_least_squares`);
+3. **the subject's neutral** — the median of the recording's calmest frames (lowest total AU activity on a
+   first pass) with its AU part removed, so that the face's identity is not read as expression while a resting
+   expression (a smile held all along) still is; or a neutral face given by the caller.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+import numpy as np
+
+from ..errors import PainDiffusionError
+from ..facespace import FACS, FACS_AUS
+
+N_AUS = len(FACS_AUS)
+AU_MAX = 5.0
+CALM_SHARE = 0.1  # the calmest 10% of frames define the subject's neutral face
+
+
+# ---- rigid alignment -------------------------------------------------------------------------------------
+def similarity(src: np.ndarray, dst: np.ndarray, weight: np.ndarray | None = None):
+    """Umeyama's least-squares similarity, batched: dst ≈ s · src @ R.T + t for each of T frames.
+
+    ``src`` (V, 3) or (T, V, 3), ``dst`` (T, V, 3), ``weight`` (V,) ≥ 0. Returns s (T,), R (T, 3, 3), t (T, 3).
+    """
+    dst = np.asarray(dst, np.float64)
+    src = np.broadcast_to(np.asarray(src, np.float64), dst.shape)
+    w = np.ones(dst.shape[1]) if weight is None else np.asarray(weight, np.float64)
+    w = w / w.sum()
+    ms, md = np.einsum("v,tvc->tc", w, src), np.einsum("v,tvc->tc", w, dst)
+    a, b = src - ms[:, None], dst - md[:, None]
+    cov = np.einsum("v,tvi,tvj->tij", w, b, a)
+    u, sv, vt = np.linalg.svd(cov)
+    d = np.sign(np.linalg.det(u @ vt))
+    sign = np.stack([np.ones_like(d), np.ones_like(d), d], 1)
+    r = u @ (sign[:, :, None] * vt)
+    s = (sv * sign).sum(1) / np.einsum("v,tvc->t", w, a * a)
+    t = md - s[:, None] * np.einsum("tij,tj->ti", r, ms)
+    return s, r, t
+
+
+def to_model_frame(points: np.ndarray, s, r, t) -> np.ndarray:
+    """Undo a similarity: the landmarks in the model face's frame (T, V, 3)."""
+    return np.einsum("tvi,tij->tvj", points - t[:, None], r) / s[:, None, None]
+
+
+def head_angles(r: np.ndarray) -> np.ndarray:
+    """(T, 3, 3) rotations → (T, 3) pitch, yaw, roll in degrees, inverting :func:`~..render.rig.rotation`
+    (R = Ry(yaw) · Rx(pitch) · Rz(−roll))."""
+    pitch = np.arcsin(np.clip(-r[:, 1, 2], -1, 1))
+    yaw = np.arctan2(r[:, 0, 2], r[:, 2, 2])
+    roll = np.arctan2(-r[:, 1, 0], r[:, 1, 1])
+    return np.rad2deg(np.stack([pitch, yaw, roll], 1))
+
+
+# ---- bounded least squares ---------------------------------------------------------------------------------
+def box_least_squares(gram: np.ndarray, rhs: np.ndarray, lo: float = 0.0, hi: float = AU_MAX,
+                      iters: int = 150, init: np.ndarray | None = None) -> np.ndarray:
+    """min ½ aᵀGa − hᵀa subject to lo ≤ a ≤ hi, for each row h of ``rhs`` (T, K): projected Gauss-Seidel
+    (coordinate descent), vectorised over frames. G must be symmetric positive definite; then each sweep
+    lowers the objective and the iterates converge to the unique minimiser (Luo & Tseng 1992)."""
+    a = np.zeros_like(rhs) if init is None else np.clip(init, lo, hi).copy()
+    diag = np.diag(gram)
+    for _ in range(iters):
+        for k in range(gram.shape[0]):
+            a[:, k] = np.clip(a[:, k] + (rhs[:, k] - a @ gram[k]) / diag[k], lo, hi)
+    return a
+
+
+# ---- the reading model -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ReadingModel:
+    """The rig as the tracker reads it: tracked neutral face, AU basis per unit, landmark noise weights."""
+
+    neutral: np.ndarray  # (468, 3) model-frame neutral face as tracked
+    basis: np.ndarray  # (17, 468, 3) displacement per AU unit as tracked
+    weight: np.ndarray  # (468, 3) inverse noise variance of each coordinate
+    rigid: np.ndarray  # vertex ids no AU moves (first alignment)
+    ridge: float = 0.0  # Tikhonov weight, as a share of the mean diagonal of the Gram matrix
+    info: dict | None = None
+
+    @property
+    def gram(self) -> np.ndarray:
+        g = np.einsum("kvc,lvc,vc->kl", self.basis, self.basis, self.weight)
+        return g + self.ridge * np.trace(g) / N_AUS * np.eye(N_AUS)
+
+    def solve(self, residual: np.ndarray, init=None) -> np.ndarray:
+        """AUs (T, 17) on 0-5 that best explain model-frame displacements (T, 468, 3) from the neutral face."""
+        rhs = np.einsum("kvc,tvc,vc->tk", self.basis, residual, self.weight)
+        return box_least_squares(self.gram, rhs, init=init)
+
+    def shape(self, neutral: np.ndarray, aus: np.ndarray) -> np.ndarray:
+        return neutral + np.einsum("tk,kvc->tvc", aus, self.basis)
+
+    def save(self, path) -> None:
+        np.savez_compressed(path, neutral=self.neutral.astype(np.float32), basis=self.basis.astype(np.float32),
+                            weight=self.weight.astype(np.float32), rigid=self.rigid.astype(np.int32),
+                            ridge=np.float32(self.ridge), info=np.array(json.dumps(self.info or {})))
+
+
+@lru_cache(maxsize=1)
+def reading_model() -> ReadingModel:
+    """The shipped reading model (``assets/reading_model.npz``, made by ``scripts/make_reading_model.py``)."""
+    try:
+        with resources.files("paindiffusion").joinpath("assets", "reading_model.npz").open("rb") as f:
+            z = np.load(f)
+            return ReadingModel(z["neutral"], z["basis"], z["weight"], z["rigid"], float(z["ridge"]),
+                                json.loads(str(z["info"])))
+    except FileNotFoundError:
+        raise PainDiffusionError("the package has no assets/reading_model.npz; rebuild it with "
+                                 "'python scripts/make_reading_model.py'") from None
+
+
+# ---- fitting -------------------------------------------------------------------------------------------------
+def estimate_neutral(aligned: np.ndarray, aus: np.ndarray, model: ReadingModel) -> np.ndarray:
+    """The subject's neutral face: median of the calmest frames, minus the AU part of that median shape."""
+    k = max(1, int(round(CALM_SHARE * len(aligned))))
+    calm = np.argsort(aus.sum(1), kind="stable")[:k]
+    shape = np.median(aligned[calm], axis=0)
+    a = model.solve((shape - model.neutral)[None])
+    return shape - np.einsum("k,kvc->vc", a[0], model.basis)
+
+
+def fit_frames(points: np.ndarray, model: ReadingModel | None = None, neutral: np.ndarray | None = None,
+               rounds: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Landmarks (T, 468, 3) of frames with a face → (facs frames (T, 20), neutral (468, 3), scale (T,)).
+
+    ``neutral``: the subject's neutral face in the model frame (e.g. from a rest recording); estimated from
+    the calmest frames when None.
+    """
+    model = model or reading_model()
+    p = np.asarray(points, np.float64)
+    if p.ndim != 3 or p.shape[1:] != model.neutral.shape or not np.isfinite(p).all():
+        raise PainDiffusionError(f"landmarks must be finite, shape (frames, {model.neutral.shape[0]}, 3); got {p.shape}")
+    s, r, t = similarity(model.neutral[model.rigid], p[:, model.rigid])
+    x = to_model_frame(p, s, r, t)
+    aus = model.solve(x - model.neutral)
+    if neutral is None:
+        neutral = estimate_neutral(x, aus, model)
+    vertex_w = model.weight.mean(1)
+    for _ in range(rounds):  # alternate pose (all vertices, expression accounted for) and AUs
+        s, r, t = similarity(model.shape(neutral, aus), p, vertex_w)
+        x = to_model_frame(p, s, r, t)
+        aus = model.solve(x - neutral, init=aus)
+    frames = np.concatenate([aus, head_angles(r)], 1).astype(np.float32)
+    return FACS.clip(frames), neutral, s
