@@ -32,11 +32,14 @@ def main():
     points, frames = [], []
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        for i in range(args.clips):
+        for i in range(args.clips + 1):
             f = random_sequence(int(args.seconds * 25), rng)
+            if i == args.clips:  # one clip at rest with the head moving: the neutral face as tracked
+                f = f[:250].copy()
+                f[:, :17] = 0.0
             points.append(track_rendered(f, tmp))
             frames.append(f)
-            print(f"clip {i + 1}/{args.clips}: {len(f)} frames, {time.time() - started:.0f} s", flush=True)
+            print(f"clip {i + 1}/{args.clips + 1}: {len(f)} frames, {time.time() - started:.0f} s", flush=True)
     points, frames = np.concatenate(points), np.concatenate(frames)
     np.savez_compressed(args.out.with_suffix(".data.npz"), points=points, frames=frames)  # for experiments
     model = regress_model(points, frames, info={"clips": args.clips, "seconds": args.seconds, "seed": args.seed})

@@ -11,6 +11,7 @@ import numpy as np
 import typer
 
 from .cli_render import render_command
+from .cli_track import extract_command, prepare_biovid_command
 from .errors import PainDiffusionError
 from .facespace import EMOTIONS
 
@@ -157,6 +158,8 @@ def generate(out: Path = typer.Option(..., "-o", "--out", help="output: .npz/.cs
 
 
 app.command("render")(render_command)
+app.command("extract")(extract_command)
+app.command("prepare-biovid")(prepare_biovid_command)
 
 def main() -> None:
     try:

@@ -165,7 +165,7 @@ class FaceRig:
         The two add to at most 1 (lids meet: the eye is shut and its opening has zero area).
         """
         up = 0.8 * a[:, AU[43]] + 0.15 * a[:, AU[7]] + 0.1 * a[:, AU[4]] + 0.1 * a[:, AU[6]] - 0.3 * a[:, AU[5]]
-        low = 0.2 * a[:, AU[43]] + 0.3 * a[:, AU[7]] + 0.3 * a[:, AU[6]]
+        low = 0.2 * a[:, AU[43]] + 0.38 * a[:, AU[7]] + 0.28 * a[:, AU[6]]
         total = np.maximum(up + low, 1.0)
         return up / total, low / total
 

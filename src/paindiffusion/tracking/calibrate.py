@@ -11,6 +11,7 @@ intensities then gives the tracked neutral face (intercept) and one displacement
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ import numpy as np
 from ..facespace import FACS, FACS_AUS
 from ..render.rig import FaceRig
 from ..sequence import FaceSequence
-from .fit import N_AUS, ReadingModel, similarity, to_model_frame
+from .fit import N_AUS, ReadingModel, fit_frames, similarity, to_model_frame
 
 POSE_RANGE_DEG = (12.0, 25.0, 10.0)  # pitch, yaw, roll amplitudes of the calibration clips
 
@@ -52,21 +53,33 @@ def track_rendered(frames: np.ndarray, workdir: str | os.PathLike, size: int = 5
         path.unlink(missing_ok=True)
 
 
-def regress_model(points: np.ndarray, frames: np.ndarray, ridge: float = 1.0, fit_ridge: float = 0.0,
-                  info: dict | None = None) -> ReadingModel:
-    """Ridge regression of aligned landmarks on known AUs → a :class:`ReadingModel`."""
+def regress_model(points: np.ndarray, frames: np.ndarray, ridge: float = 1.0, fit_ridge: float = 0.2,
+                  sparsity: float = 0.05, info: dict | None = None) -> ReadingModel:
+    """Regression of aligned landmarks on known AUs → a :class:`ReadingModel`.
+
+    The neutral face is the median tracked shape of the frames with no AU at all (so that a face at rest
+    reads as AUs 0 although the tracker's response is not quite linear); the basis is the ridge regression of
+    the displacement from it on the AUs; the weights are the inverse residual variance per coordinate. Last,
+    the calibration frames are fitted with the model and the remaining head-pose error is regressed on the
+    fitted frame (the pose correction)."""
     rig = FaceRig()
-    basis = rig.linear_basis()
-    rigid = np.flatnonzero(np.linalg.norm(basis, axis=2).max(0) < 1e-3)
+    rigid = np.flatnonzero(np.linalg.norm(rig.linear_basis(), axis=2).max(0) < 1e-3)
     ok = np.isfinite(points[:, 0, 0])
-    p, a = points[ok].astype(np.float64), frames[ok, :N_AUS].astype(np.float64)
-    x = to_model_frame(p, *similarity(rig.neutral[rigid], p[:, rigid])).reshape(len(p), -1)
-    design = np.concatenate([np.ones((len(a), 1)), a], 1)
-    penalty = ridge * np.diag([0.0] + [1.0] * N_AUS)
-    coef = np.linalg.solve(design.T @ design + penalty, design.T @ x)
-    resid = x - design @ coef
-    var = resid.var(0).reshape(-1, 3)
+    p, f = points[ok].astype(np.float64), frames[ok].astype(np.float64)
+    a = f[:, :N_AUS]
+    rest = (a == 0).all(1)
+    if rest.sum() < 10:
+        raise ValueError("calibration needs at least 10 tracked frames with every AU at 0")
+    x = to_model_frame(p, *similarity(rig.neutral[rigid], p[:, rigid]))
+    neutral = np.median(x[rest], axis=0)
+    d = (x - neutral).reshape(len(x), -1)
+    coef = np.linalg.solve(a.T @ a + ridge * np.eye(N_AUS), a.T @ d)
+    var = (d - a @ coef).var(0).reshape(-1, 3)
     weight = 1.0 / (var + np.median(var))  # the floor keeps a few very still points from dominating
     weight /= weight.mean()
-    return ReadingModel(coef[0].reshape(-1, 3), coef[1:].reshape(N_AUS, -1, 3), weight, rigid, fit_ridge,
-                        {**(info or {}), "frames": int(ok.sum()), "aus": list(FACS_AUS)})
+    model = ReadingModel(neutral, coef.reshape(N_AUS, -1, 3), weight, rigid, fit_ridge, sparsity, None,
+                         {**(info or {}), "frames": int(ok.sum()), "aus": list(FACS_AUS)})
+    fitted, _, _ = fit_frames(p, model)
+    design = np.concatenate([np.ones((len(f), 1)), fitted], 1)
+    correction = np.linalg.lstsq(design, f[:, N_AUS:] - fitted[:, N_AUS:], rcond=None)[0]
+    return replace(model, pose_correction=correction)

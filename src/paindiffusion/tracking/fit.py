@@ -93,6 +93,8 @@ class ReadingModel:
     weight: np.ndarray  # (468, 3) inverse noise variance of each coordinate
     rigid: np.ndarray  # vertex ids no AU moves (first alignment)
     ridge: float = 0.0  # Tikhonov weight, as a share of the mean diagonal of the Gram matrix
+    sparsity: float = 0.0  # weight of Σa (a ≥ 0, so an L1 prior: explain a frame with few AUs), same units
+    pose_correction: np.ndarray | None = None  # (21, 3): pose error ≈ [1, fitted frame] @ this (measured)
     info: dict | None = None
 
     @property
@@ -101,17 +103,30 @@ class ReadingModel:
         return g + self.ridge * np.trace(g) / N_AUS * np.eye(N_AUS)
 
     def solve(self, residual: np.ndarray, init=None) -> np.ndarray:
-        """AUs (T, 17) on 0-5 that best explain model-frame displacements (T, 468, 3) from the neutral face."""
+        """AUs (T, 17) on 0-5 that best explain model-frame displacements (T, 468, 3) from the neutral face:
+        min ½‖W½(Ba − r)‖² + ½λ‖a‖² + μΣa subject to 0 ≤ a ≤ 5."""
+        g = self.gram
         rhs = np.einsum("kvc,tvc,vc->tk", self.basis, residual, self.weight)
-        return box_least_squares(self.gram, rhs, init=init)
+        raw = np.einsum("kvc,kvc,vc->", self.basis, self.basis, self.weight) / N_AUS
+        return box_least_squares(g, rhs - self.sparsity * raw, init=init)
+
+    def correct_pose(self, frames: np.ndarray) -> np.ndarray:
+        """Remove the tracker's measured pose bias (pitch read from a lip raise, yaw from a turn's perspective)."""
+        if self.pose_correction is None:
+            return frames
+        out = frames.copy()
+        out[:, N_AUS:] += np.concatenate([np.ones((len(frames), 1)), frames], 1) @ self.pose_correction
+        return out
 
     def shape(self, neutral: np.ndarray, aus: np.ndarray) -> np.ndarray:
         return neutral + np.einsum("tk,kvc->tvc", aus, self.basis)
 
     def save(self, path) -> None:
+        pc = np.zeros((1 + FACS.dim, 3)) if self.pose_correction is None else self.pose_correction
         np.savez_compressed(path, neutral=self.neutral.astype(np.float32), basis=self.basis.astype(np.float32),
                             weight=self.weight.astype(np.float32), rigid=self.rigid.astype(np.int32),
-                            ridge=np.float32(self.ridge), info=np.array(json.dumps(self.info or {})))
+                            ridge=np.float32(self.ridge), sparsity=np.float32(self.sparsity),
+                            pose_correction=pc.astype(np.float32), info=np.array(json.dumps(self.info or {})))
 
 
 @lru_cache(maxsize=1)
@@ -121,7 +136,7 @@ def reading_model() -> ReadingModel:
         with resources.files("paindiffusion").joinpath("assets", "reading_model.npz").open("rb") as f:
             z = np.load(f)
             return ReadingModel(z["neutral"], z["basis"], z["weight"], z["rigid"], float(z["ridge"]),
-                                json.loads(str(z["info"])))
+                                float(z["sparsity"]), z["pose_correction"], json.loads(str(z["info"])))
     except FileNotFoundError:
         raise PainDiffusionError("the package has no assets/reading_model.npz; rebuild it with "
                                  "'python scripts/make_reading_model.py'") from None
@@ -158,5 +173,5 @@ def fit_frames(points: np.ndarray, model: ReadingModel | None = None, neutral: n
         s, r, t = similarity(model.shape(neutral, aus), p, vertex_w)
         x = to_model_frame(p, s, r, t)
         aus = model.solve(x - neutral, init=aus)
-    frames = np.concatenate([aus, head_angles(r)], 1).astype(np.float32)
-    return FACS.clip(frames), neutral, s
+    frames = model.correct_pose(np.concatenate([aus, head_angles(r)], 1))
+    return FACS.clip(frames.astype(np.float32)), neutral, s
