@@ -80,6 +80,22 @@ def box_least_squares(gram: np.ndarray, rhs: np.ndarray, lo: float = 0.0, hi: fl
     for _ in range(iters):
         for k in range(gram.shape[0]):
             a[:, k] = np.clip(a[:, k] + (rhs[:, k] - a @ gram[k]) / diag[k], lo, hi)
+    return _polish(gram, rhs, a, lo, hi)
+
+
+def _polish(gram, rhs, a, lo, hi):
+    """Coordinate descent crawls along nearly collinear AUs (the lid AUs): once it has found which bounds are
+    active, solve the free coordinates exactly (frames grouped by their free set); keep what stays in bounds."""
+    free = (a > lo + 1e-6) & (a < hi - 1e-6)
+    patterns, group = np.unique(free, axis=0, return_inverse=True)
+    for p, f in enumerate(patterns):
+        if not f.any():
+            continue
+        rows = np.flatnonzero(group.ravel() == p)
+        fixed = a[np.ix_(rows, ~f)] @ gram[np.ix_(~f, f)]
+        sol = np.linalg.solve(gram[np.ix_(f, f)], (rhs[np.ix_(rows, f)] - fixed).T).T
+        ok = ((sol >= lo) & (sol <= hi)).all(1)
+        a[np.ix_(rows[ok], np.flatnonzero(f))] = sol[ok]
     return a
 
 
@@ -153,7 +169,7 @@ def estimate_neutral(aligned: np.ndarray, aus: np.ndarray, model: ReadingModel) 
 
 
 def fit_frames(points: np.ndarray, model: ReadingModel | None = None, neutral: np.ndarray | None = None,
-               rounds: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               rounds: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Landmarks (T, 468, 3) of frames with a face → (facs frames (T, 20), neutral (468, 3), scale (T,)).
 
     ``neutral``: the subject's neutral face in the model frame (e.g. from a rest recording); estimated from

@@ -54,7 +54,8 @@ def handmade_sequences() -> list[FaceSequence]:
 
 
 def cohort_sequences(subjects: int = 2, seconds: float = 40.0, seed: int = 7) -> list[FaceSequence]:
-    """Sequences by the cohort's rules for expressive simulated subjects (gain ≥ 1, so pain shows)."""
+    """Sequences by the cohort's rules for expressive simulated subjects whose recording shows pain (gain ≥ 1 and
+    PSPI standard deviation ≥ 1; a stoic subject's PSPI curve is blinks and noise, nothing to correlate with)."""
     from ..cohort import RuleBasedFace, SubjectParams, biovid_protocol
     from ..biovid import stimulus_index
 
@@ -68,6 +69,8 @@ def cohort_sequences(subjects: int = 2, seconds: float = 40.0, seed: int = 7) ->
         temp, _ = biovid_protocol(p.levels_c, seconds, rng)
         per_frame = temp[np.minimum(stimulus_index(int(seconds * 25)), len(temp) - 1)]
         frames = RuleBasedFace(p).generate(per_frame, rng)
+        if FACS.pspi(frames).std() < 1.0:
+            continue
         out.append(FaceSequence(FACS, frames, per_frame, meta={"name": f"cohort_{p.subject}", "emotion": p.emotion}))
     return out
 
