@@ -109,10 +109,14 @@ def test_astronaut_photo(tmp_path):
 # ---- the extract command ------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_extract_cli_skips_finished_files_and_reports_broken_ones(tmp_path):
-    from typer.testing import CliRunner
+    import subprocess
+    import sys
 
-    from paindiffusion.cli import app
     from paindiffusion.render.video import save_video
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "paindiffusion.cli", *map(str, args)], capture_output=True,
+                              text=True, timeout=300)
 
     videos = tmp_path / "videos"
     f = np.zeros((30, FACS.dim), np.float32)
@@ -122,17 +126,19 @@ def test_extract_cli_skips_finished_files_and_reports_broken_ones(tmp_path):
     good = (videos / "a.mp4").read_bytes()
     (videos / "truncated.mp4").write_bytes(good[: len(good) // 3])
     out = tmp_path / "faces"
-    runner = CliRunner()
-    r = runner.invoke(app, ["extract", str(videos), "-o", str(out), "--workers", "2"])
-    assert r.exit_code == 1, r.output
-    assert "truncated.mp4" in r.output and "1 failed" in r.output
-    errors = [ln for ln in r.output.splitlines() if ln.startswith("error:")]
-    assert len(errors) == 1 and "truncated.mp4" in errors[0]
+    r = cli("extract", videos, "-o", out, "--workers", "2")
+    assert r.returncode == 1, r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "truncated.mp4" in errors[0], r.stderr
+    assert "extracted 2 videos" in r.stdout and "1 failed" in r.stdout
     a, b = FaceSequence.load(out / "a.npz"), FaceSequence.load(out / "sub" / "b.npz")
     assert len(a) == len(b) == 30 and a.meta["emotion"] in ("Neutral", "Surprise", "Fear")
     assert a.frames[15, FACS.index("AU26")] > 2.0 > a.frames[2, FACS.index("AU26")]
+    assert not (out / "truncated.npz").exists()
     stamp = (out / "a.npz").stat().st_mtime_ns
     (videos / "truncated.mp4").unlink()
-    r = runner.invoke(app, ["extract", str(videos), "-o", str(out)])
-    assert r.exit_code == 0 and "2 already done" in r.output, r.output
+    r = cli("extract", videos, "-o", out)
+    assert r.returncode == 0 and "2 already done" in r.stdout, r.stdout + r.stderr
     assert (out / "a.npz").stat().st_mtime_ns == stamp
+    r = cli("extract", videos, "-o", out, "--shard", "2/2")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--shard" in r.stderr

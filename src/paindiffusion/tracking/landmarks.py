@@ -13,7 +13,9 @@ is tracked once. Landmarks are returned in a right-handed frame matching the mes
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,18 +56,45 @@ class Landmarks:
         return len(self.points)
 
 
+@contextmanager
+def _quiet_native_stderr():
+    """MediaPipe's C++ graph logs set-up notices straight to file descriptor 2 (not through Python); silence
+    them while the graph starts so that a batch run's output stays readable."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class FaceTracker:
-    """One MediaPipe FaceMesh (video mode: it tracks between frames and re-detects when it loses the face)."""
+    """One MediaPipe FaceMesh (video mode: it tracks between frames and re-detects when it loses the face).
+
+    ``refine_landmarks=True`` runs the attention model, whose eye and lip contours follow closing lids; the
+    plain model reads a shut eye as barely narrowed (docs/tracking.md). Its 10 extra iris points are dropped.
+    """
 
     def __init__(self, static: bool = False, min_confidence: float = 0.5):
         face_mesh = _import_mediapipe()
-        self.mesh = face_mesh.FaceMesh(static_image_mode=static, max_num_faces=1, refine_landmarks=True,
-                                       min_detection_confidence=min_confidence, min_tracking_confidence=min_confidence)
+        with _quiet_native_stderr():
+            self.mesh = face_mesh.FaceMesh(static_image_mode=static, max_num_faces=1, refine_landmarks=True,
+                                           min_detection_confidence=min_confidence,
+                                           min_tracking_confidence=min_confidence)
+        self._started = False
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 RGB → (468, 3) landmarks (pixels, mesh axes) or a NaN array when no face is found."""
         h, w = rgb.shape[:2]
-        result = self.mesh.process(np.ascontiguousarray(rgb))
+        if not self._started:  # the graph's calculators log their notices on the first frames
+            with _quiet_native_stderr():
+                result = self.mesh.process(np.ascontiguousarray(rgb))
+            self._started = result.multi_face_landmarks is not None
+        else:
+            result = self.mesh.process(np.ascontiguousarray(rgb))
         if not result.multi_face_landmarks:
             return np.full((N_LANDMARKS, 3), np.nan, np.float32)
         lm = result.multi_face_landmarks[0].landmark
@@ -122,8 +151,9 @@ def frames_at_25fps(path: str | os.PathLike) -> Iterator[tuple[int, np.ndarray]]
     except PainDiffusionError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as e:
-        raise PainDiffusionError(f"cannot decode video ({type(e).__name__}: {str(e).strip()[:100]}); "
-                                 "is the file complete and a video?", path) from None
+        why = getattr(e, "strerror", None) or str(e).strip()[:100]
+        raise PainDiffusionError(f"cannot decode video ({type(e).__name__}: {why}); is the file complete and a video?",
+                                 path) from None
 
 
 def _duration(stream) -> float:

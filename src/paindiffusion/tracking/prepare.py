@@ -68,6 +68,8 @@ def prepare_biovid(root: str | os.PathLike, out: str | os.PathLike, *, faces_fro
     from ..dataset import pack
 
     root, out = Path(root), Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise PainDiffusionError("output exists and is not empty; choose another path or pass --overwrite", out)
     recs = find_recordings(root)
     work = out.with_name(out.name + ".work")
     raw = work / "raw"
