@@ -55,7 +55,7 @@ def test_pspi_as_seen_follows_the_rendered_pain(tmp_path):
     path = save_video(tmp_path / "pain.mp4", FaceSequence(FACS, f), size=256)
     seen = pspi_as_seen(path)
     assert len(seen) == 50
-    assert seen[:20].mean() < 1.0 < 6.0 < seen[30:].mean()
+    assert seen[:20].mean() < 1.0 and seen[30:].mean() > 6.0
 
 
 # ---- real footage -------------------------------------------------------------------------------------------
