@@ -85,9 +85,7 @@ void main() {
         col = mix(col, vec3(0.92, 0.90, 0.82), teeth);
         light = 0.45 + 0.55 * key;
     } else if (v_attr.y > 0.42) {
-        // lash line: full on the upper lid; a fainter, thinner line on the lower lid (its margin is 0.55) so
-        // that a tracker sees where the lower lid is when AU6/AU7 raise it
-        col = mix(col, vec3(0.07, 0.05, 0.05), v_attr.y > 0.56 ? 1.0 : 0.55);
+        col = vec3(0.07, 0.05, 0.05);                                        // lash line
     }
     frag = vec4(min(col * light, vec3(1.0)), 1.0);
 }
@@ -154,7 +152,6 @@ class Renderer:
         lash[m.both(M.EYE_UPPER0)] = 1.0
         lash[m.both(M.EYE_CORNERS[:1])] = 0.8  # the lash line runs out past the outer corner
         lid = lash.copy()
-        lash[m.both(M.EYE_LOWER0[1:-1])] = 0.55  # the fainter lower lash line (lid shadow unchanged)
         lid[m.both(M.EYE_CORNERS)] = 0.5
         lid[np.asarray(M.LIPS_UPPER_INNER)] = 1.0
         lid[m.both(M.MOUTH_CORNERS[1:2])] = 0.5
