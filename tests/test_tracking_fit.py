@@ -53,7 +53,7 @@ def test_fit_recovers_aus_and_pose_from_exact_landmarks():
     aus = np.where(rng.random((t, 17)) < 0.3, rng.uniform(0, 5, (t, 17)), 0.0)
     aus[:10] = 0.0  # some calm frames to find the neutral face
     pose = rng.uniform(-20, 20, (t, 3))
-    shape = model.shape(model.neutral, aus)
+    shape = model.shape(model.neutral, model.segments(aus))
     r = rotation(*np.deg2rad(pose).T)
     pts = 25.0 * np.einsum("tij,tvj->tvi", r, shape) + np.array([300.0, -250.0, 0.0])
     frames, neutral, scale = fit_frames(pts, model, rounds=20)  # alternation converges linearly

@@ -31,17 +31,18 @@ def round_trip(tmp_path_factory):
 @pytest.mark.slow
 def test_round_trip_reads_pain_aus_and_head_pose(round_trip):
     m = round_trip
-    for target in ("AU4", "AU9/10", "AU43", "AU26"):
+    for target in ("AU4", "AU9/10", "AU26"):
         assert m[target] >= 0.8, (target, m[target])
     for angle in ("pitch", "yaw", "roll"):
         assert m[f"{angle}_mae"] <= 3.0, (angle, m[f"{angle}_mae"])
-    # Measured shortfalls (docs/tracking.md): these must not get worse while they are below target.
-    assert m["AU6/7"] >= 0.45 and m["PSPI"] >= 0.85, m
+    # Measured shortfalls (docs/tracking.md: AU6/7 ≈ 0.67, AU43 ≈ 0.70, PSPI ≈ 0.89 on this set); they must
+    # not get worse while they are below target.
+    assert m["AU6/7"] >= 0.55 and m["AU43"] >= 0.6 and m["PSPI"] >= 0.85, m
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="AU6/7 reads at r ≈ 0.6 and PSPI at ≈ 0.88, short of the 0.8/0.9 targets "
-                   "(the tracker barely sees a raised lower lid); see docs/tracking.md")
+@pytest.mark.xfail(strict=True, reason="AU6/7 (r ≈ 0.67), AU43 (≈ 0.70, eyes closing while the head turns) and "
+                   "PSPI (≈ 0.89) fall short of the 0.8/0.9 targets; see docs/tracking.md")
 def test_round_trip_meets_every_pain_target(round_trip):
     assert all(round_trip[t] >= 0.8 for t in PAIN_TARGETS) and round_trip["PSPI"] >= 0.9, round_trip
 

@@ -4,8 +4,8 @@ Random, smooth, independent AU and head-pose trajectories (none of the cohort's 
 tests on cohort sequences are not read with a model fitted to them) are rendered by the renderer the
 package ships, encoded as H.264 like any video, and tracked. Each tracked frame is aligned to the rig's
 neutral face on the vertices no AU moves; a ridge regression of the aligned landmarks on the known AU
-intensities then gives the tracked neutral face (intercept) and one displacement field per AU unit
-(slopes); the residual variance per coordinate gives the landmark noise weights.
+intensities then gives the tracked neutral face (the shape at rest) and, per AU, one displacement field for
+each segment of a piecewise-linear reading; the residual variance per coordinate gives the noise weights.
 """
 
 from __future__ import annotations
@@ -53,32 +53,34 @@ def track_rendered(frames: np.ndarray, workdir: str | os.PathLike, size: int = 5
         path.unlink(missing_ok=True)
 
 
-def regress_model(points: np.ndarray, frames: np.ndarray, ridge: float = 1.0, fit_ridge: float = 0.2,
-                  sparsity: float = 0.05, info: dict | None = None) -> ReadingModel:
+def regress_model(points: np.ndarray, frames: np.ndarray, knots=(0.0, 2.5, 5.0), ridge: float = 1.0,
+                  fit_ridge: float = 0.2, sparsity: float = 0.05, info: dict | None = None) -> ReadingModel:
     """Regression of aligned landmarks on known AUs → a :class:`ReadingModel`.
 
-    The neutral face is the median tracked shape of the frames with no AU at all (so that a face at rest
-    reads as AUs 0 although the tracker's response is not quite linear); the basis is the ridge regression of
-    the displacement from it on the AUs; the weights are the inverse residual variance per coordinate. Last,
-    the calibration frames are fitted with the model and the remaining head-pose error is regressed on the
-    fitted frame (the pose correction)."""
+    The neutral face is the median tracked shape of the frames with no AU at all (so that a face at rest reads
+    as AUs 0); the basis is the ridge regression of the displacement from it on each AU's piecewise-linear
+    segments (``knots``); the weights are the inverse residual variance per coordinate. Last, the calibration
+    frames are fitted with the model and the remaining head-pose error is regressed on the fitted frame (the
+    pose correction)."""
     rig = FaceRig()
     rigid = np.flatnonzero(np.linalg.norm(rig.linear_basis(), axis=2).max(0) < 1e-3)
     ok = np.isfinite(points[:, 0, 0])
     p, f = points[ok].astype(np.float64), frames[ok].astype(np.float64)
-    a = f[:, :N_AUS]
-    rest = (a == 0).all(1)
+    rest = (f[:, :N_AUS] == 0).all(1)
     if rest.sum() < 10:
         raise ValueError("calibration needs at least 10 tracked frames with every AU at 0")
     x = to_model_frame(p, *similarity(rig.neutral[rigid], p[:, rigid]))
     neutral = np.median(x[rest], axis=0)
+    model = ReadingModel(neutral, np.zeros((0,)), np.ones_like(neutral), rigid, fit_ridge, sparsity, None,
+                         tuple(float(k) for k in knots))
+    a = model.segments(f[:, :N_AUS])
     d = (x - neutral).reshape(len(x), -1)
-    coef = np.linalg.solve(a.T @ a + ridge * np.eye(N_AUS), a.T @ d)
+    coef = np.linalg.solve(a.T @ a + ridge * np.eye(a.shape[1]), a.T @ d)
     var = (d - a @ coef).var(0).reshape(-1, 3)
     weight = 1.0 / (var + np.median(var))  # the floor keeps a few very still points from dominating
     weight /= weight.mean()
-    model = ReadingModel(neutral, coef.reshape(N_AUS, -1, 3), weight, rigid, fit_ridge, sparsity, None,
-                         {**(info or {}), "frames": int(ok.sum()), "aus": list(FACS_AUS)})
+    model = replace(model, basis=coef.reshape(a.shape[1], -1, 3), weight=weight,
+                    info={**(info or {}), "frames": int(ok.sum()), "aus": list(FACS_AUS)})
     fitted, _, _ = fit_frames(p, model)
     design = np.concatenate([np.ones((len(f), 1)), fitted], 1)
     correction = np.linalg.lstsq(design, f[:, N_AUS:] - fitted[:, N_AUS:], rcond=None)[0]

@@ -9,8 +9,9 @@ intensities that were rendered. Per frame:
 1. **pose** — a similarity (Umeyama) alignment of the landmarks to the model face, first on vertices no AU
    moves, then (alternating with step 2) on every vertex against the neutral face plus the current AUs;
    pitch, yaw and roll are read off the rotation in the rig's conventions (:func:`~..render.rig.rotation`);
-2. **AUs** — min ‖W½(B a − (x − n))‖² subject to 0 ≤ a ≤ 5, where x is the aligned frame, n the subject's
-   neutral face and W the inverse landmark noise; solved for all frames at once (:func:`box_least_squares`);
+2. **AUs** — min ‖W½(B s − (x − n))‖² subject to 0 ≤ s ≤ segment width, where x is the aligned frame, n the
+   subject's neutral face, W the inverse landmark noise and s each AU's intensity split into the segments of
+   its piecewise-linear reading (AU = Σ segments); solved for all frames at once (:func:`box_least_squares`);
 3. **the subject's neutral** — the median of the recording's calmest frames (lowest total AU activity on a
    first pass) with its AU part removed, so that the face's identity is not read as expression while a resting
    expression (a smile held all along) still is; or a neutral face given by the caller.
@@ -70,16 +71,17 @@ def head_angles(r: np.ndarray) -> np.ndarray:
 
 
 # ---- bounded least squares ---------------------------------------------------------------------------------
-def box_least_squares(gram: np.ndarray, rhs: np.ndarray, lo: float = 0.0, hi: float = AU_MAX,
+def box_least_squares(gram: np.ndarray, rhs: np.ndarray, lo=0.0, hi=AU_MAX,
                       iters: int = 150, init: np.ndarray | None = None) -> np.ndarray:
     """min ½ aᵀGa − hᵀa subject to lo ≤ a ≤ hi, for each row h of ``rhs`` (T, K): projected Gauss-Seidel
     (coordinate descent), vectorised over frames. G must be symmetric positive definite; then each sweep
     lowers the objective and the iterates converge to the unique minimiser (Luo & Tseng 1992)."""
+    lo, hi = (np.broadcast_to(np.asarray(b, np.float64), gram.shape[:1]) for b in (lo, hi))  # per variable
     a = np.zeros_like(rhs) if init is None else np.clip(init, lo, hi).copy()
     diag = np.diag(gram)
     for _ in range(iters):
         for k in range(gram.shape[0]):
-            a[:, k] = np.clip(a[:, k] + (rhs[:, k] - a @ gram[k]) / diag[k], lo, hi)
+            a[:, k] = np.clip(a[:, k] + (rhs[:, k] - a @ gram[k]) / diag[k], lo[k], hi[k])
     return _polish(gram, rhs, a, lo, hi)
 
 
@@ -94,7 +96,7 @@ def _polish(gram, rhs, a, lo, hi):
         rows = np.flatnonzero(group.ravel() == p)
         fixed = a[np.ix_(rows, ~f)] @ gram[np.ix_(~f, f)]
         sol = np.linalg.solve(gram[np.ix_(f, f)], (rhs[np.ix_(rows, f)] - fixed).T).T
-        ok = ((sol >= lo) & (sol <= hi)).all(1)
+        ok = ((sol >= lo[f]) & (sol <= hi[f])).all(1)
         a[np.ix_(rows[ok], np.flatnonzero(f))] = sol[ok]
     return a
 
@@ -102,29 +104,52 @@ def _polish(gram, rhs, a, lo, hi):
 # ---- the reading model -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ReadingModel:
-    """The rig as the tracker reads it: tracked neutral face, AU basis per unit, landmark noise weights."""
+    """The rig as the tracker reads it: tracked neutral face, AU basis, landmark noise weights.
+
+    The tracker's response to an AU is not linear (a lid reads as barely moving until it is nearly shut), so
+    each AU's reading is piecewise linear in its intensity: segment j of AU k covers intensities between
+    ``knots[j]`` and ``knots[j+1]`` and has its own displacement field. A frame is then still a bounded
+    *linear* least-squares problem in the segment amounts s (0 ≤ s ≤ segment width), and AU k = Σ_j s[j, k].
+    """
 
     neutral: np.ndarray  # (468, 3) model-frame neutral face as tracked
-    basis: np.ndarray  # (17, 468, 3) displacement per AU unit as tracked
+    basis: np.ndarray  # (S·17, 468, 3) displacement per AU unit, segment-major (segment j, AU k at j·17 + k)
     weight: np.ndarray  # (468, 3) inverse noise variance of each coordinate
     rigid: np.ndarray  # vertex ids no AU moves (first alignment)
     ridge: float = 0.0  # Tikhonov weight, as a share of the mean diagonal of the Gram matrix
-    sparsity: float = 0.0  # weight of Σa (a ≥ 0, so an L1 prior: explain a frame with few AUs), same units
+    sparsity: float = 0.0  # weight of Σs (s ≥ 0, so an L1 prior: explain a frame with few AUs), same units
     pose_correction: np.ndarray | None = None  # (21, 3): pose error ≈ [1, fitted frame] @ this (measured)
+    knots: tuple = (0.0, AU_MAX)  # AU intensities where the reading's slope may change
     info: dict | None = None
+
+    @property
+    def widths(self) -> np.ndarray:
+        return np.repeat(np.diff(np.asarray(self.knots, np.float64)), N_AUS)
+
+    def segments(self, aus: np.ndarray) -> np.ndarray:
+        """AU intensities (T, 17) → segment amounts (T, S·17)."""
+        k = np.asarray(self.knots, np.float64)
+        return np.concatenate([np.clip(aus - k[j], 0, k[j + 1] - k[j]) for j in range(len(k) - 1)], 1)
+
+    @staticmethod
+    def aus(segments: np.ndarray) -> np.ndarray:
+        return segments.reshape(len(segments), -1, N_AUS).sum(1)
 
     @property
     def gram(self) -> np.ndarray:
         g = np.einsum("kvc,lvc,vc->kl", self.basis, self.basis, self.weight)
-        return g + self.ridge * np.trace(g) / N_AUS * np.eye(N_AUS)
+        return g + self.ridge * np.trace(g) / len(g) * np.eye(len(g))
 
     def solve(self, residual: np.ndarray, init=None) -> np.ndarray:
-        """AUs (T, 17) on 0-5 that best explain model-frame displacements (T, 468, 3) from the neutral face:
-        min ½‖W½(Ba − r)‖² + ½λ‖a‖² + μΣa subject to 0 ≤ a ≤ 5."""
+        """Segment amounts (T, S·17) that best explain model-frame displacements (T, 468, 3) from the neutral
+        face: min ½‖W½(Bs − r)‖² + ½λ‖s‖² + μΣs subject to 0 ≤ s ≤ segment width."""
         g = self.gram
         rhs = np.einsum("kvc,tvc,vc->tk", self.basis, residual, self.weight)
-        raw = np.einsum("kvc,kvc,vc->", self.basis, self.basis, self.weight) / N_AUS
-        return box_least_squares(g, rhs - self.sparsity * raw, init=init)
+        raw = np.einsum("kvc,kvc,vc->", self.basis, self.basis, self.weight) / len(g)
+        return box_least_squares(g, rhs - self.sparsity * raw, 0.0, self.widths, init=init)
+
+    def shape(self, neutral: np.ndarray, segments: np.ndarray) -> np.ndarray:
+        return neutral + np.einsum("tk,kvc->tvc", segments, self.basis)
 
     def correct_pose(self, frames: np.ndarray) -> np.ndarray:
         """Remove the tracker's measured pose bias (pitch read from a lip raise, yaw from a turn's perspective)."""
@@ -134,15 +159,13 @@ class ReadingModel:
         out[:, N_AUS:] += np.concatenate([np.ones((len(frames), 1)), frames], 1) @ self.pose_correction
         return out
 
-    def shape(self, neutral: np.ndarray, aus: np.ndarray) -> np.ndarray:
-        return neutral + np.einsum("tk,kvc->tvc", aus, self.basis)
-
     def save(self, path) -> None:
         pc = np.zeros((1 + FACS.dim, 3)) if self.pose_correction is None else self.pose_correction
         np.savez_compressed(path, neutral=self.neutral.astype(np.float32), basis=self.basis.astype(np.float32),
                             weight=self.weight.astype(np.float32), rigid=self.rigid.astype(np.int32),
                             ridge=np.float32(self.ridge), sparsity=np.float32(self.sparsity),
-                            pose_correction=pc.astype(np.float32), info=np.array(json.dumps(self.info or {})))
+                            pose_correction=pc.astype(np.float32), knots=np.asarray(self.knots, np.float32),
+                            info=np.array(json.dumps(self.info or {})))
 
 
 @lru_cache(maxsize=1)
@@ -152,20 +175,20 @@ def reading_model() -> ReadingModel:
         with resources.files("paindiffusion").joinpath("assets", "reading_model.npz").open("rb") as f:
             z = np.load(f)
             return ReadingModel(z["neutral"], z["basis"], z["weight"], z["rigid"], float(z["ridge"]),
-                                float(z["sparsity"]), z["pose_correction"], json.loads(str(z["info"])))
+                                float(z["sparsity"]), z["pose_correction"], tuple(float(k) for k in z["knots"]),
+                                json.loads(str(z["info"])))
     except FileNotFoundError:
         raise PainDiffusionError("the package has no assets/reading_model.npz; rebuild it with "
                                  "'python scripts/make_reading_model.py'") from None
 
 
 # ---- fitting -------------------------------------------------------------------------------------------------
-def estimate_neutral(aligned: np.ndarray, aus: np.ndarray, model: ReadingModel) -> np.ndarray:
+def estimate_neutral(aligned: np.ndarray, segments: np.ndarray, model: ReadingModel) -> np.ndarray:
     """The subject's neutral face: median of the calmest frames, minus the AU part of that median shape."""
-    k = max(1, int(round(CALM_SHARE * len(aligned))))
-    calm = np.argsort(aus.sum(1), kind="stable")[:k]
+    k = max(1, round(CALM_SHARE * len(aligned)))
+    calm = np.argsort(segments.sum(1), kind="stable")[:k]
     shape = np.median(aligned[calm], axis=0)
-    a = model.solve((shape - model.neutral)[None])
-    return shape - np.einsum("k,kvc->vc", a[0], model.basis)
+    return shape - np.einsum("k,kvc->vc", model.solve((shape - model.neutral)[None])[0], model.basis)
 
 
 def fit_frames(points: np.ndarray, model: ReadingModel | None = None, neutral: np.ndarray | None = None,
@@ -181,13 +204,13 @@ def fit_frames(points: np.ndarray, model: ReadingModel | None = None, neutral: n
         raise PainDiffusionError(f"landmarks must be finite, shape (frames, {model.neutral.shape[0]}, 3); got {p.shape}")
     s, r, t = similarity(model.neutral[model.rigid], p[:, model.rigid])
     x = to_model_frame(p, s, r, t)
-    aus = model.solve(x - model.neutral)
+    seg = model.solve(x - model.neutral)
     if neutral is None:
-        neutral = estimate_neutral(x, aus, model)
+        neutral = estimate_neutral(x, seg, model)
     vertex_w = model.weight.mean(1)
     for _ in range(rounds):  # alternate pose (all vertices, expression accounted for) and AUs
-        s, r, t = similarity(model.shape(neutral, aus), p, vertex_w)
+        s, r, t = similarity(model.shape(neutral, seg), p, vertex_w)
         x = to_model_frame(p, s, r, t)
-        aus = model.solve(x - neutral, init=aus)
-    frames = model.correct_pose(np.concatenate([aus, head_angles(r)], 1))
+        seg = model.solve(x - neutral, init=seg)
+    frames = model.correct_pose(np.concatenate([model.aus(seg), head_angles(r)], 1))
     return FACS.clip(frames.astype(np.float32)), neutral, s
