@@ -4,7 +4,7 @@ Renders random AU and head-pose clips with the shipped renderer, tracks them wit
 regresses the tracked landmarks on the known AUs (paindiffusion.tracking.calibrate). Deterministic given the
 seed and the library versions; takes a few minutes on one core.
 
-    .venv/bin/python scripts/make_reading_model.py [--clips 12] [--seconds 20] [--seed 1234]
+    .venv/bin/python scripts/make_reading_model.py [--clips 24] [--seconds 20] [--seed 1234] [--keep-data X.npz]
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ OUT = Path(__file__).resolve().parents[1] / "src" / "paindiffusion" / "assets" /
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--clips", type=int, default=12)
+    ap.add_argument("--clips", type=int, default=24)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--keep-data", type=Path, help="also save the tracked landmarks and true frames (for experiments)")
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     points, frames = [], []
@@ -41,8 +42,10 @@ def main():
             frames.append(f)
             print(f"clip {i + 1}/{args.clips + 1}: {len(f)} frames, {time.time() - started:.0f} s", flush=True)
     points, frames = np.concatenate(points), np.concatenate(frames)
-    np.savez_compressed(args.out.with_suffix(".data.npz"), points=points, frames=frames)  # for experiments
-    model = regress_model(points, frames, info={"clips": args.clips, "seconds": args.seconds, "seed": args.seed})
+    if args.keep_data:
+        np.savez_compressed(args.keep_data, points=points, frames=frames)
+    model = regress_model(points, frames, info={"clips": args.clips, "seconds": args.seconds, "seed": args.seed,
+                                                "rest_clip_frames": 250})
     model.save(args.out)
     print(f"wrote {args.out} from {model.info['frames']} tracked frames")
 
