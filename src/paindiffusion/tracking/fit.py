@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 
 import numpy as np
@@ -72,7 +72,7 @@ def head_angles(r: np.ndarray) -> np.ndarray:
 
 # ---- bounded least squares ---------------------------------------------------------------------------------
 def box_least_squares(gram: np.ndarray, rhs: np.ndarray, lo=0.0, hi=AU_MAX,
-                      iters: int = 150, init: np.ndarray | None = None) -> np.ndarray:
+                      iters: int = 60, init: np.ndarray | None = None) -> np.ndarray:
     """min ½ aᵀGa − hᵀa subject to lo ≤ a ≤ hi, for each row h of ``rhs`` (T, K): projected Gauss-Seidel
     (coordinate descent), vectorised over frames. G must be symmetric positive definite; then each sweep
     lowers the objective and the iterates converge to the unique minimiser (Luo & Tseng 1992)."""
@@ -135,21 +135,28 @@ class ReadingModel:
     def aus(segments: np.ndarray) -> np.ndarray:
         return segments.reshape(len(segments), -1, N_AUS).sum(1)
 
-    @property
+    @cached_property
+    def _flat(self) -> tuple[np.ndarray, np.ndarray]:
+        """Basis as a (K, V·3) matrix and the same with the weights applied (matrix products, not einsum)."""
+        b = self.basis.reshape(len(self.basis), -1).astype(np.float64)
+        return b, b * self.weight.reshape(-1)
+
+    @cached_property
     def gram(self) -> np.ndarray:
-        g = np.einsum("kvc,lvc,vc->kl", self.basis, self.basis, self.weight)
+        b, bw = self._flat
+        g = bw @ b.T
         return g + self.ridge * np.trace(g) / len(g) * np.eye(len(g))
 
     def solve(self, residual: np.ndarray, init=None) -> np.ndarray:
         """Segment amounts (T, S·17) that best explain model-frame displacements (T, 468, 3) from the neutral
         face: min ½‖W½(Bs − r)‖² + ½λ‖s‖² + μΣs subject to 0 ≤ s ≤ segment width."""
-        g = self.gram
-        rhs = np.einsum("kvc,tvc,vc->tk", self.basis, residual, self.weight)
-        raw = np.einsum("kvc,kvc,vc->", self.basis, self.basis, self.weight) / len(g)
-        return box_least_squares(g, rhs - self.sparsity * raw, 0.0, self.widths, init=init)
+        b, bw = self._flat
+        rhs = residual.reshape(len(residual), -1) @ bw.T
+        raw = np.einsum("kd,kd->", b, bw) / len(b)
+        return box_least_squares(self.gram, rhs - self.sparsity * raw, 0.0, self.widths, init=init)
 
     def shape(self, neutral: np.ndarray, segments: np.ndarray) -> np.ndarray:
-        return neutral + np.einsum("tk,kvc->tvc", segments, self.basis)
+        return neutral + (segments @ self._flat[0]).reshape(len(segments), *neutral.shape)
 
     def correct_pose(self, frames: np.ndarray) -> np.ndarray:
         """Remove the tracker's measured pose bias (pitch read from a lip raise, yaw from a turn's perspective)."""
