@@ -15,6 +15,7 @@ import typer
 from .cli_evaluate import evaluate_command
 from .cli_live import demo_command, stream_command
 from .cli_render import render_command
+from .cli_track import extract_command, prepare_biovid_command
 from .errors import PainDiffusionError
 from .facespace import EMOTIONS
 
@@ -212,6 +213,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 app.command("stream")(stream_command)
 app.command("demo")(demo_command)
+app.command("extract")(extract_command)
+app.command("prepare-biovid")(prepare_biovid_command)
 
 def main() -> None:
     """Entry point: any user error, usage error or OS error is one line and exit status 2; SIGTERM and

@@ -90,11 +90,13 @@ class FaceRig:
         b[1] = f(M.BROW_INNER, (0.05, 0.9, 0.05), 2.2)
         b[2] = f(M.BROW_OUTER, (0.0, 0.85, 0.0), 2.2)
         b[4] = f(M.BROW, (0.25, -0.65, 0.1), 1.8) + f(M.BROW_INNER, (0.4, -0.45, 0.15), 1.4)
-        # AU6: the cheeks rise and bulge (the lower lid part is in the lid fields).
-        b[6] = f(M.CHEEK, (0.0, 0.55, 0.15), 2.0)
-        # AU9: nose wings lift, the skin between the brows is pulled down, the upper lip rises a little.
+        # AU6: the cheeks rise and bulge (the lower lid part is in the lid fields); orbicularis oculi pulls the
+        # outer brow down a little (FACS), which a tracker sees where it cannot see the cheek.
+        b[6] = f(M.CHEEK, (0.0, 0.55, 0.15), 2.0) + f(M.BROW_OUTER, (0.0, -0.3, 0.0), 1.6)
+        # AU9: nose wings lift, the skin between the brows and the inner brow ends are pulled down, the upper
+        # lip centre rises (FACS); the brow and lip parts are what a landmark tracker reads.
         b[9] = f(M.NOSE_WING, (0.0, 0.5, 0.05), 1.3) + f(M.GLABELLA, (0.0, -0.35, 0.0), 1.2) \
-            + f(lip_ids, (0.0, 0.15, 0.0), 0.8, upper * prof)
+            + f(M.BROW_INNER, (0.0, -0.3, 0.0), 1.2) + f(lip_ids, (0.0, 0.4, 0.05), 0.8, upper * prof)
         # AU10: the upper lip rises, flat across the middle (a squarish opening), the nose wings follow.
         b[10] = f(np.concatenate([lip_ids, M.PHILTRUM]), (0.0, 0.75, 0.15), 1.0, (1 - jaw) * self._lip_profile(1.1)) \
             + f(M.NOSE_WING, (0.0, 0.25, 0.0), 1.0)
@@ -162,10 +164,18 @@ class FaceRig:
 
         The two add to at most 1 (lids meet: the eye is shut and its opening has zero area).
         """
-        up = 0.8 * a[:, AU[43]] + 0.15 * a[:, AU[7]] + 0.1 * a[:, AU[4]] + 0.05 * a[:, AU[6]] - 0.3 * a[:, AU[5]]
-        low = 0.2 * a[:, AU[43]] + 0.3 * a[:, AU[7]] + 0.15 * a[:, AU[6]]
+        up = 0.8 * a[:, AU[43]] + 0.15 * a[:, AU[7]] + 0.1 * a[:, AU[4]] + 0.1 * a[:, AU[6]] - 0.3 * a[:, AU[5]]
+        low = 0.2 * a[:, AU[43]] + 0.38 * a[:, AU[7]] + 0.28 * a[:, AU[6]]
         total = np.maximum(up + low, 1.0)
         return up / total, low / total
+
+    def linear_basis(self, at: float = 5.0) -> np.ndarray:
+        """(17, 468, 3) displacement per AU unit, from the neutral face to each AU alone at intensity ``at``
+        (secant through :meth:`deform`, so the lids and the jaw rotation are included): the linear model a
+        face tracker fits (:mod:`paindiffusion.tracking`)."""
+        frames = np.zeros((len(FACS_AUS), FACS.dim), np.float32)
+        frames[np.arange(len(FACS_AUS)), np.arange(len(FACS_AUS))] = at
+        return (self.deform(frames) - self.neutral) / at
 
     def deform(self, frames) -> np.ndarray:
         """``facs`` frames (T, 20) or one frame (20,) → vertices (T, 468, 3), float32."""

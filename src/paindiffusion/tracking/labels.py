@@ -1,0 +1,78 @@
+"""Conditions read from a tracked face: expressiveness from PSPI, emotion from AUs or a labels file.
+
+* **Expressiveness** is whatever :func:`paindiffusion.dataset.expressiveness_of` says it is (one definition for
+  the cohort, packed data and tracked video); here it is only called.
+* **Emotion** (AffectNet's 8 classes), EMFACS-style: the recording's resting face — the median AUs of its half
+  of frames with the lowest PSPI, so that pain episodes do not read as anger or disgust — is compared with each
+  class's prototypical AUs (Ekman & Friesen's EMFACS prototypes as the cohort uses them,
+  :data:`paindiffusion.cohort.EMOTION_AUS`) at the best intensity in 0.5-1.5× the prototype; the nearest class
+  wins, Neutral (no AUs) included, so a face at rest reads as Neutral.
+* A **labels file** (CSV with a header: ``name`` or ``video``, and ``emotion``; optional ``subject``) overrides
+  the rule for the recordings it lists.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..cohort import EMOTION_AUS
+from ..errors import PainDiffusionError
+from ..facespace import EMOTIONS, FACS, FACS_AUS, emotion_index
+
+
+def prototypes() -> np.ndarray:
+    """(8, 17) prototypical AU intensities per AffectNet class, in :data:`EMOTIONS` order."""
+    p = np.zeros((len(EMOTIONS), len(FACS_AUS)), np.float32)
+    for i, name in enumerate(EMOTIONS):
+        for au, v in EMOTION_AUS[name].items():
+            p[i, FACS_AUS.index(au)] = v
+    return p
+
+
+def resting_aus(frames: np.ndarray, pspi: np.ndarray | None = None) -> np.ndarray:
+    """Median AUs (17,) over the half of the frames with the lowest PSPI."""
+    f = np.asarray(frames)[:, : len(FACS_AUS)]
+    pspi = FACS.pspi(np.asarray(frames)) if pspi is None else np.asarray(pspi)
+    calm = np.argsort(pspi, kind="stable")[: max(1, len(f) // 2)]
+    return np.median(f[calm], axis=0)
+
+
+def emotion_from_aus(frames: np.ndarray, pspi: np.ndarray | None = None) -> str:
+    """AffectNet class whose prototype (scaled 0.5-1.5×) is nearest to the resting AUs."""
+    m = resting_aus(frames, pspi)
+    best, best_d = "Neutral", np.inf
+    for name, p in zip(EMOTIONS, prototypes()):
+        pp = float(p @ p)
+        s = float(np.clip(m @ p / pp, 0.5, 1.5)) if pp else 0.0
+        d = float(np.sum((m - s * p) ** 2))
+        if d < best_d:
+            best, best_d = name, d
+    return best
+
+
+def read_labels(path: str | os.PathLike) -> dict[str, dict]:
+    """Labels file → {recording or video stem: {"emotion": class, "subject": id?}}."""
+    path = Path(path)
+    if not path.is_file():
+        raise PainDiffusionError("labels file not found", path)
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "emotion" not in rows[0] or not ({"name", "video"} & set(rows[0])):
+        raise PainDiffusionError("labels file needs a header with 'name' (or 'video') and 'emotion' columns", path)
+    out = {}
+    for i, row in enumerate(rows, start=2):
+        key = Path((row.get("name") or row.get("video") or "").strip()).stem
+        if not key:
+            raise PainDiffusionError(f"row {i} has no name", path)
+        try:
+            entry = {"emotion": EMOTIONS[emotion_index(row["emotion"])]}
+        except PainDiffusionError as e:
+            raise PainDiffusionError(f"row {i}: {e}", path) from None
+        if row.get("subject"):
+            entry["subject"] = row["subject"].strip()
+        out[key] = entry
+    return out

@@ -1,0 +1,112 @@
+"""BioVid Part C-style tree of videos → the packed dataset ``train`` reads (``paindiffusion prepare-biovid``).
+
+Input, one folder per recording (what BioVid ships, with the face video in place of a face array)::
+
+    ROOT/<rec>/<rec>.mp4          the face video (any rate; read at 25 fps) — or any video named <rec>.*
+    ROOT/<rec>/<rec>_temp.csv     32 Hz temperature (°C), columns time, temperature (tab- or comma-separated)
+    ROOT/<rec>/<rec>_label.csv    32 Hz stimulus label (0 = baseline, 1-4 = pain level), columns time, label
+    ROOT/<rec>/<rec>.json         optional: subject, emotion
+
+Steps: extract every video (in parallel, resumable: ``DATA.work/faces/<rec>.npz`` are kept and reused) → a raw
+tree ``DATA.work/raw`` in the layout of :mod:`paindiffusion.rawdata` (face arrays, the streams, a JSON with the
+subject, the emotion and where it came from) → :func:`paindiffusion.dataset.pack`, which aligns frame f with
+stream sample ⌊f/25·32⌋ (:func:`paindiffusion.biovid.stimulus_index`), checks every temperature and splits by
+subject. With ``faces_from`` the face arrays come from another tool (EMOCA in the ``flame`` space, an AU
+detector in ``facs``) and no video is read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import PainDiffusionError
+from ..facespace import flame_from_npz_arrays, get_space
+from ..rawdata import find_recordings
+from ..sequence import FaceSequence
+from .extract import VIDEO_SUFFIXES, extract_many
+from .labels import emotion_from_aus
+
+
+def find_video(d: Path) -> Path:
+    name = d.name
+    for p in sorted(d.iterdir()):
+        if p.stem == name and p.suffix.lower() in VIDEO_SUFFIXES:
+            return p
+    raise PainDiffusionError(f"no video named {name}.mp4 (or .avi, .mov, ...) next to its streams", d)
+
+
+def _external_faces(src: Path, name: str, space: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Face array (and PSPI if given) for one recording from a folder of another tool's output."""
+    fs = get_space(space)
+    for p in (src / f"{name}_face.npy", src / f"{name}.npy", src / name / f"{name}_face.npy"):
+        if p.is_file():
+            frames = fs.validate(np.load(p, allow_pickle=False), p)
+            break
+    else:
+        for p in (src / f"{name}.npz", src / f"{name}_face.npz", src / name / f"{name}.npz"):
+            if p.is_file():
+                z = np.load(p, allow_pickle=False)
+                frames = flame_from_npz_arrays(z, p) if "expr" in z else fs.validate(z["frames"], p)
+                break
+        else:
+            raise PainDiffusionError(f"no face array for recording {name} (looked for {name}_face.npy, {name}.npy, "
+                                     f"{name}.npz with 'frames' or FLAME 'expr'/'jaw_pose')", src)
+    pspi_path = src / f"{name}_pspi.npy"
+    return frames, (np.load(pspi_path, allow_pickle=False) if pspi_path.is_file() else None)
+
+
+def prepare_biovid(root: str | os.PathLike, out: str | os.PathLike, *, faces_from: str | os.PathLike | None = None,
+                   face_space: str = "facs", labels: dict | None = None, workers: int | None = None,
+                   val: float = 0.15, test: float = 0.15, seed: int = 0, overwrite: bool = False,
+                   progress: bool = True) -> tuple[Path, list]:
+    """Build the packed dataset ``out`` from a BioVid-style tree; returns (out, extraction outcomes)."""
+    from ..dataset import pack
+
+    root, out = Path(root), Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise PainDiffusionError("output exists and is not empty; choose another path or pass --overwrite", out)
+    recs = find_recordings(root)
+    work = out.with_name(out.name + ".work")
+    raw = work / "raw"
+    outcomes = []
+    if faces_from is None:
+        videos = [find_video(d) for d in recs]
+        outcomes = extract_many(videos, work / "faces", workers=workers, labels=labels, progress=progress)
+        failed = [o for o in outcomes if o.error]
+        if failed:
+            raise PainDiffusionError(f"{len(failed)} of {len(videos)} videos failed (first: {failed[0].error}); "
+                                     "fix or remove them and run again (finished videos are kept)")
+    if raw.exists():
+        shutil.rmtree(raw)
+    for d in recs:
+        name = d.name
+        meta = json.loads((d / f"{name}.json").read_text()) if (d / f"{name}.json").is_file() else {}
+        meta.update((labels or {}).get(name, {}))
+        target = raw / name
+        target.mkdir(parents=True)
+        for stream in ("temp", "label"):
+            shutil.copyfile(d / f"{name}_{stream}.csv", target / f"{name}_{stream}.csv")
+        if faces_from is None:
+            seq = FaceSequence.load(work / "faces" / f"{name}.npz")
+            frames, pspi, space = seq.frames, None, seq.space.name
+            meta.setdefault("emotion", seq.meta.get("emotion"))
+            meta["faces"] = {"from": "paindiffusion extract", "face_found": seq.meta.get("face_found"),
+                             "long_gaps": seq.meta.get("long_gaps")}
+        else:
+            frames, pspi = _external_faces(Path(faces_from), name, face_space)
+            space = face_space
+            if "emotion" not in meta and get_space(space).has_pspi:
+                meta["emotion"] = emotion_from_aus(frames)
+            meta["faces"] = {"from": str(faces_from)}
+        meta["face_space"] = space
+        meta.setdefault("subject", name)
+        np.save(target / f"{name}_face.npy", frames)
+        if pspi is not None:
+            np.save(target / f"{name}_pspi.npy", np.asarray(pspi, np.float32))
+        (target / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
+    return pack(raw, out, val=val, test=test, seed=seed, default_space=face_space, overwrite=overwrite), outcomes
