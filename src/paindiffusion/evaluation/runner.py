@@ -70,13 +70,18 @@ def trained_range(model) -> tuple[tuple[float, float], str]:
 
 
 def requestable(model, value) -> tuple[float | str, bool]:
-    """The expressiveness to request for a recording: its own value, or — when the checkpoint refuses it (a model
-    may reject values outside its trained range) — the nearest end of the trained range. Returns (value, changed)."""
+    """The expressiveness to request for a recording: its own value, or — outside the checkpoint's trained range,
+    which a checkpoint clamps with a warning (or an old one refuses) — the nearest end of that range, so the
+    report counts the change once instead of warning per call. Returns (value, changed)."""
+    (lo, hi), _ = trained_range(model)
+    if isinstance(value, str):
+        return value, False
+    if not lo <= float(value) <= hi:
+        return float(np.clip(float(value), lo, hi)), True
     try:
         model.spec.expressiveness_value(value)
         return value, False
     except PainDiffusionError:
-        (lo, hi), _ = trained_range(model)
         return float(np.clip(float(value), lo, hi)), True
 
 
