@@ -91,7 +91,11 @@ def test_osc_facs_addresses_for_a_batch(model):
     try:
         for k in range(2):
             gen.join(out, stimulus=32.0 + 15 * k)
-        time.sleep(3.0)
+        for _ in range(100):  # both windows built (slower on a busy machine)
+            if len(gen.patients) == 2:
+                break
+            time.sleep(0.1)
+        time.sleep(2.5)
     finally:
         gen.stop()
         time.sleep(0.2)

@@ -1,5 +1,8 @@
 """End to end: the real demo page in Debian's headless chromium (driven by playwright-core from npm; see
-scripts/setup.sh), served by the real DemoServer with the shipped model on 127.0.0.1."""
+scripts/setup.sh), served by the real DemoServer with the shipped model on 127.0.0.1.
+
+The frame-rate checks need the machine's 2 cores mostly free: with other jobs holding them (load average
+above ~8, or a training run at raised priority) a model step takes 4-10× longer and the tabs get fewer frames."""
 
 from __future__ import annotations
 
