@@ -55,6 +55,7 @@ def test_heldout_subjects_were_not_trained_on(model, heldout):
     assert sorted(r["subject"] for r in heldout.recordings) == sorted(data["test_recordings"][:HELDOUT])
 
 
+@pytest.mark.slow
 def test_generated_pspi_follows_the_stimulus_on_heldout_subjects(model, heldout):
     res = pspi_following(model, heldout, split=list(range(len(heldout.recordings))), seconds=120.0, seed=0)
     # Mean Pearson r over held-out recordings: clearly above the static mean face (0) and a random clip.
@@ -67,11 +68,13 @@ def test_generated_pspi_follows_the_stimulus_on_heldout_subjects(model, heldout)
     assert sum(res.per_recording[n] > 0.3 for n in reactive) >= len(reactive) - 1, res.per_recording
 
 
+@pytest.mark.slow
 def test_higher_expressiveness_gives_higher_pspi(model):
     r = expressiveness_response(model, seconds=180.0, seed=3)  # 90 s holds ~4 heat episodes: too few to judge
     assert r["low"] + 0.3 < r["medium"] < r["high"] - 0.3, r
 
 
+@pytest.mark.slow
 def test_seeds_differ_but_both_follow_the_stimulus(model):
     trace = protocol_trace(60.0, seed=5)
     a = generate_sequence(trace, "high", "Neutral", seed=0, model=model)
@@ -83,6 +86,7 @@ def test_seeds_differ_but_both_follow_the_stimulus(model):
         assert np.isfinite(s.frames).all()
 
 
+@pytest.mark.slow
 def test_emotion_sets_the_resting_face(model):
     # Without heat only the emotion shows: each class brings its prototype AUs (EMFACS), e.g. Happiness
     # AU6 + AU12, Sadness AU1 + AU15, Surprise AU1 + AU2 + AU26, Contempt AU14, Anger AU23.

@@ -179,6 +179,7 @@ def train(data_dir: str | Path, out: str | Path, tcfg: TrainConfig | None = None
     started = time.time()
     trainer.fit(task, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None,
                 weights_only=True)
+    trainer.save_checkpoint(str(last))  # the final state too (steps need not be a multiple of checkpoint_every)
     val = trainer.callback_metrics.get("val/loss")
     info = {"trained_steps": int(trainer.global_step), "batch": tcfg.batch, "window": tcfg.window,
             "train_seconds_this_run": round(time.time() - started, 1), "final_val_loss": None if val is None else float(val),
