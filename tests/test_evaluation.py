@@ -158,3 +158,20 @@ def test_nearest_neighbour_copies_the_pool_recording_with_the_same_stimulus_and_
     for v in s["levels"].values():
         assert v["rate"] == v["rate_data"]
         assert v["latency_paired_diff_s"] == 0.0 or np.isnan(v["latency_paired_diff_s"])
+
+
+def test_pspi_as_seen_reads_pain_back_from_rendered_video():
+    """``evaluate --as-seen``: generated frames → rendered mp4 → face tracker → PSPI, per sequence."""
+    pytest.importorskip("mediapipe", reason="the face tracker (.[track]) is not installed")
+    from paindiffusion.cli_evaluate import _pspi_as_seen
+
+    t = 60
+    frames = np.zeros((2, t, FACS.dim), np.float32)
+    pain = np.zeros(t, np.float32)
+    pain[20:45] = 1.0
+    for au, peak in (("AU4", 3.5), ("AU6", 3.0), ("AU7", 3.0), ("AU9", 2.5), ("AU10", 2.5), ("AU43", 3.0)):
+        frames[0, :, FACS.index(au)] = peak * pain  # sequence 0 grimaces in the middle; sequence 1 stays neutral
+    seen = _pspi_as_seen(FACS)(frames)
+    assert seen.shape == (2, t) and np.isfinite(seen).all()
+    assert seen[0, 25:40].mean() > seen[0, :15].mean() + 2.0  # the grimace is visible …
+    assert seen[1].max() < seen[0, 25:40].mean()  # … and a neutral face reads as less pain

@@ -22,6 +22,9 @@ def evaluate_command(
                                                            "(default 20; 60 for the one-hour check)")] = None,
     threads: Annotated[int, typer.Option(help="CPU threads for torch (1 is the most efficient on a shared machine: 'OpenMP threads spin-wait')")] = 1,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show progress bars")] = True,
+    as_seen: Annotated[bool, typer.Option("--as-seen", help="also score PSPI as a viewer sees it: render each "
+                                          "generated sequence, read it back with the face tracker (needs .[track]; "
+                                          "slow: ~2 frames per ms of video on one core)")] = False,
 ) -> None:
     """Evaluate a model: paper-compatible and corrected metrics, baselines, controls, timing; one report."""
     from .checkpoint import PainModel
@@ -36,8 +39,38 @@ def evaluate_command(
         raise PainDiffusionError(f"--drift-minutes must be positive (got {drift_minutes})")
     model = PainModel.load(checkpoint)
     cfg = EvalConfig.quick() if quick else EvalConfig.full(**({"drift_minutes": drift_minutes} if drift_minutes else {}))
-    report = run_evaluation(model, out, data=data, config=cfg, draws=draws, seed=seed, progress=progress, threads=threads)
+    seen = _pspi_as_seen(model.space) if as_seen else None
+    report = run_evaluation(model, out, data=data, config=cfg, draws=draws, seed=seed, progress=progress, threads=threads,
+                            pspi_as_seen=seen)
     for key, item in report["must_show"].items():
         mark = {True: "pass", False: "FAIL", None: "n/a"}[item["pass"]]
         typer.echo(f"{mark:4}  {key}: {item['value']}  (target {item['target']})")
     typer.echo(f"wrote {out / 'report.md'} ({report['timing']['total_s']:.0f} s)")
+
+
+def _pspi_as_seen(space):
+    """(B, T, dim) generated frames → (B, T) PSPI read back from their rendered videos by the face tracker."""
+    import tempfile
+
+    import numpy as np
+
+    from .errors import PainDiffusionError
+    from .render import save_output
+    from .sequence import FaceSequence
+
+    try:
+        from .tracking import pspi_as_seen
+    except ImportError as e:
+        raise PainDiffusionError(f"--as-seen needs the face tracker ({e}); install it with scripts/setup.sh (.[track])") from None
+
+    def score(frames: np.ndarray) -> np.ndarray:
+        out = np.zeros(frames.shape[:2], np.float32)
+        with tempfile.TemporaryDirectory() as tmp:
+            for i, f in enumerate(frames):
+                path = save_output(f"{tmp}/seq{i}.mp4", FaceSequence(space, f, None, None))
+                seen = pspi_as_seen(path)
+                n = min(len(seen), len(out[i]))
+                out[i, :n] = np.nan_to_num(seen[:n])
+        return out
+
+    return score

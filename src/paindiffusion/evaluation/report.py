@@ -328,6 +328,10 @@ def auto_conclusions(report: dict) -> str:
         out.append(f"- PSPI correlation alone cannot rank generators: the one-line stimulus copier reaches r {c:.2f} "
                    f"against the model's {m['pspi_r']['mean']:.2f}; distribution-level metrics (DTW per frame, Fréchet, "
                    "response rates, latency, expressiveness) separate them.")
+    seen = [d["pspi_r_as_seen"] for d in report["draws"] if "pspi_r_as_seen" in d]
+    if seen:
+        out.append(f"- PSPI as seen (render → face tracker → PSPI, what a trainee sees): r {np.mean(seen):.2f} with the "
+                   f"ground truth, against {m['pspi_r']['mean']:.2f} for the PSPI the model generated.")
     if "random clip" in s:
         out.append(f"- The paper's PainCorr (maximum r over windows) inflates: the model {m['paper_PainCorr_max']['mean']:.2f}, "
                    f"a random clip of another recording {s['random clip']['paper_PainCorr_max']['mean']:.2f}.")
