@@ -97,9 +97,28 @@ def arkit_from_facs(frames: np.ndarray) -> np.ndarray:
 def robot_frames(seq: FaceSequence) -> tuple[list[str], np.ndarray]:
     """FACS-AU robot frames (PyLips / FACSvatar style): AU intensities on 0–1 (AU/5), head pose in degrees."""
     _need_facs(seq, "FACS-AU")
-    aus = np.clip(seq.frames[:, : len(FACS_AUS)] / 5.0, 0.0, 1.0)
-    names = [f"AU{k}" for k in FACS_AUS] + [f"{h}_deg" for h in HEAD_CHANNELS]
-    return names, np.concatenate([aus, seq.frames[:, len(FACS_AUS) :]], 1)
+    return ROBOT_NAMES, _robot_rows(seq.frames)
+
+
+ROBOT_NAMES = [f"AU{k}" for k in FACS_AUS] + [f"{h}_deg" for h in HEAD_CHANNELS]
+
+
+def _robot_rows(frames: np.ndarray) -> np.ndarray:
+    return np.concatenate([np.clip(frames[:, : len(FACS_AUS)] / 5.0, 0.0, 1.0), frames[:, len(FACS_AUS):]], 1)
+
+
+class LazyRows:
+    """Rows derived from face frames block by block, so an export of hours of frames never holds a derived
+    whole-sequence array (e.g. 52 ARKit weights per frame) in memory: ``rows[a:b]`` = ``fn(frames[a:b])``."""
+
+    def __init__(self, frames: np.ndarray, fn):
+        self.frames, self.fn = frames, fn
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, block: slice) -> np.ndarray:
+        return self.fn(self.frames[block])
 
 
 def _atomic(path: Path, write, binary: bool = False) -> Path:
@@ -121,9 +140,15 @@ def _write_table(path: Path, seq: FaceSequence, fmt: str, names: list[str], valu
 
     def text(f):
         if path.name.lower().endswith(".json"):
-            head = {"format": fmt, "fps": seq.fps, "channels": names, **extra}
+            plain = {k: v for k, v in extra.items() if not isinstance(v, dict)}
+            head = {"format": fmt, "fps": seq.fps, "channels": names, **plain}
             f.write(json.dumps(head, separators=(",", ":"))[:-1] + ',"frames":')
             rows_json(f, values, 4)
+            for k, v in extra.items():  # nested blocks ({"channels": [...], "frames": rows}): rows streamed too
+                if isinstance(v, dict):
+                    f.write(f',"{k}":{{"channels":{json.dumps(v["channels"])},"frames":')
+                    rows_json(f, v["frames"], 3)
+                    f.write("}")
             for k in ("stimulus", "pspi"):
                 v = getattr(seq, k)
                 if v is not None:
@@ -134,8 +159,8 @@ def _write_table(path: Path, seq: FaceSequence, fmt: str, names: list[str], valu
             w = csv.writer(f)
             w.writerow(["frame", "time", *names])
             for a in range(0, len(values), BLOCK):
-                w.writerows([i, f"{i / seq.fps:.2f}", *(f"{x:.4f}" for x in values[i])]
-                            for i in range(a, min(a + BLOCK, len(values))))
+                block = values[a:a + BLOCK]
+                w.writerows([a + j, f"{(a + j) / seq.fps:.2f}", *(f"{x:.4f}" for x in row)] for j, row in enumerate(block))
     return _atomic(path, text)
 
 
@@ -171,17 +196,16 @@ def save_output(path: str | os.PathLike, seq: FaceSequence, side_by_side: bool =
         from .video import save_video
         return save_video(path, seq, side_by_side=side_by_side, size=size)
     if name.endswith((".arkit.json", ".arkit.csv")):
+        _need_facs(seq, "ARKit")
         head = {"head_pose": {"channels": [f"{h}_deg" for h in HEAD_CHANNELS],
-                              "frames": np.round(seq.frames[:, len(FACS_AUS):].astype(np.float64), 3).tolist()}}
-        weights = arkit_weights(seq)
+                              "frames": LazyRows(seq.frames, lambda f: f[:, len(FACS_AUS):])}}
         if name.endswith(".csv"):
-            names, values = robot_frames(seq)
-            return _write_table(path, seq, "arkit-52", list(ARKIT_NAMES) + names[-3:],
-                                np.concatenate([weights, values[:, -3:]], 1), {})
-        return _write_table(path, seq, "arkit-52", list(ARKIT_NAMES), weights, head)
+            rows = LazyRows(seq.frames, lambda f: np.concatenate([arkit_from_facs(f), f[:, len(FACS_AUS):]], 1))
+            return _write_table(path, seq, "arkit-52", list(ARKIT_NAMES) + ROBOT_NAMES[-3:], rows, {})
+        return _write_table(path, seq, "arkit-52", list(ARKIT_NAMES), LazyRows(seq.frames, arkit_from_facs), head)
     if name.endswith((".facs.json", ".facs.csv")):
-        names, values = robot_frames(seq)
-        return _write_table(path, seq, "facs-au", names, values,
+        _need_facs(seq, "FACS-AU")
+        return _write_table(path, seq, "facs-au", ROBOT_NAMES, LazyRows(seq.frames, _robot_rows),
                             {"units": "AU intensity / 5 (0-1); head pose in degrees"})
     if name.endswith(".flame.npz"):
         return save_flame_npz(path, seq)
