@@ -27,7 +27,7 @@ def generate_sequence(trace: np.ndarray, expressiveness: float | str = "medium",
     trace = _check_trace(trace)
     model = model or PainModel.load()
     stream = PainStream(model, trace=trace, expressiveness=expressiveness, emotion=emotion, seed=seed, settings=settings)
-    seq = stream.take(len(trace))
+    seq = stream.take(len(trace), desc="generating")
     seq.meta.update(seed=seed, checkpoint_info=model.info.get("name", "custom"))
     return seq
 

@@ -309,12 +309,19 @@ class PainStream:
         while True:
             yield self.step()
 
-    def take(self, n_frames: int) -> FaceSequence | list[FaceSequence]:
-        """Generate at least ``n_frames`` and return them as sequence(s), cut to exactly ``n_frames``."""
+    def take(self, n_frames: int, desc: str | None = None) -> FaceSequence | list[FaceSequence]:
+        """Generate at least ``n_frames`` and return them as sequence(s), cut to exactly ``n_frames``; ``desc``
+        shows a progress bar (on a terminal, unless quiet)."""
+        from .progress import progress
+
         chunks, have = [], 0
-        while have < n_frames:
-            chunks.append(self.step())
-            have += chunks[-1].frames.shape[1]
+        with progress(desc=desc or "", total=n_frames, unit="frame") as bar:
+            if desc is None:
+                bar.disable = True
+            while have < n_frames:
+                chunks.append(self.step())
+                have += chunks[-1].frames.shape[1]
+                bar.update(min(chunks[-1].frames.shape[1], n_frames - bar.n))
         frames = np.concatenate([c.frames for c in chunks], axis=1)[:, :n_frames]
         stim = np.concatenate([c.stimulus for c in chunks], axis=1)[:, :n_frames]
         c = self.controls
