@@ -167,10 +167,11 @@ def _wait_for(pred, timeout: float = 60.0) -> bool:
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_sigterm_like_ctrl_c_leaves_nothing(tmp_path, sig, code):
     """Signal ``paindiffusion cohort`` while its temporary folder exists: exit 143/130, one line, no output
-    and no temporary left."""
+    and no temporary left. (5000 subjects: the build must outlast the poll; with 200 a fast machine could finish
+    and rename the folder between the poll and the signal, which then leaves the complete output.)"""
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     p = subprocess.Popen([sys.executable, "-m", "paindiffusion.cli", "cohort", str(tmp_path / "c"),
-                          "--subjects", "200", "--minutes", "3"], stderr=subprocess.PIPE, text=True, env=env)
+                          "--subjects", "5000", "--minutes", "3"], stderr=subprocess.PIPE, text=True, env=env)
     try:
         started = _wait_for(lambda: any(x.name.startswith(TMP_PREFIX) for x in tmp_path.iterdir()))
         assert started and p.poll() is None, "the cohort finished or never started writing"
