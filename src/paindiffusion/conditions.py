@@ -127,7 +127,7 @@ class ConditionSpec:
             try:
                 value = float(key)
             except ValueError:
-                raise PainDiffusionError(f"expressiveness {value!r} is neither a number (0-16, mean PSPI) nor one of {', '.join(self.presets)}") from None
+                raise PainDiffusionError(f"expressiveness {value!r} is neither a number (0-16, PSPI scale) nor one of {', '.join(self.presets)}") from None
         if not np.isfinite(value) or not 0.0 <= value <= 16.0:
             raise PainDiffusionError(f"expressiveness {value} is outside 0-16 (PSPI scale); try low/medium/high")
         lo, hi = self.expressiveness_range

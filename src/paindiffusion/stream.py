@@ -315,13 +315,14 @@ class PainStream:
         from .progress import progress
 
         chunks, have = [], 0
-        with progress(desc=desc or "", total=n_frames, unit="frame") as bar:
-            if desc is None:
-                bar.disable = True
-            while have < n_frames:
-                chunks.append(self.step())
-                have += chunks[-1].frames.shape[1]
+        bar = progress(desc=desc, total=n_frames, unit="frame") if desc else None
+        while have < n_frames:
+            chunks.append(self.step())
+            have += chunks[-1].frames.shape[1]
+            if bar is not None:
                 bar.update(min(chunks[-1].frames.shape[1], n_frames - bar.n))
+        if bar is not None:
+            bar.close()
         frames = np.concatenate([c.frames for c in chunks], axis=1)[:, :n_frames]
         stim = np.concatenate([c.stimulus for c in chunks], axis=1)[:, :n_frames]
         c = self.controls

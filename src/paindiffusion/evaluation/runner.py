@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from ..dataset import PackedData, expressiveness_of
-from ..errors import PainDiffusionError
+from ..errors import PainDiffusionError, PainDiffusionWarning
 from ..facespace import FACS
 from ..stream import PainStream, SamplerSettings
 from . import metrics as M
@@ -70,19 +71,19 @@ def trained_range(model) -> tuple[tuple[float, float], str]:
 
 
 def requestable(model, value) -> tuple[float | str, bool]:
-    """The expressiveness to request for a recording: its own value, or — outside the checkpoint's trained range,
-    which a checkpoint clamps with a warning (or an old one refuses) — the nearest end of that range, so the
-    report counts the change once instead of warning per call. Returns (value, changed)."""
-    (lo, hi), _ = trained_range(model)
+    """The expressiveness to request for a recording: its own value, or the one the checkpoint uses instead —
+    the nearest end of its trained range, where it clamps (its warning is silenced here: the report counts the
+    changes once) or, for a checkpoint that refuses such values, the same clamp. Returns (value, changed)."""
     if isinstance(value, str):
         return value, False
-    if not lo <= float(value) <= hi:
-        return float(np.clip(float(value), lo, hi)), True
     try:
-        model.spec.expressiveness_value(value)
-        return value, False
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PainDiffusionWarning)
+            used = model.spec.expressiveness_value(value)
     except PainDiffusionError:
-        return float(np.clip(float(value), lo, hi)), True
+        (lo, hi), _ = trained_range(model)
+        used = float(np.clip(float(value), lo, hi))
+    return (value, False) if used == float(value) else (used, True)
 
 
 def generate_model(model, jobs: list[dict], seed: int, settings: SamplerSettings | None = None,
