@@ -230,7 +230,7 @@ def test_configs_written_before_v2_load_with_v1_meaning(tmp_path):
     import dataclasses
 
     m = tiny_model()
-    v1cfg = dataclasses.replace(m.config, readout="stack", expressiveness_features="fourier")
+    v1cfg = dataclasses.replace(m.config, readout="stack", expressiveness_features="fourier", patches="disjoint")
     torch.manual_seed(1)
     d = Denoiser(v1cfg)
     with torch.no_grad():
@@ -240,16 +240,18 @@ def test_configs_written_before_v2_load_with_v1_meaning(tmp_path):
                                                           expressiveness_range=(0.0, 16.0)), FACS, m.sampler, {}).eval()
     path = v1.save(tmp_path / "v1")
     cfg = json.loads((path / CONFIG).read_text())
-    for k in ("readout", "readout_channels", "readout_kernel", "expressiveness_features"):
+    for k in ("readout", "readout_channels", "readout_kernel", "expressiveness_features", "patches"):
         del cfg["model"][k]
     for k in ("expressiveness_definition", "expressiveness_range", "expressiveness_jitter"):
         del cfg["conditions"][k]
     (path / CONFIG).write_text(json.dumps(cfg))
     back = PainModel.load(path)
     assert back.config.readout == "stack" and back.config.expressiveness_features == "fourier"
+    assert back.config.patches == "disjoint"  # v1 and v2 configs predate overlapping patches
     assert back.spec.expressiveness_definition == "mean_pspi" and back.spec.expressiveness_range == (0.0, 16.0)
     torch.testing.assert_close(outputs(back), outputs(v1))
     assert m.config.readout == "conv" and m.spec.expressiveness_definition == "reactivity"  # today's defaults
+    assert m.config.patches == "overlap"
     cfg["model"]["readout"] = "wavelet"
     (path / CONFIG).write_text(json.dumps(cfg))
     one_line_error(path, "model.readout = 'wavelet'")

@@ -51,7 +51,11 @@ def test_preconditioning_limits():
         gap = [(d(x, torch.full((2, 16), s), c) - x).abs().max().item() for s in (1e-1, 1e-2, 1e-3)]
         assert gap[0] > gap[1] > gap[2]
         assert gap[1] / gap[0] < 0.2 and gap[2] / gap[1] < 0.2  # |D(x) − x| = O(σ)
-        assert (d(x, torch.zeros(2, 16), c) - x).abs().max() < 0.1  # = c_out(σ floor)·|F|, |F| ~ 50 here
+        floor = d.SIGMA_FLOOR
+        f = d.net(x / (floor**2 + 1) ** 0.5, torch.full((2, 16), math.log(floor) / 4), c)  # F at the σ floor
+        gap0 = (d(x, torch.zeros(2, 16), c) - x).abs().max()
+        assert gap0 <= 1.01 * floor * f.abs().max() + 1e-5  # = |c_skip·x − x| + c_out(σ floor)·|F|, both ≈ 1e-3
+        assert gap0 < 0.2
         torch.testing.assert_close(d(x, torch.zeros(2, 16), c), d(x, torch.full((2, 16), 1e-3), c))  # σ floor
         assert (d(x, torch.full((2, 16), 1.0), c) - x).abs().max() > 0.05  # at σ = σ_data the network matters
         big = d(x * 1e4, torch.full((2, 16), 1e4), c)  # c_skip·x ≈ x·σ_d²/σ² → small; c_in·x is O(1)
@@ -113,6 +117,72 @@ def test_edm_loss_ignores_clean_frames():
     want = (1.49 / 0.49) * ((x[:, 4:] * 0.1) ** 2).mean()
     assert losses[0].item() == pytest.approx(want.item(), rel=1e-5)
     assert edm_loss(Fake(x, 5.0), x, torch.zeros(2, 16), None).item() == 0.0  # all context: nothing to learn
+
+
+class StackOffsets:
+    """D = the clean frames + an offset per 4-frame stack on target frames (σ > 0); context comes back exact."""
+
+    def __init__(self, clean, offsets):
+        self.cfg, self.clean = ModelConfig(**TINY), clean
+        self.offsets = torch.as_tensor(offsets, dtype=torch.float32)
+
+    def __call__(self, x, sigma, cond):
+        off = self.offsets.repeat_interleave(4)[None, :, None]
+        return torch.where((sigma > 0)[..., None], self.clean + off, self.clean)
+
+
+def test_velocity_loss_charges_seams_not_smooth_errors():
+    """Plain EDM loss cannot tell a seam from a smooth error of the same size; the velocity term can."""
+    x = torch.randn(2, 16, 6)
+    sigma = torch.full((2, 16), 1.0)  # λ(1) = 2
+    smooth, seams = StackOffsets(x, [0.3] * 4), StackOffsets(x, [0.3, -0.3, 0.3, -0.3])
+    assert edm_loss(smooth, x, sigma, None).item() == pytest.approx(edm_loss(seams, x, sigma, None).item())
+    assert edm_loss(smooth, x, sigma, None, velocity_weight=1.0).item() == pytest.approx(2 * 0.09, rel=1e-5)
+    # 3 of 15 frame pairs cross a seam, each with |ΔD − Δx| = 0.6 on every channel: 2·0.36·3/15 more
+    with_seams = edm_loss(seams, x, sigma, None, velocity_weight=1.0).item()
+    assert with_seams == pytest.approx(2 * 0.09 + 2 * 0.36 * 3 / 15, rel=1e-5)
+    # a step away from clean context is a seam too: context exact, targets offset by 0.3
+    sigma[:, :4] = 0.0
+    plain = edm_loss(smooth, x, sigma, None).item()
+    assert edm_loss(smooth, x, sigma, None, velocity_weight=1.0).item() == pytest.approx(plain + 2 * 0.09 / 12, rel=1e-5)
+
+
+def test_overlapping_patches_see_the_neighbouring_stacks():
+    """Token j of an "overlap" model is made from frames 4j − 2 … 4j + 5 and spreads back over the same frames;
+    a "disjoint" token sees its own 4 frames only (the v2 seam)."""
+    for patches, reach in (("overlap", (2, 3, 4, 5, 6, 7, 8, 9)), ("disjoint", (4, 5, 6, 7))):
+        net = random_denoiser(6, 0, patches=patches).net
+        x = torch.zeros(1, 16, 6, requires_grad=True)
+        if patches == "overlap":
+            tokens = net.inp(x.transpose(1, 2)).transpose(1, 2)
+        else:
+            tokens = net.inp(x.reshape(1, 4, 24))
+        tokens[0, 1].sum().backward()
+        touched = tuple(int(i) for i in torch.nonzero(x.grad.abs().sum(-1)[0]).flatten())
+        assert touched == reach, patches
+    out = random_denoiser(6, 0, patches="overlap").net.out
+    h = torch.zeros(1, out.in_channels, 4, requires_grad=True)
+    frames = out(h)  # (1, c, 16)
+    frames[0, :, 3].sum().backward()  # frame 3 is the last of stack 0: a blend of tokens 0 and 1
+    assert frames.shape[-1] == 16 and tuple(int(i) for i in torch.nonzero(h.grad.abs().sum(1)[0]).flatten()) == (0, 1)
+
+
+def test_interpolated_readout_has_no_step_at_stack_boundaries():
+    """"interp" decodes token features by linear interpolation: the change across a stack boundary (frame 4j − 1
+    → 4j) equals the changes just before and after it, whatever the tokens."""
+    from paindiffusion.model import tokens_to_frames
+
+    tok = torch.randn(2, 5, 6)
+    f = tokens_to_frames(tok, 4)
+    assert f.shape == (2, 5, 24)
+    torch.testing.assert_close(f[..., 1::4], 0.875 * tok + 0.125 * torch.cat([tok[..., :1], tok[..., :-1]], -1))
+    d = f.diff(dim=-1)
+    for j in range(1, 6):
+        torch.testing.assert_close(d[..., 4 * j - 1], d[..., 4 * j - 2])  # across the boundary = within
+        torch.testing.assert_close(d[..., 4 * j - 1], d[..., 4 * j])
+    net = random_denoiser(6, 0, patches="interp")
+    x, sigma = torch.randn(2, 16, 6), torch.full((2, 16), 0.5)
+    assert net(x, sigma, conds(2, 16)).shape == (2, 16, 6)
 
 
 def test_edm_loss_trains_a_real_denoiser():

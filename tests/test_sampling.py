@@ -183,8 +183,8 @@ def test_order2_makes_a_second_call_only_when_some_frame_stays_noisy():
 
 # ---- full loops with a tiny deterministic denoiser -------------------------------------------------------
 
-def _golden_run(order: int):
-    model = tiny_denoiser(0)
+def _golden_run(order: int, patches: str = "overlap"):
+    model = random_denoiser(DIM, 0, patches=patches)
     sig = karras_sigmas(4)
     lv = pyramid_levels(16, 4, GROUP, 1.0, n_context=4)
     context = torch.linspace(-1, 1, 16 * DIM).reshape(1, 16, DIM).repeat(2, 1, 1)
@@ -194,8 +194,10 @@ def _golden_run(order: int):
     return x, out, calls, lv
 
 
-def test_sample_levels_golden_values_and_properties():
-    x, out, calls, lv = _golden_run(order=1)
+@pytest.mark.parametrize("patches", ["overlap", "disjoint"])
+def test_sample_levels_golden_values_and_properties(patches):
+    golden_sum, golden_abs, golden_last, _ = GOLDEN[patches]
+    x, out, calls, lv = _golden_run(order=1, patches=patches)
     # properties that hold whatever the weights
     assert out.shape == x.shape and torch.isfinite(out).all()
     assert torch.equal(out[:, :4], x[:, :4])  # context frames never touched
@@ -203,26 +205,27 @@ def test_sample_levels_golden_values_and_properties():
     assert len(calls.batches) == lv.shape[0] - 1  # one (batched) model call per row
     assert set(calls.batches) == {2 * 4}  # B = 2 × (cond + 3 leave-one-out branches)
     # golden values (computed once with this code; torch CPU float32)
-    assert out[:, 4:].sum().item() == pytest.approx(GOLDEN_SUM, rel=1e-3, abs=1e-2)
-    assert out[:, 4:].abs().sum().item() == pytest.approx(GOLDEN_ABS, rel=1e-3)
-    assert out[0, -1, :3].tolist() == pytest.approx(GOLDEN_LAST, rel=1e-3, abs=1e-3)
+    assert out[:, 4:].sum().item() == pytest.approx(golden_sum, rel=1e-3, abs=1e-2)
+    assert out[:, 4:].abs().sum().item() == pytest.approx(golden_abs, rel=1e-3)
+    assert out[0, -1, :3].tolist() == pytest.approx(golden_last, rel=1e-3, abs=1e-3)
 
 
-def test_sample_levels_heun_golden():
-    x, out, calls, lv = _golden_run(order=2)
+@pytest.mark.parametrize("patches", ["overlap", "disjoint"])
+def test_sample_levels_heun_golden(patches):
+    x, out, calls, lv = _golden_run(order=2, patches=patches)
     assert torch.equal(out[:, :4], x[:, :4])
     # Heun: a second call on every row where some frame stays noisy; the last row goes to σ = 0 only
     assert len(calls.batches) == 2 * (lv.shape[0] - 1) - 1
-    assert out[:, 4:].abs().sum().item() == pytest.approx(GOLDEN_HEUN_ABS, rel=1e-3)
-    _, out1, _, _ = _golden_run(order=1)
+    assert out[:, 4:].abs().sum().item() == pytest.approx(GOLDEN[patches][3], rel=1e-3)
+    _, out1, _, _ = _golden_run(order=1, patches=patches)
     assert not torch.allclose(out, out1)
 
 
-# model v2 architecture (smooth expressiveness features, conv read-out); v1's were -17.7267 / 144.1096 / 452.8121
-GOLDEN_SUM = -11.5979
-GOLDEN_ABS = 83.8489
-GOLDEN_LAST = [-0.55215, -0.15245, -0.79023]
-GOLDEN_HEUN_ABS = 363.0145
+# (sum, |sum|, last frame's first 3 channels, Heun |sum|), computed once with this code (torch CPU float32).
+# "overlap": model v3's overlapping patches; "disjoint": model v2's (smooth expressiveness features, conv
+# read-out, 4-frame patches). v1's were -17.7267 / 144.1096 / 452.8121.
+GOLDEN = {"overlap": (3.51681, 113.3038, [-0.82510, 3.14625, -0.95043], 375.2793),
+          "disjoint": (-11.5979, 83.8489, [-0.55215, -0.15245, -0.79023], 363.0145)}
 
 
 def test_context_frames_anywhere_stay_exact_through_full_loop():

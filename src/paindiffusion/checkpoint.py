@@ -32,8 +32,8 @@ FORMAT = "paindiffusion-checkpoint"
 VERSION = 1
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 # Configs written before model v2 lack these keys; they mean what v1 did (not today's defaults).
-LEGACY_MODEL = {"expressiveness_features": "fourier", "readout": "stack"}
-LEGACY_MODEL_KEYS = ("expressiveness_features", "readout", "readout_channels", "readout_kernel")
+LEGACY_MODEL = {"expressiveness_features": "fourier", "readout": "stack", "patches": "disjoint"}
+LEGACY_MODEL_KEYS = ("expressiveness_features", "readout", "readout_channels", "readout_kernel", "patches")
 LEGACY_CONDITIONS = {"expressiveness_definition": "mean_pspi", "expressiveness_range": [0.0, 16.0],
                      "expressiveness_jitter": 0.0}
 
@@ -205,7 +205,7 @@ def _check_conditions(spec: ConditionSpec, mcfg: ModelConfig) -> None:
 
 def _check_model_config(cfg: ModelConfig) -> None:
     """Types and sizes a Denoiser can be built from (a hand-edited config must fail here, in one line)."""
-    choices = {"expressiveness_features": ("fourier", "smooth"), "readout": ("stack", "conv")}
+    choices = {"expressiveness_features": ("fourier", "smooth"), "readout": ("stack", "conv"), "patches": ("disjoint", "overlap", "interp")}
     for k, v in cfg.to_dict().items():
         if k in choices:
             if v not in choices[k]:
@@ -222,6 +222,8 @@ def _check_model_config(cfg: ModelConfig) -> None:
             raise TypeError(f"model.{k} = {v!r} (too large for a paindiffusion model)")
     if cfg.width % cfg.heads:
         raise TypeError(f"model.width {cfg.width} is not a multiple of model.heads {cfg.heads}")
+    if cfg.patches in ("overlap", "interp") and cfg.group % 2:
+        raise TypeError(f"model.group {cfg.group} must be even for overlapping patches")
 
 
 def check_sampler_bounds(s: SamplerSettings, mcfg: ModelConfig) -> SamplerSettings:

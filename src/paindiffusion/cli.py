@@ -92,6 +92,8 @@ def train(data: Path = typer.Argument(..., help="packed dataset folder (from 'pa
           window: Optional[int] = typer.Option(None, min=4, help="frames per training window (a multiple of 4) [default: TrainConfig.window]"),
           change_fraction: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="share of windows placed around stimulus onsets/offsets; the rest at random [default: TrainConfig.change_fraction]"),
           checkpoint_every: Optional[int] = typer.Option(None, min=1, help="steps between resumable checkpoints [default: TrainConfig.checkpoint_every]"),
+          velocity_weight: Optional[float] = typer.Option(None, min=0.0, help="weight of the velocity loss on frame-to-frame differences (0 = plain EDM) [default: TrainConfig.velocity_weight]"),
+          patches: str = typer.Option("overlap", help="stack embedding: overlap (8-frame patches, v3), interp (overlap, decoded by interpolation) or disjoint (v1/v2)"),
           cond_tokens: bool = typer.Option(False, help="also add the condition embedding to the tokens (stronger unguided stimulus following, weaker expressiveness control in our measurements; see MODEL_CARD.md)"),
           threads: Optional[int] = typer.Option(None, min=1, max=1024, help="CPU threads for torch (default: all cores)"),
           accelerator: str = typer.Option("cpu", help="Lightning accelerator: cpu, gpu, auto"),
@@ -107,14 +109,16 @@ def train(data: Path = typer.Argument(..., help="packed dataset folder (from 'pa
     from .train import TrainConfig, train as do_train
 
     given = dict(steps=steps, batch=batch, lr=lr, seed=seed, window=window, change_fraction=change_fraction,
-                 checkpoint_every=checkpoint_every)
+                 checkpoint_every=checkpoint_every, velocity_weight=velocity_weight)
     tcfg = TrainConfig(**{k: v for k, v in given.items() if v is not None})  # one source of defaults
     if not (math.isfinite(tcfg.lr) and tcfg.lr > 0):
         raise PainDiffusionError(f"--lr must be a positive number, got {tcfg.lr}")
+    if patches not in ("overlap", "interp", "disjoint"):
+        raise PainDiffusionError(f"--patches {patches!r}: use overlap, interp or disjoint")
     check_lightning_flags(accelerator, devices, strategy)
     if threads:
         torch.set_num_threads(threads)
-    model = do_train(data, out, tcfg, mcfg=ModelConfig(dim=PackedData(data).space.dim, cond_tokens=cond_tokens),
+    model = do_train(data, out, tcfg, mcfg=ModelConfig(dim=PackedData(data).space.dim, cond_tokens=cond_tokens, patches=patches),
                      accelerator=accelerator, devices=int(devices) if devices.isdigit() else devices,
                      strategy=strategy, num_nodes=num_nodes, progress=progress_enabled())
     typer.echo(f"trained {model.info['trained_steps']} steps; model written to {out / 'model'}")

@@ -41,6 +41,7 @@ class TrainConfig:
     val_batches: int = 8
     checkpoint_every: int = 100  # steps between resumable checkpoints (RUN/checkpoints/last.ckpt)
     seed: int = 0
+    velocity_weight: float = 0.0  # weight of the velocity loss (model.edm_loss); measured: it did not remove seams
 
 
 class WindowDataset(Dataset):
@@ -103,7 +104,7 @@ class DiffusionTask(L.LightningModule):
         if dropout:
             cond = self.spec.dropout(cond, generator)
         sigma = self.noise.sample(b, t // self.cfg.group, generator).to(x.device)
-        return edm_loss(denoiser, x, sigma.repeat_interleave(self.cfg.group, dim=1), cond)
+        return edm_loss(denoiser, x, sigma.repeat_interleave(self.cfg.group, dim=1), cond, self.tcfg.velocity_weight)
 
     def training_step(self, batch, _):
         loss = self._loss(batch, self.denoiser)
@@ -179,7 +180,7 @@ def train(data_dir: str | Path, out: str | Path, tcfg: TrainConfig | None = None
     started = time.time()
     trainer.fit(task, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None,
                 weights_only=True)
-    trainer.save_checkpoint(str(last))  # the final state too (steps need not be a multiple of checkpoint_every)
+    trainer.save_checkpoint(str(last), weights_only=False)  # the final state too, optimiser included (resumable)
     val = trainer.callback_metrics.get("val/loss")
     info = {"trained_steps": int(trainer.global_step), "batch": tcfg.batch, "window": tcfg.window,
             "train_seconds_this_run": round(time.time() - started, 1), "final_val_loss": None if val is None else float(val),
