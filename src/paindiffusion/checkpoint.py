@@ -25,7 +25,7 @@ from safetensors.torch import save_file
 from .conditions import HISTORY, ConditionSpec
 from .errors import PainDiffusionError, atomic_directory
 from .facespace import FaceSpace, get_space
-from .model import Denoiser, ModelConfig, Standardizer
+from .model import PATCHES, Denoiser, ModelConfig, Standardizer
 from .sampling import SamplerSettings
 
 FORMAT = "paindiffusion-checkpoint"
@@ -205,7 +205,7 @@ def _check_conditions(spec: ConditionSpec, mcfg: ModelConfig) -> None:
 
 def _check_model_config(cfg: ModelConfig) -> None:
     """Types and sizes a Denoiser can be built from (a hand-edited config must fail here, in one line)."""
-    choices = {"expressiveness_features": ("fourier", "smooth"), "readout": ("stack", "conv"), "patches": ("disjoint", "overlap", "interp")}
+    choices = {"expressiveness_features": ("fourier", "smooth"), "readout": ("stack", "conv"), "patches": PATCHES}
     for k, v in cfg.to_dict().items():
         if k in choices:
             if v not in choices[k]:
@@ -222,7 +222,7 @@ def _check_model_config(cfg: ModelConfig) -> None:
             raise TypeError(f"model.{k} = {v!r} (too large for a paindiffusion model)")
     if cfg.width % cfg.heads:
         raise TypeError(f"model.width {cfg.width} is not a multiple of model.heads {cfg.heads}")
-    if cfg.patches in ("overlap", "interp") and cfg.group % 2:
+    if cfg.patches != "disjoint" and cfg.group % 2:
         raise TypeError(f"model.group {cfg.group} must be even for overlapping patches")
 
 

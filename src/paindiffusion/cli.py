@@ -104,7 +104,7 @@ def train(data: Path = typer.Argument(..., help="packed dataset folder (from 'pa
     import torch
 
     from .dataset import PackedData
-    from .model import ModelConfig
+    from .model import PATCHES, ModelConfig
     from .progress import enabled as progress_enabled
     from .train import TrainConfig, train as do_train
 
@@ -113,8 +113,8 @@ def train(data: Path = typer.Argument(..., help="packed dataset folder (from 'pa
     tcfg = TrainConfig(**{k: v for k, v in given.items() if v is not None})  # one source of defaults
     if not (math.isfinite(tcfg.lr) and tcfg.lr > 0):
         raise PainDiffusionError(f"--lr must be a positive number, got {tcfg.lr}")
-    if patches not in ("overlap", "interp", "disjoint"):
-        raise PainDiffusionError(f"--patches {patches!r}: use overlap, interp or disjoint")
+    if patches not in PATCHES:
+        raise PainDiffusionError(f"--patches {patches!r}: use {', '.join(PATCHES)}")
     check_lightning_flags(accelerator, devices, strategy)
     if threads:
         torch.set_num_threads(threads)

@@ -64,6 +64,9 @@ class ModelConfig:
         return asdict(self)
 
 
+PATCHES = ("disjoint", "overlap", "interp")  # ModelConfig.patches; every kind but "disjoint" embeds 8-frame patches
+
+
 def fourier_features(x: torch.Tensor, n: int = 16, max_freq: float = 64.0, min_freq: float = 1.0) -> torch.Tensor:
     """Fixed sinusoidal features of a scalar (EDM uses Fourier/positional embeddings of c_noise), n/2
     frequencies spaced geometrically from ``min_freq`` to ``max_freq``."""
@@ -132,7 +135,7 @@ class Backbone(nn.Module):
         super().__init__()
         self.cfg = cfg
         w, g = cfg.width, cfg.group
-        overlap = cfg.patches in ("overlap", "interp")
+        overlap = cfg.patches != "disjoint"
         self.inp = nn.Conv1d(cfg.dim, w, 2 * g, stride=g, padding=g // 2) if overlap else nn.Linear(g * cfg.dim, w)
         self.noise = nn.Sequential(nn.Linear(g * 16, w), nn.SiLU(), nn.Linear(w, w))
         self.pos = nn.Parameter(torch.zeros(cfg.max_tokens, w))
