@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import make_biovid_tree
-from paindiffusion.dataset import PackedData, WindowSampler, expressiveness_of, pack, split_subjects
+from paindiffusion.dataset import PackedData, WindowSampler, balance_weights, expressiveness_of, pack, split_subjects
 from paindiffusion.errors import PainDiffusionError
 from paindiffusion.facespace import EMOTIONS, FACS
 from paindiffusion.rawdata import load_recording
@@ -135,6 +135,24 @@ def test_sampler_is_reproducible_stays_in_split_and_targets_changes(packed_dir):
     assert 0.4 < has_change < 0.8
     with pytest.raises(PainDiffusionError, match="no recording of at least"):
         WindowSampler(d, "val", 10**7)
+
+
+def test_balance_weights_equalise_expressiveness_bins():
+    # 6 subjects in the bottom bin, 2 at the top: power 1 gives the top ones 3x the weight, bins equal in total
+    w = balance_weights([0.1] * 6 + [3.9, 4.0] + [None], power=1.0, bins=2)
+    assert w[0] * 6 == pytest.approx(w[6] * 2) and w[6] == pytest.approx(3 * w[0]) and w.mean() == pytest.approx(1)
+    assert (balance_weights([0.1] * 6 + [3.9, 4.0], power=0.0) == 1).all()
+    assert (balance_weights([1.0, 1.0, None], power=1.0) == 1).all()  # no spread: nothing to balance
+
+
+def test_balanced_sampler_draws_rare_subjects_more_often(packed_dir):
+    d = PackedData(packed_dir)
+    train = d.split("train")
+    top = max(train, key=lambda i: d.recordings[i]["expressiveness"])
+    share = {b: np.mean([WindowSampler(d, "train", 64, change_fraction=0.5, seed=3, balance=b).sample(i).recording == top
+                         for i in range(600)]) for b in (0.0, 1.0)}
+    w = balance_weights([d.recordings[i]["expressiveness"] for i in train], 1.0)
+    assert w[train.index(top)] > 1.2 and share[1.0] > share[0.0] * 1.2
 
 
 def test_expressiveness_of():

@@ -151,7 +151,8 @@ class PainModel:
 # One policy for every block of config.json: it must be a JSON object; an unknown key is an error (a typo
 # would otherwise be ignored); every key must be there, except those added after format v1 was first
 # released (ADDED_LATER), which take their field's default; a value must have the default's JSON type.
-ADDED_LATER = {"model": ("cond_tokens", *LEGACY_MODEL_KEYS), "conditions": tuple(LEGACY_CONDITIONS), "sampler": ("warmup",)}
+ADDED_LATER = {"model": ("cond_tokens", *LEGACY_MODEL_KEYS),
+               "conditions": (*LEGACY_CONDITIONS, "stimulus_reference", "calibration"), "sampler": ("warmup",)}
 MAX_CONFIG_BYTES = 4 * 2**20  # ours are ~2 KB
 MAX_WEIGHTS_BYTES = 1 * 2**30  # ours are ~2-4 MB; a bigger file is not ours and is not read into memory
 SAMPLER_LIMITS = {"levels": 1000, "warmup": 1000, "context": None}  # None: limited by the model's window
@@ -199,6 +200,11 @@ def _check_conditions(spec: ConditionSpec, mcfg: ModelConfig) -> None:
         raise TypeError(f"conditions.presets = {spec.presets!r:.60} (must give low, medium and high PSPI in 0-16)")
     if len(spec.drop) != 3 or not all(_finite(p) and 0 <= p <= 1 for p in spec.drop):
         raise TypeError(f"conditions.drop = {list(spec.drop)!r:.40} (must be 3 probabilities)")
+    if spec.stimulus_reference not in ("celsius", "calibrated"):
+        raise TypeError(f"conditions.stimulus_reference = {spec.stimulus_reference!r:.40} (must be celsius or calibrated)")
+    if len(spec.calibration) != 2 or not all(_finite(v) and 30 <= v <= 55 for v in spec.calibration) \
+            or spec.calibration[1] - spec.calibration[0] < 0.5:
+        raise TypeError(f"conditions.calibration = {list(spec.calibration)!r:.40} (must be threshold < tolerance, °C in 30-55)")
     if len(spec.lags) != mcfg.n_lags or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= HISTORY for x in spec.lags):
         raise TypeError(f"conditions.lags = {list(spec.lags)!r:.60} (must be {mcfg.n_lags} whole numbers in 0-{HISTORY})")
 

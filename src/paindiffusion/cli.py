@@ -93,6 +93,8 @@ def train(data: Path = typer.Argument(..., help="packed dataset folder (from 'pa
           change_fraction: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="share of windows placed around stimulus onsets/offsets; the rest at random [default: TrainConfig.change_fraction]"),
           checkpoint_every: Optional[int] = typer.Option(None, min=1, help="steps between resumable checkpoints [default: TrainConfig.checkpoint_every]"),
           velocity_weight: Optional[float] = typer.Option(None, min=0.0, help="weight of the velocity loss on frame-to-frame differences (0 = plain EDM) [default: TrainConfig.velocity_weight]"),
+          balance: Optional[float] = typer.Option(None, min=0.0, max=2.0, help="draw rare-expressiveness subjects more often, weight (1/share of their bin)^BALANCE (1: bins equal) [default: 0]"),
+          calibrated: bool = typer.Option(False, "--calibrated", help="stimulus relative to each recording's pain threshold and tolerance (from its level labels): one subject's level 1 is another's level 3"),
           patches: str = typer.Option("overlap", help="stack embedding: overlap (8-frame patches, v3), interp (overlap, decoded by interpolation) or disjoint (v1/v2)"),
           cond_tokens: bool = typer.Option(False, help="also add the condition embedding to the tokens (stronger unguided stimulus following, weaker expressiveness control in our measurements; see MODEL_CARD.md)"),
           threads: Optional[int] = typer.Option(None, min=1, max=1024, help="CPU threads for torch (default: all cores)"),
@@ -109,7 +111,7 @@ def train(data: Path = typer.Argument(..., help="packed dataset folder (from 'pa
     from .train import TrainConfig, train as do_train
 
     given = dict(steps=steps, batch=batch, lr=lr, seed=seed, window=window, change_fraction=change_fraction,
-                 checkpoint_every=checkpoint_every, velocity_weight=velocity_weight)
+                 checkpoint_every=checkpoint_every, velocity_weight=velocity_weight, balance=balance, calibrated=calibrated)
     tcfg = TrainConfig(**{k: v for k, v in given.items() if v is not None})  # one source of defaults
     if not (math.isfinite(tcfg.lr) and tcfg.lr > 0):
         raise PainDiffusionError(f"--lr must be a positive number, got {tcfg.lr}")
@@ -135,6 +137,8 @@ def generate(out: Path = typer.Option(..., "-o", "--out", help="output: .npz/.cs
                                                   "range are clamped with a warning"),
              emotion: str = typer.Option("Neutral", help="AffectNet class: " + ", ".join(EMOTIONS)),
              seed: int = typer.Option(0, min=0, max=2**63 - 1, help="random seed (same seed, same face)"),
+             threshold: Optional[float] = typer.Option(None, help="the patient's pain threshold, °C (BioVid level 1; default: the model's training median); also sets the --protocol levels"),
+             tolerance: Optional[float] = typer.Option(None, help="the patient's pain tolerance, °C (BioVid level 4; default: the model's training median)"),
              checkpoint: Optional[Path] = typer.Option(None, help="checkpoint folder (default: the shipped model)"),
              rule_based: bool = typer.Option(False, "--rule-based", help="use the cohort's hand-written rules instead of the model"),
              levels: Optional[int] = typer.Option(None, help="override the sampler's noise levels"),
@@ -147,6 +151,7 @@ def generate(out: Path = typer.Option(..., "-o", "--out", help="output: .npz/.cs
 
     import torch
 
+    from .conditions import ConditionSpec
     from .generate import generate_sequence, rule_based_sequence
     from .render import check_output, save_output
     from .stimulus import protocol_trace, stimulus_from_csv
@@ -158,18 +163,20 @@ def generate(out: Path = typer.Option(..., "-o", "--out", help="output: .npz/.cs
         raise PainDiffusionError(f"unknown protocol {protocol!r}; the only protocol is 'biovid'")
     if threads:
         torch.set_num_threads(threads)
-    trace = stimulus_from_csv(stimulus) if stimulus is not None else protocol_trace(seconds, seed)
-    if rule_based:
-        seq = rule_based_sequence(trace, expressiveness, emotion, seed)
-    else:
-        from .checkpoint import PainModel, check_sampler_bounds
+    from .checkpoint import PainModel, check_sampler_bounds
 
-        model = PainModel.load(checkpoint)
+    model = None if rule_based else PainModel.load(checkpoint)
+    spec = ConditionSpec() if model is None else model.spec
+    thr, tol = spec.calibration_value(threshold, tolerance)  # refused here, before any work
+    trace = stimulus_from_csv(stimulus) if stimulus is not None else protocol_trace(seconds, seed, thr, tol)
+    if rule_based:
+        seq = rule_based_sequence(trace, expressiveness, emotion, seed, threshold=thr, tolerance=tol)
+    else:
         settings = model.sampler
         if levels is not None or order is not None:  # SamplerSettings.validate and PainStream refuse bad values
             settings = dataclasses.replace(settings, **{k: v for k, v in (("levels", levels), ("order", order)) if v is not None}).validate()
             check_sampler_bounds(settings, model.config)
-        seq = generate_sequence(trace, expressiveness, emotion, seed, model, settings)
+        seq = generate_sequence(trace, expressiveness, emotion, seed, model, settings, thr, tol)
     save_output(out, seq, side_by_side=side_by_side, size=size)
     typer.echo(f"wrote {out}: {len(seq)} frames ({seq.seconds:.1f} s), mean PSPI {seq.pspi.mean():.2f}, "
                f"peak {seq.pspi.max():.2f}")

@@ -2,7 +2,12 @@
 
 * ``stimulus``: temperature (°C) per frame, standardised with training statistics. Each frame sees its own
   value and lagged values up to 3 s back: the face answers heat with a ~0.5–1.5 s delay and slow relief, so
-  the frames being generated need stimulus history from before the window.
+  the frames being generated need stimulus history from before the window. A *calibrated* checkpoint
+  (``stimulus_reference`` "calibrated", model v4) reads the temperature relative to the patient's pain
+  threshold and tolerance, (T − threshold) / (tolerance − threshold): 0 at the threshold (BioVid level 1),
+  1 at the tolerance (level 4). BioVid measures both for every subject before recording and places its four
+  levels evenly between them, so the same 44 °C is one subject's level 1 and another's level 3; a model that
+  reads °C alone cannot tell them apart (docs/design.md §5.2). Unknown calibration: the training median.
 * ``expressiveness``: one scalar per recording on the PSPI scale, never computed from the window being
   predicted, standardised with training statistics. Since model v2 it is *reactivity* (mean PSPI while
   stimulated minus resting PSPI, :func:`paindiffusion.dataset.expressiveness_of`); v1 checkpoints used mean PSPI
@@ -79,42 +84,77 @@ class ConditionSpec:
     # Training-time value noise (std, standardised units): a recording's expressiveness is an estimate, and
     # noise between the few distinct training values makes the model learn a scale rather than memorise them.
     expressiveness_jitter: float = 0.0
+    # "celsius" (v1-v3: standardised °C) or "calibrated" (relative to threshold and tolerance, see above).
+    stimulus_reference: str = "celsius"
+    # Threshold and tolerance (°C) used when a patient's are not given: the training recordings' medians.
+    calibration: tuple = (42.75, 47.25)
 
     @classmethod
-    def from_data(cls, data, expressiveness_jitter: float = 0.15) -> "ConditionSpec":
+    def from_data(cls, data, expressiveness_jitter: float = 0.15, calibrated: bool = False) -> "ConditionSpec":
         """Statistics from a packed dataset's training split."""
-        xs = [r["expressiveness"] for r in data.recordings if r["split"] == "train" and r["expressiveness"] is not None]
+        train = [r for r in data.recordings if r["split"] == "train"]
+        xs = [r["expressiveness"] for r in train if r["expressiveness"] is not None]
         s = data.stats
         if not xs:
             xs = [2.0]
         p10, p50, p90 = (float(np.percentile(xs, q)) for q in (10, 50, 90))
+        cal = [r["calibration"] for r in train if r.get("calibration") is not None]
+        if calibrated and not cal:
+            raise PainDiffusionError("a calibrated stimulus needs recordings with pain levels 1-4 in their labels "
+                                     "(threshold and tolerance come from them); train without --calibrated")
         return cls(stimulus_mean=s["stimulus_mean"], stimulus_std=max(s["stimulus_std"], 1e-3),
                    expressiveness_mean=float(np.mean(xs)), expressiveness_std=max(float(np.std(xs)), 0.1),
                    presets={"low": round(p10, 2), "medium": round(p50, 2), "high": round(p90, 2)},
                    expressiveness_definition=data.meta.get("expressiveness_definition", "mean_pspi"),
                    expressiveness_range=(round(float(min(xs)), 3), round(float(max(xs)), 3)),
-                   expressiveness_jitter=expressiveness_jitter)
+                   expressiveness_jitter=expressiveness_jitter,
+                   stimulus_reference="calibrated" if calibrated else "celsius",
+                   calibration=tuple(round(float(v), 2) for v in np.median(cal, axis=0)) if cal else cls.calibration)
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["drop"], d["lags"], d["expressiveness_range"] = list(self.drop), list(self.lags), list(self.expressiveness_range)
+        for k in ("drop", "lags", "expressiveness_range", "calibration"):
+            d[k] = list(d[k])
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ConditionSpec":
         d = dict(d)
         d["drop"], d["lags"] = tuple(d["drop"]), tuple(d["lags"])
-        if "expressiveness_range" in d:
-            d["expressiveness_range"] = tuple(d["expressiveness_range"])
+        for k in ("expressiveness_range", "calibration"):
+            if k in d:
+                d[k] = tuple(d[k])
         return cls(**d)
 
+    @property
+    def calibrated(self) -> bool:
+        return self.stimulus_reference == "calibrated"
+
+    def calibration_value(self, threshold: float | None, tolerance: float | None) -> tuple[float, float]:
+        """A patient's (threshold, tolerance) in °C, checked; None for either = the checkpoint's default."""
+        thr = self.calibration[0] if threshold is None else threshold
+        tol = self.calibration[1] if tolerance is None else tolerance
+        for name, v in (("threshold", thr), ("tolerance", tol)):
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not 30.0 <= float(v) <= 55.0:
+                raise PainDiffusionError(f"pain {name} {v!r:.40} must be a temperature in 30-55 °C (BioVid: threshold "
+                                         f"~41-45, tolerance ~44-50.5)")
+        if float(tol) - float(thr) < 0.5:
+            raise PainDiffusionError(f"pain tolerance {tol:g} °C must be at least 0.5 °C above the threshold {thr:g} °C")
+        return float(thr), float(tol)
+
     # ---- values → tensors ------------------------------------------------------------------------------
-    def stimulus_features(self, stimulus: np.ndarray | torch.Tensor, length: int) -> torch.Tensor:
-        """(..., HISTORY + length) °C → (..., length, n_lags) standardised lagged values."""
+    def stimulus_features(self, stimulus: np.ndarray | torch.Tensor, length: int, calibration=None) -> torch.Tensor:
+        """(..., HISTORY + length) °C → (..., length, n_lags) lagged values: standardised °C, or for a calibrated
+        checkpoint (T − threshold) / (tolerance − threshold) with ``calibration`` (..., 2) °C (None: default)."""
         s = _tensor(stimulus, torch.float32)
         if s.shape[-1] != HISTORY + length:
             raise PainDiffusionError(f"stimulus needs {HISTORY} history + {length} frames, got {s.shape[-1]}")
-        z = (s - self.stimulus_mean) / self.stimulus_std
+        if self.calibrated:
+            cal = _tensor(self.calibration if calibration is None else calibration, torch.float32).to(s.device)
+            cal = cal.expand(*s.shape[:-1], 2) if cal.dim() == 1 else cal
+            z = (s - cal[..., :1]) / (cal[..., 1:] - cal[..., :1])
+        else:
+            z = (s - self.stimulus_mean) / self.stimulus_std
         cols = [z[..., HISTORY - lag: HISTORY - lag + length] for lag in self.lags]
         return torch.stack(cols, dim=-1)
 
@@ -138,12 +178,13 @@ class ConditionSpec:
             return clamped
         return float(value)
 
-    def batch(self, stimulus, expressiveness, emotion, length: int, keep=None) -> CondBatch:
+    def batch(self, stimulus, expressiveness, emotion, length: int, keep=None, calibration=None) -> CondBatch:
         """Conditions for B sequences: stimulus (B, HISTORY + length) °C; expressiveness (B,) on the PSPI scale
-        (NaN = unknown); emotion (B,) AffectNet indices (-1 = unknown)."""
+        (NaN = unknown); emotion (B,) AffectNet indices (-1 = unknown); calibration (B, 2) threshold and
+        tolerance °C (None: the default; read by calibrated checkpoints only)."""
         x = _tensor(expressiveness, torch.float32).reshape(-1)
         e = _tensor(emotion, torch.int64).reshape(-1)
-        stim = self.stimulus_features(stimulus, length)
+        stim = self.stimulus_features(stimulus, length, calibration)
         if stim.dim() == 2:
             stim = stim[None]
         known = torch.stack([e >= 0, torch.isfinite(x), torch.ones_like(e, dtype=torch.bool)], dim=1)

@@ -56,6 +56,24 @@ def expressiveness_of(pspi: np.ndarray | None, label: np.ndarray, definition: st
     return max(0.0, stimulated - rest)
 
 
+def calibration_of(stimulus: np.ndarray, label: np.ndarray) -> tuple[float, float] | None:
+    """A recording's pain threshold and tolerance (°C), read from its stimulus and labels: BioVid places levels
+    1-4 evenly from the subject's threshold to its tolerance, so a line through (level, median plateau
+    temperature of that level's episodes) gives both, from any two levels present. None with fewer."""
+    lab, stim = np.asarray(label), np.asarray(stimulus, np.float64)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], (lab > 0).astype(np.int8), [0]])))
+    peaks: dict[int, list[float]] = {}
+    for a, b in zip(edges[::2], edges[1::2]):
+        peaks.setdefault(int(lab[a:b].max()), []).append(float(stim[a:b].max()))
+    levels = sorted(lv for lv in peaks if 1 <= lv <= 4)
+    if len(levels) < 2:
+        return None
+    slope, icept = np.polyfit([(lv - 1) / 3 for lv in levels], [np.median(peaks[lv]) for lv in levels], 1)
+    if slope < 0.5:  # levels not hotter than each other: not a calibrated protocol
+        return None
+    return round(float(icept), 2), round(float(icept + slope), 2)
+
+
 def split_subjects(subjects: list[str], seed: int, val: float, test: float) -> dict[str, str]:
     """Deterministic subject-disjoint split; with ≥ 3 subjects every split gets at least one."""
     order = sorted(set(subjects), key=lambda s: zlib.crc32(f"{seed}:{s}".encode()))
@@ -130,6 +148,7 @@ class Window:
     expressiveness: float  # NaN when unknown
     recording: int
     start: int
+    calibration: tuple | None = None  # the recording's (threshold, tolerance) °C, None when unknown
 
 
 class PackedData:
@@ -182,6 +201,9 @@ class PackedData:
         if not ok or not np.isfinite(np.asarray(st["frames_mean"] + st["frames_std"], dtype=float)).all():
             raise PainDiffusionError("index.json has missing or non-finite statistics; re-pack the raw data", meta_path)
         self._migrate_expressiveness()
+        for r in self.recordings:  # derived, not stored: packs of every version get it
+            s = slice(r["offset"], r["offset"] + r["length"])
+            r["calibration"] = calibration_of(self.stimulus[s], self.label[s])
 
     def _migrate_expressiveness(self) -> None:
         """Stores packed before model v2 hold expressiveness as mean PSPI while stimulated; recompute the current
@@ -220,7 +242,8 @@ class PackedData:
         e = r["emotion"]
         x = r["expressiveness"]
         return Window(np.asarray(self.frames[a:b]), stim, np.asarray(self.pspi[a:b]), np.asarray(self.label[a:b]),
-                      EMOTIONS.index(e) if e else -1, float("nan") if x is None else float(x), rec, start)
+                      EMOTIONS.index(e) if e else -1, float("nan") if x is None else float(x), rec, start,
+                      r.get("calibration"))
 
     def change_points(self, recs: list[int]) -> np.ndarray:
         """(rec, frame) pairs where the label changes: stimulus onsets and offsets."""
@@ -233,25 +256,48 @@ class PackedData:
         return np.array(out, dtype=np.int64).reshape(-1, 2)
 
 
+def balance_weights(values: list[float | None], power: float, bins: int = 8) -> np.ndarray:
+    """Per-recording weight (1 / share of recordings in its expressiveness bin) ** power, mean 1: with power 1,
+    every bin of the trained range is drawn equally often, so the few very expressive subjects at the top of the
+    range are seen as often as the many stoic ones (an uneven cohort otherwise leaves the top barely learned).
+    Recordings of unknown expressiveness keep weight 1."""
+    x = np.array([np.nan if v is None else float(v) for v in values], np.float64)
+    w = np.ones(len(x))
+    known = np.isfinite(x)
+    if power == 0 or known.sum() < 2 or np.ptp(x[known]) == 0:
+        return w
+    edges = np.linspace(x[known].min(), x[known].max(), bins + 1)[1:-1]
+    b = np.digitize(x[known], edges)
+    share = np.bincount(b, minlength=bins)[b] / known.sum()
+    w[known] = share ** -power
+    return w / w.mean()
+
+
 class WindowSampler:
     """Training windows: a share placed around stimulus changes (so onsets and offsets are seen often), the
-    rest uniformly at random. Window ``i`` of epoch ``e`` is a pure function of (seed, e, i): reproducible."""
+    rest uniformly at random; ``balance`` > 0 draws subjects of rare expressiveness more often
+    (:func:`balance_weights`). Window ``i`` of epoch ``e`` is a pure function of (seed, e, i): reproducible."""
 
     def __init__(self, data: PackedData, split: str, length: int, history: int = 0,
-                 change_fraction: float = 0.5, seed: int = 0):
+                 change_fraction: float = 0.5, seed: int = 0, balance: float = 0.0):
         self.data, self.length, self.history = data, length, history
         self.change_fraction, self.seed = change_fraction, seed
         self.recs = [i for i in data.split(split) if data.recordings[i]["length"] >= length]
         if not self.recs:
             raise PainDiffusionError(f"split {split!r} has no recording of at least {length} frames", data.path)
         lengths = np.array([data.recordings[i]["length"] - length + 1 for i in self.recs], np.float64)
-        self.weights = lengths / lengths.sum()  # uniform over all valid window starts
+        rec_weight = balance_weights([data.recordings[i]["expressiveness"] for i in self.recs], balance)
+        self.weights = lengths * rec_weight / (lengths * rec_weight).sum()  # uniform over window starts when balance = 0
         self.changes = data.change_points(self.recs)
+        by_rec = dict(zip(self.recs, rec_weight))
+        cw = np.array([by_rec[int(r)] for r in self.changes[:, 0]], np.float64)
+        self.change_weights = cw / cw.sum() if balance and len(cw) else None  # None: the v1-v3 draw, unchanged
 
     def sample(self, i: int, epoch: int = 0) -> Window:
         rng = np.random.default_rng([self.seed, epoch, i])
         if len(self.changes) and rng.random() < self.change_fraction:
-            rec, f = self.changes[rng.integers(len(self.changes))]
+            k = rng.integers(len(self.changes)) if self.change_weights is None else rng.choice(len(self.changes), p=self.change_weights)
+            rec, f = self.changes[k]
             n = self.data.recordings[rec]["length"]
             start = int(np.clip(f - rng.integers(0, self.length), 0, n - self.length))
         else:

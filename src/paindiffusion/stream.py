@@ -60,8 +60,12 @@ def _per_item(value, name: str, batch: int) -> list:
     return values
 
 
+NUMERIC = ("stimulus", "expressiveness", "threshold", "tolerance")  # per-sequence float controls
+
+
 class Controls:
-    """The controls in force, one value per sequence: stimulus (°C), expressiveness (mean-PSPI scale), emotion.
+    """The controls in force, one value per sequence: stimulus (°C), expressiveness (mean-PSPI scale), emotion,
+    and the patient's pain threshold and tolerance (°C; read by calibrated checkpoints, conditions.py).
 
     Any thread may set them; a bad value raises a one-line :class:`PainDiffusionError` and changes nothing."""
 
@@ -69,14 +73,26 @@ class Controls:
         self._spec, self._lock = spec, threading.Lock()
         self._values = {"stimulus": np.full(batch, 32.0, np.float32),  # replaced by the first set()
                         "expressiveness": np.full(batch, np.nan, np.float32),
-                        "emotion": ["Neutral"] * batch}
+                        "emotion": ["Neutral"] * batch,
+                        "threshold": np.full(batch, spec.calibration[0], np.float32),
+                        "tolerance": np.full(batch, spec.calibration[1], np.float32)}
 
     def __len__(self) -> int:
         return len(self._values["emotion"])
 
-    def parse(self, batch: int, stimulus=None, expressiveness=None, emotion=None) -> dict:
-        """Checked values for ``batch`` sequences, only for the controls given (None = unchanged)."""
+    def parse(self, batch: int, stimulus=None, expressiveness=None, emotion=None, threshold=None, tolerance=None,
+              current: dict | None = None) -> dict:
+        """Checked values for ``batch`` sequences, only for the controls given (None = unchanged); a new
+        threshold or tolerance is checked against the other one in ``current`` (or the default)."""
         new = {}
+        if threshold is not None or tolerance is not None:
+            cur = current or {"threshold": [self._spec.calibration[0]] * batch, "tolerance": [self._spec.calibration[1]] * batch}
+            thr = _per_item(threshold, "threshold", batch) if threshold is not None else list(cur["threshold"])
+            tol = _per_item(tolerance, "tolerance", batch) if tolerance is not None else list(cur["tolerance"])
+            pairs = [self._spec.calibration_value(float(a) if isinstance(a, np.floating) else a,
+                                                  float(b) if isinstance(b, np.floating) else b) for a, b in zip(thr, tol)]
+            new["threshold"] = np.asarray([a for a, _ in pairs], np.float32)
+            new["tolerance"] = np.asarray([b for _, b in pairs], np.float32)
         if stimulus is not None:
             new["stimulus"] = check_temperature(_per_item(stimulus, "stimulus", batch), "stimulus")
         if expressiveness is not None:
@@ -95,13 +111,16 @@ class Controls:
             new["emotion"] = names
         return new
 
-    def set(self, stimulus=None, expressiveness=None, emotion=None, slot: int | None = None) -> None:
+    def set(self, stimulus=None, expressiveness=None, emotion=None, slot: int | None = None,
+            threshold=None, tolerance=None) -> None:
         """Change the controls given, for every sequence (``slot`` None) or for one; all or nothing."""
         with self._lock:
             n = 1 if slot is not None else len(self)
             if slot is not None and not 0 <= slot < len(self):
                 raise PainDiffusionError(f"slot {slot} does not exist; the batch has {len(self)} sequences")
-            new = self.parse(n, stimulus, expressiveness, emotion)
+            sel = slice(None) if slot is None else slice(slot, slot + 1)
+            current = {k: self._values[k][sel] for k in ("threshold", "tolerance")}
+            new = self.parse(n, stimulus, expressiveness, emotion, threshold, tolerance, current)
             for k, v in new.items():
                 if slot is None:
                     self._values[k] = v
@@ -114,19 +133,19 @@ class Controls:
         """A consistent copy of all controls (one lock)."""
         with self._lock:
             v = self._values
-            return {"stimulus": v["stimulus"].copy(), "expressiveness": v["expressiveness"].copy(), "emotion": list(v["emotion"])}
+            return {**{k: v[k].copy() for k in NUMERIC}, "emotion": list(v["emotion"])}
 
     def append(self, other: dict) -> None:
         with self._lock:
             v = self._values
-            for k in ("stimulus", "expressiveness"):
+            for k in NUMERIC:
                 v[k] = np.concatenate([v[k], other[k]])
             v["emotion"] = v["emotion"] + list(other["emotion"])
 
     def delete(self, slot: int) -> None:
         with self._lock:
             v = self._values
-            for k in ("stimulus", "expressiveness"):
+            for k in NUMERIC:
                 v[k] = np.delete(v[k], slot)
             v["emotion"] = v["emotion"][:slot] + v["emotion"][slot + 1:]
 
@@ -203,7 +222,7 @@ class PainStream:
 
     def __init__(self, model, *, stimulus: float = 32.0, expressiveness: float | str = "medium",
                  emotion: str = "Neutral", seed: int = 0, batch: int = 1, settings: SamplerSettings | None = None,
-                 trace: np.ndarray | None = None):
+                 trace: np.ndarray | None = None, threshold=None, tolerance=None):
         self.model = model
         self.s = (settings or model.sampler).validate()
         if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
@@ -224,7 +243,8 @@ class PainStream:
             if self._trace.ndim != 2 or self._trace.shape[0] != batch:
                 raise PainDiffusionError(f"trace must have shape (T,) or ({batch}, T), got {tr.shape}")
         self._controls = Controls(model.spec, self.batch)
-        self._controls.set(stimulus=stimulus, expressiveness=expressiveness, emotion=emotion)
+        self._controls.set(stimulus=stimulus, expressiveness=expressiveness, emotion=emotion, threshold=threshold,
+                           tolerance=tolerance)
         self.emitted = 0  # frames handed out so far
         first = self._trace[:, 0] if self._trace is not None else self._controls.snapshot()["stimulus"]
         self.history = StimulusHistory(first, HISTORY + self.latents.n_context, self.window)
@@ -232,10 +252,11 @@ class PainStream:
         self._made_with: dict = {}
 
     # ---- controls (any thread) --------------------------------------------------------------------------
-    def set_controls(self, stimulus=None, expressiveness=None, emotion=None, slot: int | None = None) -> None:
+    def set_controls(self, stimulus=None, expressiveness=None, emotion=None, slot: int | None = None,
+                     threshold=None, tolerance=None) -> None:
         """Change any control; each takes one value for the whole batch or one per sequence (or, with
         ``slot``, one value for that sequence). A bad value raises a one-line error and changes nothing."""
-        self._controls.set(stimulus, expressiveness, emotion, slot)
+        self._controls.set(stimulus, expressiveness, emotion, slot, threshold, tolerance)
 
     @property
     def controls(self) -> dict:
@@ -263,7 +284,8 @@ class PainStream:
         stimulus to the window and return this step's conditions."""
         c = self._made_with = self.controls
         stim = self.history.attach(self._future(self.window - n_known, c["stimulus"]), n_known)
-        return self.model.spec.batch(stim, c["expressiveness"], [EMOTIONS.index(e) for e in c["emotion"]], self.window)
+        return self.model.spec.batch(stim, c["expressiveness"], [EMOTIONS.index(e) for e in c["emotion"]], self.window,
+                                     calibration=np.stack([c["threshold"], c["tolerance"]], axis=1))
 
     @torch.no_grad()
     def _start(self) -> None:
@@ -328,18 +350,20 @@ class PainStream:
         c = self.controls
         seqs = [FaceSequence(self.model.space, frames[b], stim[b], None, FPS,
                              {"expressiveness": float(c["expressiveness"][b]), "emotion": c["emotion"][b],
+                              "threshold": float(c["threshold"][b]), "tolerance": float(c["tolerance"][b]),
                               "source": "paindiffusion", "sampler": self.s.to_dict()}) for b in range(self.batch)]
         return seqs[0] if self.batch == 1 else seqs
 
     # ---- a live batch: patients join, leave and restart between steps (call from the stepping thread) ----
-    def prepare(self, seed: int = 0, stimulus=32.0, expressiveness="medium", emotion="Neutral") -> "PainStream":
+    def prepare(self, seed: int = 0, stimulus=32.0, expressiveness="medium", emotion="Neutral", threshold=None,
+                tolerance=None) -> "PainStream":
         """A new patient, ready to :meth:`add` or put in by :meth:`reset`: a batch-1 stream with its window
         built (pyramid + warm-up, about levels + context + warmup calls). It touches nothing of this stream,
         so another thread may prepare while this one steps."""
         if self._trace is not None:
             raise PainDiffusionError("sequences cannot join or leave a stream that plays a trace")
         one = PainStream(self.model, seed=seed, settings=self.s, stimulus=stimulus, expressiveness=expressiveness,
-                         emotion=emotion)
+                         emotion=emotion, threshold=threshold, tolerance=tolerance)
         one._start()
         return one
 

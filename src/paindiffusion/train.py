@@ -42,6 +42,8 @@ class TrainConfig:
     checkpoint_every: int = 100  # steps between resumable checkpoints (RUN/checkpoints/last.ckpt)
     seed: int = 0
     velocity_weight: float = 0.0  # weight of the velocity loss (model.edm_loss); measured: it did not remove seams
+    balance: float = 0.0  # draw rare-expressiveness subjects more often (dataset.balance_weights); 1 = bins equal
+    calibrated: bool = False  # stimulus relative to each recording's threshold and tolerance (conditions.py)
 
 
 class WindowDataset(Dataset):
@@ -57,7 +59,8 @@ class WindowDataset(Dataset):
         w = self.sampler.sample(i, self.epoch)
         return {"frames": torch.from_numpy(w.frames.copy()), "stimulus": torch.from_numpy(w.stimulus.copy()),
                 "expressiveness": torch.tensor(w.expressiveness, dtype=torch.float32),
-                "emotion": torch.tensor(w.emotion, dtype=torch.int64)}
+                "emotion": torch.tensor(w.emotion, dtype=torch.int64),
+                "calibration": torch.tensor(w.calibration or (float("nan"), float("nan")), dtype=torch.float32)}
 
 
 class NewWindowsEachEpoch(L.Callback):
@@ -100,7 +103,9 @@ class DiffusionTask(L.LightningModule):
     def _loss(self, batch: dict, denoiser: torch.nn.Module, generator=None, dropout: bool = True) -> torch.Tensor:
         x = self.standardizer.encode(batch["frames"])
         b, t, _ = x.shape
-        cond = self.spec.batch(batch["stimulus"], batch["expressiveness"], batch["emotion"], t)
+        cal = batch["calibration"]  # unknown (NaN) → the default, as at sampling time
+        cal = torch.where(torch.isnan(cal), torch.tensor(self.spec.calibration, dtype=cal.dtype, device=cal.device), cal)
+        cond = self.spec.batch(batch["stimulus"], batch["expressiveness"], batch["emotion"], t, calibration=cal)
         if dropout:
             cond = self.spec.dropout(cond, generator)
         sigma = self.noise.sample(b, t // self.cfg.group, generator).to(x.device)
@@ -149,10 +154,10 @@ def train(data_dir: str | Path, out: str | Path, tcfg: TrainConfig | None = None
     if tcfg.window % mcfg.group or tcfg.window // mcfg.group > mcfg.max_tokens:
         raise PainDiffusionError(f"training window {tcfg.window} must be a multiple of {mcfg.group} and at most {mcfg.group * mcfg.max_tokens} frames")
     claim_folder(out, "training run", inputs=(data_dir,))  # after the checks: a refused run writes nothing
-    spec = ConditionSpec.from_data(data)
+    spec = ConditionSpec.from_data(data, calibrated=tcfg.calibrated)
     L.seed_everything(tcfg.seed, verbose=False)
     task = DiffusionTask(mcfg.to_dict(), spec.to_dict(), data.stats, asdict(tcfg), asdict(noise))
-    train_sampler = WindowSampler(data, "train", tcfg.window, HISTORY, tcfg.change_fraction, tcfg.seed)
+    train_sampler = WindowSampler(data, "train", tcfg.window, HISTORY, tcfg.change_fraction, tcfg.seed, tcfg.balance)
     val_split = "val" if data.split("val") else "train"
     val_sampler = WindowSampler(data, val_split, tcfg.window, HISTORY, tcfg.change_fraction, tcfg.seed + 1)
     # One "epoch" = val_every steps, so validation, checkpoints and resume points line up.

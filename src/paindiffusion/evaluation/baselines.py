@@ -100,12 +100,14 @@ def rules_random_subject(held: Recordings, pool: Recordings, tries: int, rng, sp
 
 
 def rules_given_controls(held: Recordings, pool: Recordings, tries: int, rng, spec) -> np.ndarray:
-    """``generate --rule-based``: the rules with the recording's requested expressiveness and emotion."""
+    """``generate --rule-based``: the rules with the recording's requested expressiveness and emotion, and its
+    pain threshold and tolerance (the controls the model gets)."""
     out = np.empty((len(held), tries) + held.frames.shape[1:], np.float32)
     for i in range(len(held)):
+        thr, tol = held.calibration(i)
         for k in range(tries):
             seq = rule_based_sequence(held.stimulus[i], float(held.expressiveness[i]), held.emotion[i],
-                                      int(rng.integers(2**31)), spec=spec)
+                                      int(rng.integers(2**31)), spec=spec, threshold=thr, tolerance=tol)
             out[i, k] = seq.frames
     return out
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..biovid import stimulus_index
 from ..cohort import SubjectParams, biovid_protocol, simulate_recording
-from ..dataset import PackedData, expressiveness_of, split_subjects
+from ..dataset import PackedData, calibration_of, expressiveness_of, split_subjects
 from ..errors import PainDiffusionError
 from ..facespace import EMOTIONS, FACS
 from ..sequence import FPS
@@ -51,6 +51,10 @@ class Recordings:
             return self
         expr = np.array([expressiveness_of(p, lb, definition) for p, lb in zip(self.pspi, self.label)], np.float64)
         return dataclasses.replace(self, expressiveness=expr, definition=definition)
+
+    def calibration(self, i: int) -> tuple[float | None, float | None]:
+        """Recording i's pain threshold and tolerance (°C) from its stimulus and labels; (None, None) unknown."""
+        return calibration_of(self.stimulus[i], self.label[i]) or (None, None)
 
     def subset(self, idx) -> "Recordings":
         idx = list(idx)

@@ -54,9 +54,10 @@ def offline_generate(model, held: Recordings, tries: int, seed: int, schedule: s
     stim = np.concatenate([np.repeat(stim[:, :1], HISTORY, 1), stim, np.repeat(stim[:, -1:], chunk, 1)], 1)
     expr = np.repeat(np.clip(held.expressiveness, 0, 16), tries).astype(np.float32)
     emo = np.repeat([EMOTIONS.index(e) for e in held.emotion], tries)
+    cal = np.repeat([model.spec.calibration_value(*held.calibration(i)) for i in range(n)], tries, axis=0)
 
     def cond_fn(start, length):
-        return model.spec.batch(stim[:, start: start + HISTORY + length], expr, emo, length)
+        return model.spec.batch(stim[:, start: start + HISTORY + length], expr, emo, length, calibration=cal)
 
     fn = guided(model.denoiser, s.guidance)
     gen = torch.Generator().manual_seed(seed)

@@ -96,7 +96,8 @@ def generate_model(model, jobs: list[dict], seed: int, settings: SamplerSettings
     t = len(jobs[0]["stimulus"])
     trace = np.stack([j["stimulus"] for j in jobs])
     stream = PainStream(model, trace=trace, batch=len(jobs), seed=seed, settings=settings,
-                        expressiveness=[j["expressiveness"] for j in jobs], emotion=[j["emotion"] for j in jobs])
+                        expressiveness=[j["expressiveness"] for j in jobs], emotion=[j["emotion"] for j in jobs],
+                        threshold=[j.get("threshold") for j in jobs], tolerance=[j.get("tolerance") for j in jobs])
     chunks = []
     for _ in tqdm(range(-(-t // stream.group)), desc=f"{label} ({len(jobs)} sequences × {t} frames)", disable=not progress,
                   leave=False):
@@ -106,7 +107,8 @@ def generate_model(model, jobs: list[dict], seed: int, settings: SamplerSettings
 
 def _jobs(held: Recordings, tries: int) -> list[dict]:
     return [{"stimulus": held.stimulus[i], "expressiveness": float(np.clip(held.expressiveness[i], 0, 16)),
-             "emotion": held.emotion[i]} for i in range(len(held)) for _ in range(tries)]
+             "emotion": held.emotion[i], **dict(zip(("threshold", "tolerance"), held.calibration(i))),
+             } for i in range(len(held)) for _ in range(tries)]
 
 
 def _sweep_jobs(values: list, stim: np.ndarray, tries: int) -> list[dict]:

@@ -24,7 +24,8 @@ from ..errors import PainDiffusionError
 from ..sequence import FPS
 from .bridges import Once
 
-CONTROLS = ("stimulus", "expressiveness", "emotion")
+CONTROLS = ("stimulus", "expressiveness", "emotion", "threshold", "tolerance")
+IN_CELSIUS = ("stimulus", "threshold", "tolerance")  # text lines carry these as numbers
 Control = Callable[..., None]
 
 
@@ -61,7 +62,7 @@ def parse_line(line: str, mapped: RangeMap | None = None) -> tuple[int | None, d
         except json.JSONDecodeError:
             raise PainDiffusionError(f"line {text!r:.60} is not valid JSON") from None
         if not isinstance(doc, dict) or not set(doc) <= {*CONTROLS, "patient"} or not set(doc) & set(CONTROLS):
-            raise PainDiffusionError(f"JSON line {text!r:.60} must have stimulus/expressiveness/emotion (and patient)")
+            raise PainDiffusionError(f"JSON line {text!r:.60} must have {'/'.join(CONTROLS)} (and patient)")
         patient = doc.pop("patient", None)
         if patient is not None and (isinstance(patient, bool) or not isinstance(patient, int)):
             raise PainDiffusionError(f"patient {patient!r} must be a whole number")
@@ -80,13 +81,13 @@ def parse_line(line: str, mapped: RangeMap | None = None) -> tuple[int | None, d
         return patient, {"stimulus": mapped(x) if mapped else x}
     if len(words) == 2 and words[0].lower() in CONTROLS:
         name, value = words[0].lower(), words[1]
-        if name == "stimulus":
+        if name in IN_CELSIUS:
             try:
-                return patient, {"stimulus": float(value)}
+                return patient, {name: float(value)}
             except ValueError:
-                raise PainDiffusionError(f"stimulus {value!r} is not a number in °C") from None
+                raise PainDiffusionError(f"{name} {value!r} is not a number in °C") from None
         return patient, {name: value}
-    raise PainDiffusionError(f"line {text!r:.60} is neither VALUE nor 'stimulus|expressiveness|emotion VALUE'")
+    raise PainDiffusionError(f"line {text!r:.60} is neither VALUE nor '{'|'.join(CONTROLS)} VALUE'")
 
 
 class Source:
@@ -231,8 +232,8 @@ class OscIn(Source):
         if len(parts) == 2 and parts[0].isdigit():
             patient, parts = int(parts[0]), parts[1:]
         if len(parts) != 1 or parts[0] not in CONTROLS or len(args) != 1:
-            self.report("address:" + address, f"{address} {args!r:.40} is not /paindiffusion/[K/]stimulus|"
-                        "expressiveness|emotion with one value")
+            self.report("address:" + address, f"{address} {args!r:.40} is not /paindiffusion/[K/]"
+                        f"{'|'.join(CONTROLS)} with one value")
             return
         try:
             self.control(patient, **{parts[0]: args[0]})

@@ -126,7 +126,8 @@ class DemoServer:
         return {"emotions": list(EMOTIONS), "presets": {k: float(v) for k, v in spec.presets.items()},
                 "expressiveness_range": [0.0, 16.0], "heat_range": list(HEAT_RANGE_C), "baseline": BASELINE_C,
                 "fps": self.generator.fps, "size": self.size, "delay_window_s": self.generator.delay_s,
-                "channels": list(self.model.space.channels), "temperature_range": list(TEMPERATURE_RANGE_C)}
+                "channels": list(self.model.space.channels), "temperature_range": list(TEMPERATURE_RANGE_C),
+                "calibrated": spec.calibrated, "calibration": [float(v) for v in spec.calibration]}
 
     def _app(self):
         from aiohttp import WSMsgType, web
@@ -197,7 +198,7 @@ class DemoServer:
                 seed = msg["new_patient"]
                 self.generator.new_patient(tab.patient, seed if isinstance(seed, int) else random.randrange(1 << 31))
                 return None
-            controls = {k: msg[k] for k in ("stimulus", "expressiveness", "emotion") if k in msg}
+            controls = {k: msg[k] for k in ("stimulus", "expressiveness", "emotion", "threshold", "tolerance") if k in msg}
             if not controls:
                 return "a control message needs stimulus, expressiveness, emotion or new_patient"
             seq = msg.get("seq")

@@ -66,11 +66,11 @@ class Patient:
         self.applied_seq = 0  # the control change count the generator last applied
 
     def set(self, stimulus=None, expressiveness=None, emotion=None, arrived: float | None = None,
-            tag: int | None = None) -> int:
+            tag: int | None = None, threshold=None, tolerance=None) -> int:
         """Change this patient's controls (one-line error, nothing changed, if bad). Returns the change's
         number (``tag`` if given: a client's own count), which the frames made with it carry."""
         with self._lock:
-            self._controls.set(stimulus, expressiveness, emotion)
+            self._controls.set(stimulus, expressiveness, emotion, threshold=threshold, tolerance=tolerance)
             self.seq = self.seq + 1 if tag is None else int(tag)
             self.changed_at = time.monotonic() if arrived is None else arrived
             return self.seq
@@ -183,7 +183,8 @@ class LiveGenerator:
             c = p.controls
             try:
                 one = self._factory.prepare(p.seed, stimulus=float(c["stimulus"][0]),
-                                            expressiveness=float(c["expressiveness"][0]), emotion=c["emotion"][0])
+                                            expressiveness=float(c["expressiveness"][0]), emotion=c["emotion"][0],
+                                            threshold=float(c["threshold"][0]), tolerance=float(c["tolerance"][0]))
             except Exception as e:  # never leave the generator without its preparer
                 print(f"paindiffusion live: patient {p.id} could not start ({type(e).__name__}: {e})", file=sys.stderr)
                 if not restart:
@@ -237,7 +238,9 @@ class LiveGenerator:
             snaps = [p.snapshot() for p in self.patients]
             self.stream.set_controls(stimulus=[float(s[0]["stimulus"][0]) for s in snaps],
                                      expressiveness=[float(s[0]["expressiveness"][0]) for s in snaps],
-                                     emotion=[s[0]["emotion"][0] for s in snaps])
+                                     emotion=[s[0]["emotion"][0] for s in snaps],
+                                     threshold=[float(s[0]["threshold"][0]) for s in snaps],
+                                     tolerance=[float(s[0]["tolerance"][0]) for s in snaps])
             t0 = time.monotonic()
             chunk = self.stream.step()
             made = time.monotonic()
