@@ -81,6 +81,8 @@ def stream_command(
     stimulus: Annotated[float, typer.Option("--stimulus", help="starting heat in °C")] = 32.0,
     expressiveness: Annotated[str, typer.Option("--expressiveness", help="low, medium, high or 0-16")] = "medium",
     emotion: Annotated[str, typer.Option("--emotion", help="one of the 8 AffectNet classes")] = "Neutral",
+    threshold: Annotated[Optional[float], typer.Option("--threshold", help="the patients' pain threshold, °C (default: the model's)")] = None,
+    tolerance: Annotated[Optional[float], typer.Option("--tolerance", help="the patients' pain tolerance, °C (default: the model's)")] = None,
     seed: Annotated[int, typer.Option("--seed", help="seed of the first patient (patient k gets seed + k)")] = 0,
     seconds: Annotated[Optional[float], typer.Option("--seconds", help="stop after SECONDS (default: until Ctrl-C)")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="model folder (default: the shipped one)")] = None,
@@ -123,7 +125,7 @@ def stream_command(
 
         for k in range(batch):
             patients.append(generator.join(sink, seed=seed + k, stimulus=stimulus, expressiveness=expressiveness,
-                                           emotion=emotion))
+                                           emotion=emotion, threshold=threshold, tolerance=tolerance))
 
         def control(patient, **values):
             if patient is None:

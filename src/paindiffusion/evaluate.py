@@ -50,7 +50,9 @@ def pspi_following(model, data: PackedData, split: str | list[int] = "test", sec
     trace = np.stack([w.stimulus[-n:] for w in wins])  # window.stimulus has no history here
     stream = PainStream(model, trace=trace, batch=len(recs), seed=seed, settings=settings,
                         expressiveness=[w.expressiveness if np.isfinite(w.expressiveness) else "medium" for w in wins],
-                        emotion=[EMOTIONS[w.emotion] if w.emotion >= 0 else "Neutral" for w in wins])
+                        emotion=[EMOTIONS[w.emotion] if w.emotion >= 0 else "Neutral" for w in wins],
+                        threshold=[(w.calibration or (None, None))[0] for w in wins],
+                        tolerance=[(w.calibration or (None, None))[1] for w in wins])
     seqs = stream.take(n)
     seqs = seqs if isinstance(seqs, list) else [seqs]
     rng = np.random.default_rng(seed)
@@ -70,7 +72,9 @@ def pspi_following(model, data: PackedData, split: str | list[int] = "test", sec
 def expressiveness_response(model, seconds: float = 90.0, seed: int = 0, levels=("low", "medium", "high"),
                             settings: SamplerSettings | None = None) -> dict:
     """Mean generated PSPI under the same protocol for each expressiveness preset (higher should be higher)."""
-    trace = protocol_trace(seconds, seed)
-    stream = PainStream(model, trace=trace, batch=len(levels), seed=seed, expressiveness=list(levels), settings=settings)
+    thr, tol = model.spec.calibration  # a typical patient: the protocol's levels and the calibration agree
+    trace = protocol_trace(seconds, seed, thr, tol)
+    stream = PainStream(model, trace=trace, batch=len(levels), seed=seed, expressiveness=list(levels), settings=settings,
+                        threshold=thr, tolerance=tol)
     seqs = stream.take(len(trace))
     return {lvl: float(s.pspi.mean()) for lvl, s in zip(levels, seqs)}

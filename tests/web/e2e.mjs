@@ -48,6 +48,14 @@ try {
   await page.selectOption("#emotion", "Happiness");
   await sleep(1500);
   result.emotion = await data(() => window.paindiffusion.frames.slice(-5).map((f) => f.emotion));
+  // the patient's pain threshold (shown for calibrated models only)
+  result.calibration_shown = await page.isVisible("#calibration");
+  if (result.calibration_shown) {
+    await page.fill("#threshold", "44.2");
+    await page.dispatchEvent("#threshold", "change");
+    await sleep(1500);
+  }
+  result.threshold = await data(() => window.paindiffusion.frames.slice(-5).map((f) => f.threshold));
   // "new patient": a fresh person, the stream goes on (same controls)
   const r0 = await data(() => window.paindiffusion.received);
   await page.click("#new-patient");

@@ -152,8 +152,11 @@ def training_pool(model, data: PackedData | None, subjects: int, minutes: float)
                     f"a fresh cohort of the same simulation (seed {POOL_FALLBACK_SEED}): the checkpoint names no reproducible training cohort")
 
 
+SWEEP_CALIBRATION = (43.0, 48.0)  # threshold, tolerance (°C) of the sweep's typical subject
+
+
 def sweep_protocol(frames: int, draw: int) -> tuple[np.ndarray, np.ndarray]:
-    """(stimulus °C, label) per frame of the expressiveness sweep: a typical subject (43-48 °C)."""
-    temp, label = biovid_protocol(tuple(np.linspace(43.0, 48.0, 4)), frames / FPS + 1, np.random.default_rng([HELDOUT_SEED, 999, draw]))
+    """(stimulus °C, label) per frame of the expressiveness sweep: a typical subject (SWEEP_CALIBRATION)."""
+    temp, label = biovid_protocol(tuple(np.linspace(*SWEEP_CALIBRATION, 4)), frames / FPS + 1, np.random.default_rng([HELDOUT_SEED, 999, draw]))
     idx = np.minimum(stimulus_index(frames), len(temp) - 1)
     return temp[idx].astype(np.float32), label[idx].astype(np.int8)

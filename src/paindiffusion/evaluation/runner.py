@@ -25,7 +25,7 @@ from ..facespace import FACS
 from ..stream import PainStream, SamplerSettings
 from . import metrics as M
 from .baselines import BASELINES
-from .data import Recordings, fresh_cohort, from_packed, sweep_protocol, training_pool
+from .data import SWEEP_CALIBRATION, Recordings, fresh_cohort, from_packed, sweep_protocol, training_pool
 from .scoring import SCALARS, event_locked, score
 
 MODEL = "PainDiffusion"
@@ -112,7 +112,9 @@ def _jobs(held: Recordings, tries: int) -> list[dict]:
 
 
 def _sweep_jobs(values: list, stim: np.ndarray, tries: int) -> list[dict]:
-    return [{"stimulus": stim, "expressiveness": v, "emotion": "Neutral"} for v in values for _ in range(tries)]
+    thr, tol = SWEEP_CALIBRATION
+    return [{"stimulus": stim, "expressiveness": v, "emotion": "Neutral", "threshold": thr, "tolerance": tol}
+            for v in values for _ in range(tries)]
 
 
 def _standardiser(model) -> Callable:

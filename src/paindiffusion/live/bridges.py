@@ -45,6 +45,7 @@ def frame_json(f: Frame) -> dict:
         return None if x is None or not math.isfinite(x) else round(float(x), nd)
     return {"patient": f.patient, "frame": f.index, "stimulus": num(f.stimulus, 2), "pspi": num(f.pspi, 3),
             "expressiveness": num(f.expressiveness, 3), "emotion": f.emotion,
+            "threshold": num(f.threshold, 2), "tolerance": num(f.tolerance, 2),
             "channels": dict(zip(f.channels, np.round(f.values.astype(np.float64), 4).tolist())),
             "lag_ms": num(f.lag_ms, 1), "latency_ms": num(f.latency_ms, 1), "control_seq": f.control_seq,
             "speed_x_realtime": num(f.speed, 1)}

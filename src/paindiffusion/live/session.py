@@ -50,6 +50,8 @@ class Frame:
     latency_ms: float | None = None  # on the first frame made with a new control: input arrival → frame made
     speed: float = 0.0  # generation speed: frames the last step made per second of compute, ÷ 25 (× real time)
     channels: tuple = field(default=(), repr=False)
+    threshold: float = float("nan")  # the patient's pain threshold and tolerance (°C) the frame was made with
+    tolerance: float = float("nan")
 
 
 class Patient:
@@ -126,7 +128,7 @@ class LiveGenerator:
 
     # ---- any thread ---------------------------------------------------------------------------------------
     def join(self, sink: Callable[[Frame], None], seed: int | None = None, stimulus=32.0,
-             expressiveness="medium", emotion="Neutral") -> Patient:
+             expressiveness="medium", emotion="Neutral", threshold=None, tolerance=None) -> Patient:
         """A new patient; its frames go to ``sink`` from the next step on. Bad controls: one-line error."""
         with self._lock:
             if len(self.patients) + self._pending >= self.max_patients:
@@ -134,7 +136,8 @@ class LiveGenerator:
             pid = self._next_id
             self._next_id += 1
             p = Patient(pid, self.model.spec, sink, pid if seed is None else int(seed),
-                        dict(stimulus=stimulus, expressiveness=expressiveness, emotion=emotion))
+                        dict(stimulus=stimulus, expressiveness=expressiveness, emotion=emotion, threshold=threshold,
+                             tolerance=tolerance))
             self._pending += 1
         self._to_prepare.put((p, False))
         return p
@@ -278,7 +281,8 @@ class LiveGenerator:
             for b, (p, (c, seq, _)) in enumerate(zip(patients, snaps)):
                 f = Frame(p.id, p.frames, chunk.frames[b, k], float(chunk.pspi[b, k]) if chunk.pspi is not None else float("nan"),
                           float(chunk.stimulus[b, k]), float(c["expressiveness"][0]), c["emotion"][0], t, lag, seq,
-                          first_seen.pop(p.id, None) if k == 0 else None, speed, self.model.space.channels)
+                          first_seen.pop(p.id, None) if k == 0 else None, speed, self.model.space.channels,
+                          float(c["threshold"][0]), float(c["tolerance"][0]))
                 p.frames += 1
                 self.frames_out += 1
                 try:
