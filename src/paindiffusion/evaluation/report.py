@@ -341,6 +341,10 @@ def auto_conclusions(report: dict) -> str:
                    f"{o['dtw_per_frame']['mean']:.2f} (model {m['dtw_per_frame']['mean']:.2f}), Fréchet "
                    f"{o['frechet_motion']['mean']:.2f} (model {m['frechet_motion']['mean']:.2f}), between-try r "
                    f"{o['between_try_r']['mean']:.2f} (model {m['between_try_r']['mean']:.2f}).")
+        if o["pspi_r"]["mean"] < 0.68:  # issue 12's PSPI r target
+            out.append(f"- The PSPI r target (≥ 0.68) is above what the data process itself reaches: a second "
+                       f"recording of the same subject (the oracle) follows the first with r {o['pspi_r']['mean']:.2f} "
+                       f"(model {m['pspi_r']['mean']:.2f}); beyond it, r rewards copying the stimulus, not faithful faces.")
     sw = [d["sweep"]["strictly_increasing"] for d in report["draws"]]
     rules = s.get("rules given the controls")
     out.append(f"- Expressiveness: requested vs achieved r {m['expressiveness_r_pooled']:.2f} over the held-out recordings"
