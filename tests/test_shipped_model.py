@@ -90,8 +90,10 @@ def test_seeds_differ_but_both_follow_the_stimulus(model):
 def test_emotion_sets_the_resting_face(model):
     # Without heat only the emotion shows: each class brings its prototype AUs (EMFACS), e.g. Happiness
     # AU6 + AU12, Sadness AU1 + AU15, Surprise AU1 + AU2 + AU26, Contempt AU14, Anger AU23.
+    # Two people per emotion (seeds 0, 1): one 20 s face is a noisy estimate of a resting expression. The model
+    # shows resting emotions weaker than the data (MODEL_CARD.md, limits): v4's Sadness AU15 ~0.6, the data's ~1.06.
     trace = np.full(500, 32.0, np.float32)
-    mean = {e: generate_sequence(trace, "medium", e, seed=0, model=model).frames.mean(0)
+    mean = {e: np.mean([generate_sequence(trace, "medium", e, seed=k, model=model).frames.mean(0) for k in (0, 1)], axis=0)
             for e in ("Neutral", "Happiness", "Sadness", "Surprise", "Contempt", "Anger")}
     au = model.space.index
     for emotion, aus in {"Happiness": ("AU6", "AU12"), "Sadness": ("AU1", "AU15"), "Surprise": ("AU2", "AU26"),
