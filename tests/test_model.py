@@ -185,6 +185,27 @@ def test_interpolated_readout_has_no_step_at_stack_boundaries():
     assert net(x, sigma, conds(2, 16)).shape == (2, 16, 6)
 
 
+def test_sigma_aware_local_path_starts_as_interp_and_reads_each_frames_noise_level():
+    """"interp_sigma" scales the per-frame path by each frame's own σ: with its FiLM at zero (the initial state)
+    it is exactly "interp" (so a trained "interp" model can be its starting point); once set, the output of a
+    stack's frames follows that stack's σ."""
+    from paindiffusion.model import Denoiser, ModelConfig
+
+    a = random_denoiser(6, 0, patches="interp")
+    b = Denoiser(ModelConfig(dim=6, patches="interp_sigma", width=32, depth=1, heads=2, max_tokens=16)).eval()
+    missing = b.load_state_dict(a.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == ["net.local_film.bias", "net.local_film.weight"]
+    x, sigma, c = torch.randn(2, 16, 6), torch.full((2, 16), 0.5), conds(2, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(b(x, sigma, c), a(x, sigma, c))
+        b.net.local_film.weight.normal_(0, 0.5)
+        base = b(x, sigma, c)
+        s2 = sigma.clone()
+        s2[:, 8:12] = 0.6  # stack 2 only
+        moved = (b(x, s2, c) - base).abs().sum(-1)[0]
+    assert moved[8:12].min() > 0
+
+
 def test_edm_loss_trains_a_real_denoiser():
     d = tiny_denoiser(4, scale=0.05)
     x = torch.randn(4, 16, 6)
