@@ -28,7 +28,8 @@ import numpy as np
 from ..conditions import HISTORY
 from ..errors import PainDiffusionError
 from ..sequence import FPS
-from ..stream import Controls, PainStream
+from ..controls import Controls
+from ..stream import PainStream
 
 __all__ = ["Frame", "LiveGenerator", "Patient", "LatencyLog"]
 
