@@ -12,7 +12,7 @@ from .biovid import check_temperature
 from .errors import PainDiffusionError
 from .facespace import EMOTIONS, emotion_index
 
-__all__ = ["Controls", "NUMERIC"]
+__all__ = ["Controls", "NAMES", "NUMERIC"]
 
 
 def _per_item(value, name: str, batch: int) -> list:
@@ -31,6 +31,7 @@ def _per_item(value, name: str, batch: int) -> list:
     return values
 
 
+NAMES = ("stimulus", "expressiveness", "emotion", "threshold", "tolerance")  # every control, by its keyword
 NUMERIC = ("stimulus", "expressiveness", "threshold", "tolerance")  # per-sequence float controls
 
 
@@ -51,15 +52,14 @@ class Controls:
     def __len__(self) -> int:
         return len(self._values["emotion"])
 
-    def parse(self, batch: int, stimulus=None, expressiveness=None, emotion=None, threshold=None, tolerance=None,
-              current: dict | None = None) -> dict:
+    def parse(self, batch: int, current: dict, stimulus=None, expressiveness=None, emotion=None, threshold=None,
+              tolerance=None) -> dict:
         """Checked values for ``batch`` sequences, only for the controls given (None = unchanged); a new
-        threshold or tolerance is checked against the other one in ``current`` (or the default)."""
+        threshold or tolerance is checked against the other one in force (``current``)."""
         new = {}
         if threshold is not None or tolerance is not None:
-            cur = current or {"threshold": [self._spec.calibration[0]] * batch, "tolerance": [self._spec.calibration[1]] * batch}
-            thr = _per_item(threshold, "threshold", batch) if threshold is not None else list(cur["threshold"])
-            tol = _per_item(tolerance, "tolerance", batch) if tolerance is not None else list(cur["tolerance"])
+            thr = _per_item(threshold, "threshold", batch) if threshold is not None else list(current["threshold"])
+            tol = _per_item(tolerance, "tolerance", batch) if tolerance is not None else list(current["tolerance"])
             pairs = [self._spec.calibration_value(a, b) for a, b in zip(thr, tol)]
             new["threshold"] = np.asarray([a for a, _ in pairs], np.float32)
             new["tolerance"] = np.asarray([b for _, b in pairs], np.float32)
@@ -90,7 +90,7 @@ class Controls:
                 raise PainDiffusionError(f"slot {slot} does not exist; the batch has {len(self)} sequences")
             sel = slice(None) if slot is None else slice(slot, slot + 1)
             current = {k: self._values[k][sel] for k in ("threshold", "tolerance")}
-            new = self.parse(n, stimulus, expressiveness, emotion, threshold, tolerance, current)
+            new = self.parse(n, current, stimulus, expressiveness, emotion, threshold, tolerance)
             for k, v in new.items():
                 if slot is None:
                     self._values[k] = v

@@ -20,11 +20,12 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from ..controls import NAMES
 from ..errors import PainDiffusionError
 from ..sequence import FPS
 from .bridges import Once
 
-CONTROLS = ("stimulus", "expressiveness", "emotion", "threshold", "tolerance")
+CONTROLS = NAMES  # what a line, JSON object or OSC address may set
 IN_CELSIUS = ("stimulus", "threshold", "tolerance")  # text lines carry these as numbers
 Control = Callable[..., None]
 

@@ -28,6 +28,7 @@ import time
 from importlib import resources
 
 from ..biovid import TEMPERATURE_RANGE_C
+from ..controls import NAMES as CONTROL_NAMES
 from ..errors import PainDiffusionError
 from ..facespace import EMOTIONS
 from .bridges import LoopThread, frame_json, start_site
@@ -198,9 +199,9 @@ class DemoServer:
                 seed = msg["new_patient"]
                 self.generator.new_patient(tab.patient, seed if isinstance(seed, int) else random.randrange(1 << 31))
                 return None
-            controls = {k: msg[k] for k in ("stimulus", "expressiveness", "emotion", "threshold", "tolerance") if k in msg}
+            controls = {k: msg[k] for k in CONTROL_NAMES if k in msg}
             if not controls:
-                return "a control message needs stimulus, expressiveness, emotion or new_patient"
+                return f"a control message needs {', '.join(CONTROL_NAMES)} or new_patient"
             seq = msg.get("seq")
             tab.patient.set(**controls, arrived=arrived, tag=seq if isinstance(seq, int) else None)
         except PainDiffusionError as e:

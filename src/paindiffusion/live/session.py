@@ -28,7 +28,7 @@ import numpy as np
 from ..conditions import HISTORY
 from ..errors import PainDiffusionError
 from ..sequence import FPS
-from ..controls import Controls
+from ..controls import NAMES, Controls
 from ..stream import PainStream
 
 __all__ = ["Frame", "LiveGenerator", "Patient", "LatencyLog"]
@@ -186,9 +186,7 @@ class LiveGenerator:
             p, restart = item
             c = p.controls
             try:
-                one = self._factory.prepare(p.seed, stimulus=float(c["stimulus"][0]),
-                                            expressiveness=float(c["expressiveness"][0]), emotion=c["emotion"][0],
-                                            threshold=float(c["threshold"][0]), tolerance=float(c["tolerance"][0]))
+                one = self._factory.prepare(p.seed, **{k: c[k][0] for k in NAMES})
             except Exception as e:  # never leave the generator without its preparer
                 print(f"paindiffusion live: patient {p.id} could not start ({type(e).__name__}: {e})", file=sys.stderr)
                 if not restart:
@@ -240,11 +238,7 @@ class LiveGenerator:
             if due is not None:  # step as late as it safely can, so it picks up the newest controls
                 self._stop.wait(max(0.0, due - self._step_estimate() - time.monotonic()))
             snaps = [p.snapshot() for p in self.patients]
-            self.stream.set_controls(stimulus=[float(s[0]["stimulus"][0]) for s in snaps],
-                                     expressiveness=[float(s[0]["expressiveness"][0]) for s in snaps],
-                                     emotion=[s[0]["emotion"][0] for s in snaps],
-                                     threshold=[float(s[0]["threshold"][0]) for s in snaps],
-                                     tolerance=[float(s[0]["tolerance"][0]) for s in snaps])
+            self.stream.set_controls(**{k: [s[0][k][0] for s in snaps] for k in NAMES})
             t0 = time.monotonic()
             chunk = self.stream.step()
             made = time.monotonic()
