@@ -16,7 +16,7 @@ from paindiffusion.errors import PainDiffusionError
 from paindiffusion.facespace import FACS
 from paindiffusion.model import Denoiser, ModelConfig, Standardizer
 from paindiffusion.sequence import FaceSequence
-from paindiffusion.stream import Chunk, PainStream, SamplerSettings
+from paindiffusion.stream import Chunk, PainStream, SamplerSettings, StackPhaseFilter
 
 torch.set_num_threads(1)  # tiny tensors: threads only add overhead (and the CPU is shared)
 LEVELS, CONTEXT, G = 4, 2, 4
@@ -199,10 +199,11 @@ def test_invalid_settings(model):
     with pytest.raises(PainDiffusionError, match="exceeds"):
         PainStream(model, settings=SamplerSettings(levels=10, context=8))  # 18 stacks > max_tokens 16
     for bad, name in [(dict(order=3), "order"), (dict(sigma_min=1.0, sigma_max=0.5), "sigma_max"),
-                      (dict(guidance=(1.0, 2.0)), "guidance"), (dict(levels=2.5), "levels")]:
+                      (dict(guidance=(1.0, 2.0)), "guidance"), (dict(levels=2.5), "levels"),
+                      (dict(phase_filter=0.5), "phase_filter"), (dict(phase_filter=float("nan")), "phase_filter")]:
         with pytest.raises(PainDiffusionError, match=name):
             PainStream(model, settings=SamplerSettings(**{"levels": 4, "context": 2, **bad}))
-    ok = SamplerSettings(levels=3, context=1, guidance=(0.0, 1.0, 2.0), order=2)
+    ok = SamplerSettings(levels=3, context=1, guidance=(0.0, 1.0, 2.0), order=2, phase_filter=10.0)
     assert SamplerSettings.from_dict(ok.to_dict()) == ok and ok.validate() is ok
 
 
@@ -303,8 +304,11 @@ def test_malformed_controls_one_line_and_the_stream_goes_on(model, controls):
     assert s.step().controls["stimulus"].tolist() == [41.0]
 
 
-def test_patients_join_leave_and_restart_without_disturbing_others(model):
-    """The live demo's batch: each browser tab is one slot of one batched model call per step."""
+@pytest.mark.parametrize("phase_filter", [0.0, 2.0])
+def test_patients_join_leave_and_restart_without_disturbing_others(phase_filter):
+    """The live demo's batch: each browser tab is one slot of one batched model call per step (with the
+    stack-phase filter too: its state is per patient and moves with the slot)."""
+    model = tiny_model(phase_filter=phase_filter)
     alone = PainStream(model, stimulus=44.0, seed=21).take(8 + 2 * G + 4 * G).frames  # the undisturbed patient
     s = PainStream(model, stimulus=44.0, seed=21)
     s.take(8)
@@ -333,3 +337,25 @@ def test_patients_join_leave_and_restart_without_disturbing_others(model):
     assert not np.allclose(c.frames[1], c.frames[0], atol=1e-2)
     with pytest.raises(PainDiffusionError, match="remove"):
         s.remove(0)
+
+
+def test_stack_phase_filter_removes_a_pattern_locked_to_the_stacks_and_keeps_the_motion():
+    """A smooth random motion plus a fixed offset on each of the 4 frame positions of a stack (the judder): after
+    a few time constants the filter's output has lost ≥ 90% of the pattern and follows the motion."""
+    rng = np.random.default_rng(0)
+    t = 1600
+    motion = np.cumsum(np.cumsum(rng.normal(0, 0.002, (2, t, 3)), axis=1), axis=1)  # smooth (integrated twice)
+    pattern = np.array([0.05, -0.03, 0.01, -0.03])[:, None] * np.array([1.0, -2.0, 0.5])  # (4, 3), mean 0 per channel
+    raw = torch.tensor(motion + np.tile(pattern, (t // G, 1))[None], dtype=torch.float32)
+    f = StackPhaseFilter(10.0, G)
+    out = torch.cat([f(raw[:, i: i + G]) for i in range(0, t, G)], dim=1).numpy()[:, 400:]
+    left = out - motion[:, 400:]
+    per_position = np.stack([left[:, p::G].mean(axis=(0, 1)) for p in range(G)])
+    per_position -= per_position.mean(0)
+    assert np.abs(per_position).max() < 0.1 * np.abs(pattern).max()
+    assert np.abs(left - left.mean(axis=1, keepdims=True)).max() < 0.01  # the motion passes
+    # a motion without the pattern comes out nearly as it went in
+    g = StackPhaseFilter(10.0, G)
+    plain = torch.tensor(motion, dtype=torch.float32)
+    same = torch.cat([g(plain[:, i: i + G]) for i in range(0, t, G)], dim=1).numpy()
+    assert np.abs(same - motion).max() < 0.01

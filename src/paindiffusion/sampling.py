@@ -39,6 +39,9 @@ class SamplerSettings:
     # Stacks generated and discarded before the first emitted frame, at the first stimulus value: the start
     # from pure noise has no context, and its first frames are off the data (a grimace that fades).
     warmup: int = 12
+    # Stack-phase filter time constant, in stacks (0 = off; see StackPhaseFilter in stream.py): removes the part
+    # of the output that repeats every 4 frames, a 6.25 Hz judder a model can leave once its frames are smooth.
+    phase_filter: float = 0.0
 
     def to_dict(self) -> dict:
         return {**self.__dict__, "guidance": list(self.guidance)}
@@ -69,6 +72,8 @@ class SamplerSettings:
             ("sigma_min", num(self.sigma_min) and self.sigma_min > 0, "a positive number"),
             ("sigma_max", num(self.sigma_max) and num(self.sigma_min) and self.sigma_max > self.sigma_min, "a number above sigma_min"),
             ("rho", num(self.rho) and self.rho > 0, "a positive number"),
+            ("phase_filter", num(self.phase_filter) and (self.phase_filter == 0 or self.phase_filter >= 1),
+             "0 (off) or a time constant ≥ 1 stack"),
             ("guidance", isinstance(self.guidance, (tuple, list)) and len(self.guidance) == 3 and all(num(w) for w in self.guidance),
              "3 numbers (emotion, expressiveness, stimulus)"),
         ]

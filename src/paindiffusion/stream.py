@@ -29,7 +29,7 @@ from .facespace import EMOTIONS
 from .sampling import SamplerSettings, guided, initial_noise, pyramid_levels, sample_levels, step
 from .sequence import FPS, FaceSequence
 
-__all__ = ["Chunk", "Controls", "LatentWindow", "PainStream", "SamplerSettings", "StimulusHistory"]
+__all__ = ["Chunk", "Controls", "LatentWindow", "PainStream", "SamplerSettings", "StackPhaseFilter", "StimulusHistory"]
 
 
 @dataclass
@@ -104,6 +104,56 @@ class LatentWindow:
         return self.x[:, self.n_context - n: self.n_context]
 
 
+class StackPhaseFilter:
+    """Removes from the emitted latents the part that repeats with the stack period (a 4-frame pattern, 6.25 Hz
+    and 12.5 Hz at 25 fps), causally and without delay.
+
+    Diffusion forcing denoises 4-frame stacks on a fixed grid, so a model can put a small offset on each frame
+    position of a stack (measured on an ``interp_sigma`` model: ≤ 0.05 standardised units, 2-3× the spectral
+    power of the neighbouring frequencies once its frames are smooth). The data has no such pattern: frames are
+    not aligned to any grid. Every new stack updates, per frame position and channel, an exponential mean
+    (time constant ``tau`` stacks) of the previous stack's residual against a centred moving average spanning
+    exactly one period (taps 1, 2, …, 2, 1 over group + 1 frames: zero gain at every multiple of the stack
+    frequency, so the residual keeps all of the periodic part), and the new stack is emitted minus that mean.
+    Motion that is not locked to the grid averages out of the estimate; the window itself is left as it is."""
+
+    def __init__(self, tau: float, group: int):
+        self.a, self.group = 1.0 / tau, group
+        self.taps = torch.tensor([1.0] + [2.0] * (group - 1) + [1.0]) / (2 * group)
+        self.recent: torch.Tensor | None = None  # (B, ≤ 2·group, dim) the last raw frames
+        self.bias: torch.Tensor | None = None  # (B, group, dim) the estimated offset of each frame position
+
+    def __call__(self, raw: torch.Tensor) -> torch.Tensor:
+        """Take the next raw stack (B, group, dim) and return it filtered."""
+        g = self.group
+        if self.bias is None:
+            self.bias = torch.zeros_like(raw)
+        if self.recent is not None and self.recent.shape[1] == 2 * g:
+            h = g // 2  # the previous stack's frames with h neighbours on each side
+            seg = torch.cat([self.recent[:, g - h:], raw[:, :h]], dim=1)
+            smooth = sum(w * seg[:, k: k + g] for k, w in enumerate(self.taps))
+            resid = self.recent[:, g:] - smooth
+            resid = resid - resid.mean(dim=1, keepdim=True)  # no level shift: only the pattern across positions
+            self.bias = self.bias + self.a * (resid - self.bias)
+        self.recent = raw if self.recent is None else torch.cat([self.recent[:, -g:], raw], dim=1)
+        return raw - self.bias
+
+    def rows(self, keep) -> None:
+        """Keep only these batch rows (a patient left)."""
+        if self.bias is not None:
+            self.recent, self.bias = self.recent[keep], self.bias[keep]
+
+    def join(self, other: "StackPhaseFilter", slot: int | None = None) -> None:
+        """Take another stream's single-row state: appended (``slot`` None) or in place of row ``slot``."""
+        if other.bias is None or self.bias is None:
+            return
+        if slot is None:
+            self.recent = torch.cat([self.recent, other.recent])
+            self.bias = torch.cat([self.bias, other.bias])
+        else:
+            self.recent[slot], self.bias[slot] = other.recent[0], other.bias[0]
+
+
 class PainStream:
     """An endless stream of face frames from a :class:`paindiffusion.checkpoint.PainModel`.
 
@@ -144,6 +194,7 @@ class PainStream:
         self.history = StimulusHistory(first, HISTORY + self.latents.n_context, self.window)
         self._warming = False
         self._made_with: dict = {}
+        self._filter = StackPhaseFilter(self.s.phase_filter, self.group) if self.s.phase_filter else None
 
     # ---- controls (any thread) --------------------------------------------------------------------------
     def set_controls(self, stimulus=None, expressiveness=None, emotion=None, slot: int | None = None,
@@ -189,6 +240,8 @@ class PainStream:
         self.latents.build(self.batch, self._conditions(0), self.gen)
         for _ in range(self.s.warmup):
             self._advance()
+            if self._filter is not None:  # the filter learns the pattern on the discarded stacks too
+                self._filter(self.latents.newest_clean(self.group))
         self._warming = False
 
     def _noise(self) -> torch.Tensor:
@@ -206,7 +259,8 @@ class PainStream:
 
     def _emit(self, n: int) -> Chunk:
         """Hand out the newest n clean frames (the end of the context) with their stimulus and PSPI."""
-        frames = self.model.decode(self.latents.newest_clean(n))
+        latents = self.latents.newest_clean(n)
+        frames = self.model.decode(latents if self._filter is None else self._filter(latents))
         stim = self.history.emit(self.latents.n_context, n)
         space = self.model.space
         chunk = Chunk(frames, stim, space.pspi(frames) if space.has_pspi else None, self.emitted, self._made_with)
@@ -272,6 +326,8 @@ class PainStream:
         self.history.window = np.concatenate([self.history.window, one.history.window])
         self._controls.append(one.controls)
         self._gens.append(one.gen)
+        if self._filter is not None:
+            self._filter.join(one._filter)
         self.batch += 1
         return self.batch - 1
 
@@ -283,6 +339,8 @@ class PainStream:
             keep = [i for i in range(self.batch) if i != slot]
             self.latents.x = self.latents.x[keep]
             self.history.past, self.history.window = self.history.past[keep], self.history.window[keep]
+            if self._filter is not None:
+                self._filter.rows(keep)
         self._controls.delete(slot)
         del self._gens[slot]
         self.batch -= 1
@@ -298,3 +356,5 @@ class PainStream:
         self.latents.x[slot] = one.latents.x[0]
         self.history.past[slot], self.history.window[slot] = one.history.past[0], one.history.window[0]
         self._gens[slot] = one.gen
+        if self._filter is not None:
+            self._filter.join(one._filter, slot)

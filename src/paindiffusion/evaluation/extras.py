@@ -1,9 +1,10 @@
 """Full-run extras: ablations like the paper's, full-sequence sampling, and drift over a long rollout.
 
 Ablations run on the first draw's first recordings (one try each) so that every variant sees the same inputs:
-σ levels, context length, guidance weight per condition (through the stream, the shipped code path), and the
-uncertainty scale and full-sequence scheduling (through :func:`paindiffusion.sampling.sample_chunked`, the
-offline chunked sampler: the stream's rolling window has u = 1 built in).
+σ levels, context length, guidance weight per condition, the stack-phase filter (through the stream, the
+shipped code path), and the uncertainty scale and full-sequence scheduling (through
+:func:`paindiffusion.sampling.sample_chunked`, the offline chunked sampler: the stream's rolling window has
+u = 1 built in).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def stream_variants(base) -> dict:
             if w != g[k]:
                 v[f"guidance {names[k]} {w:g}"] = dataclasses.replace(base, guidance=tuple(w if i == k else x for i, x in enumerate(g)))
     v["no guidance"] = dataclasses.replace(base, guidance=(0.0, 0.0, 0.0))
+    if base.phase_filter:
+        v["no stack-phase filter"] = dataclasses.replace(base, phase_filter=0.0)
     return v
 
 
