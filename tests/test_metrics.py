@@ -153,3 +153,26 @@ def test_calibration_and_monotone():
     c = M.calibration_curve(np.arange(6.0), 2 * np.arange(6.0), bins=3)
     assert c["requested"] == pytest.approx([0.5, 2.5, 4.5]) and c["achieved"] == pytest.approx([1.0, 5.0, 9.0])
     assert M.strictly_increasing([1, 2, 3]) and not M.strictly_increasing([1, 2, 2])
+
+
+@pytest.mark.parametrize("shared_model,shared_data", [(0.6, 0.6), (0.9, 0.5), (0.4, 0.7)])
+def test_correlation_ceiling_is_what_a_generator_sharing_the_data_structure_reaches(shared_model, shared_data):
+    """Tries = a shared curve (per recording) + own noise. A generator with the data's shared curve reaches
+    r = √(ρ_model ρ_data) with a recording, where ρ is the measured between-try r; one with a different
+    curve stays below it."""
+    rng = np.random.default_rng(1)
+    n, k, t = 40, 4, 2000
+    shared = M.smooth(rng.normal(size=(n, 1, t)), 25)
+    shared /= shared.std(-1, keepdims=True)
+
+    def tries(share, curve):
+        noise = M.smooth(rng.normal(size=(n, k, t)), 25)
+        noise /= noise.std(-1, keepdims=True)
+        return np.sqrt(share) * curve + np.sqrt(1 - share) * noise
+
+    data, model = tries(shared_data, shared), tries(shared_model, shared)
+    bt_model, bt_data = M.between_try_r(model), M.between_try_r(data)
+    r = float(M.pearson(model, data[:, :1]).mean())
+    assert r == pytest.approx(M.correlation_ceiling(bt_model, bt_data), abs=0.03)
+    other = tries(shared_model, np.roll(shared, 1, axis=0))  # the shared curve of another recording
+    assert float(M.pearson(other, data[:, :1]).mean()) < M.correlation_ceiling(M.between_try_r(other), bt_data) - 0.2

@@ -269,6 +269,16 @@ def between_try_r(pspi: np.ndarray) -> float:
     return float(np.mean(rs)) if rs else float("nan")
 
 
+def correlation_ceiling(between_try_model: float, between_try_data: float) -> float:
+    """The highest mean r a generator can reach with a held-out recording, given how alike its own tries are.
+
+    Write a try as X = S + N (S: what every try of the same controls shares, N: this try's own variation) and
+    the recording as Y = S' + N'. Only the shared parts can correlate (N, N' are independent of everything
+    else), so r(X, Y) = cov(S, S') / (σ_X σ_Y) ≤ σ_S σ_S' / (σ_X σ_Y) = √(ρ_X ρ_Y) (Cauchy-Schwarz), where
+    ρ = σ_S² / σ² is exactly the between-try r. Equality holds when the generator shares the data's S."""
+    return float(np.sqrt(max(between_try_model, 0.0) * max(between_try_data, 0.0)))
+
+
 # ---- realism ---------------------------------------------------------------------------------------------------
 def motion_features(latents: np.ndarray, window: int = 32) -> np.ndarray:
     """Per 1.28 s window of standardised frames (..., T, D): each channel's mean and mean |velocity| → (M, 2D)."""

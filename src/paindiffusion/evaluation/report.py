@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 
 from ..errors import atomic_directory  # noqa: E402
 from ..facespace import EMOTIONS  # noqa: E402
+from . import metrics as M  # noqa: E402
 from .scoring import HIGHER_IS_BETTER  # noqa: E402
 
 MODEL = "PainDiffusion"
@@ -345,6 +346,13 @@ def auto_conclusions(report: dict) -> str:
             out.append(f"- The PSPI r target (≥ 0.68) is above what the data process itself reaches: a second "
                        f"recording of the same subject (the oracle) follows the first with r {o['pspi_r']['mean']:.2f} "
                        f"(model {m['pspi_r']['mean']:.2f}); beyond it, r rewards copying the stimulus, not faithful faces.")
+        bm, bd = m["between_try_r"]["mean"], o["between_try_r"]["mean"]
+        out.append(f"- How alike a generator's tries are caps its PSPI r: r ≤ √(between-try r × the data's) "
+                   f"(metrics.correlation_ceiling). The model: √({bm:.2f} × {bd:.2f}) = "
+                   f"{M.correlation_ceiling(bm, bd):.2f}, measured {m['pspi_r']['mean']:.2f}; the oracle: "
+                   f"{M.correlation_ceiling(bd, bd):.2f}, measured {o['pspi_r']['mean']:.2f}. Tries as varied as the "
+                   f"data's (between-try r ≤ {bd + 0.1:.2f}) cap r at {M.correlation_ceiling(bd + 0.1, bd):.2f}; r ≥ 0.68 "
+                   f"needs between-try r ≥ {0.68 ** 2 / max(bd, 1e-9):.2f}.")
     sw = [d["sweep"]["strictly_increasing"] for d in report["draws"]]
     rules = s.get("rules given the controls")
     out.append(f"- Expressiveness: requested vs achieved r {m['expressiveness_r_pooled']:.2f} over the held-out recordings"
