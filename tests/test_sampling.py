@@ -159,6 +159,28 @@ def _ode_error(order: int, n: int, s2: float = 1.0) -> float:
     return float((out - exact).abs().max() / exact.abs().max())
 
 
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+def test_eta_steps_keep_the_marginal_and_forget_the_start(eta):
+    """Exact D of Gaussian data, σ 3 → 1.2 in 100 small steps: from x ~ N(0, s² + σ²) every η lands on
+    N(0, s² + σ'²) (a valid sampler), and a larger η keeps less of the start (tries that share a start
+    differ more); η = 0 follows the probability-flow ODE, x' = x·√((s² + σ'²)/(s² + σ²))."""
+    s2 = 1.0
+    sig = torch.exp(torch.linspace(math.log(3.0), math.log(1.2), 101, dtype=torch.float64))
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(1, 100_000, 1, generator=g, dtype=torch.float64) * math.sqrt(s2 + 9.0)
+    x = x0
+    for a, b in zip(sig[:-1], sig[1:]):
+        noise = torch.randn(x.shape, generator=g, dtype=torch.float64)
+        full = [torch.full((1, x.shape[1]), float(v), dtype=torch.float64) for v in (a, b)]
+        x = step(gaussian_denoiser(s2), x, full[0], full[1], None, 1, eta=eta, noise=noise)
+    assert x.var().item() == pytest.approx(s2 + 1.2**2, rel=0.03)
+    kept = float(torch.corrcoef(torch.stack([x0.flatten(), x.flatten()]))[0, 1])
+    if eta == 0:
+        assert kept == pytest.approx(1.0, abs=1e-6)  # deterministic: x' is a multiple of x
+    else:
+        assert kept < 1 - 0.2 * eta
+
+
 def test_heun_is_second_order_on_gaussian_data():
     e1 = {n: _ode_error(1, n) for n in (16, 32)}
     e2 = {n: _ode_error(2, n) for n in (16, 32)}

@@ -42,6 +42,10 @@ class SamplerSettings:
     # Stack-phase filter time constant, in stacks (0 = off; see StackPhaseFilter in stream.py): removes the part
     # of the output that repeats every 4 frames, a 6.25 Hz judder a model can leave once its frames are smooth.
     phase_filter: float = 0.0
+    # Fresh noise per step (DDIM's η, Song et al. 2021, in σ form): 0 = deterministic steps, the paper's; 1 =
+    # ancestral (DDPM-like). Re-injected noise lets tries of the same controls differ more (guidance makes
+    # them alike). The stream draws it from each patient's own generator.
+    eta: float = 0.0
 
     def to_dict(self) -> dict:
         return {**self.__dict__, "guidance": list(self.guidance)}
@@ -72,6 +76,8 @@ class SamplerSettings:
             ("sigma_min", num(self.sigma_min) and self.sigma_min > 0, "a positive number"),
             ("sigma_max", num(self.sigma_max) and num(self.sigma_min) and self.sigma_max > self.sigma_min, "a number above sigma_min"),
             ("rho", num(self.rho) and self.rho > 0, "a positive number"),
+            ("eta", num(self.eta) and 0 <= self.eta <= 1 and (self.eta == 0 or self.order == 1),
+             "a number from 0 (deterministic) to 1 (ancestral), with order 1"),
             ("phase_filter", num(self.phase_filter) and (self.phase_filter == 0 or self.phase_filter >= 1),
              "0 (off) or a time constant ≥ 1 stack"),
             ("guidance", isinstance(self.guidance, (tuple, list)) and len(self.guidance) == 3 and all(num(w) for w in self.guidance),
@@ -133,16 +139,26 @@ def guided(model: Callable, weights: tuple[float, float, float]) -> Callable:
 
 
 def step(model: Callable, x: torch.Tensor, sigma: torch.Tensor, sigma_next: torch.Tensor, cond: CondBatch,
-         order: int = 1, denoised: torch.Tensor | None = None) -> torch.Tensor:
+         order: int = 1, denoised: torch.Tensor | None = None, eta: float = 0.0,
+         noise: torch.Tensor | None = None) -> torch.Tensor:
     """Move every frame from ``sigma`` to ``sigma_next`` (both (B, T)), frames with equal levels untouched.
 
     order 1: the DDIM / first-order DPM-Solver++ step in EDM form, x' = D + (σ'/σ)(x − D) (what the paper uses).
-    order 2: Heun's correction (EDM Algorithm 1) where σ' > 0; one more model call.
+    With ``eta`` > 0 and unit ``noise`` like x, part of the way is fresh noise (DDIM's η in σ form): σ_up =
+    η·σ'·√(1 − σ'²/σ²), x' = D + (√(σ'² − σ_up²)/σ)(x − D) + σ_up·noise; η = 1 is the ancestral step.
+    order 2: Heun's correction (EDM Algorithm 1) where σ' > 0; one more model call (deterministic only).
     ``denoised`` lets a caller pass D(x, σ) it already computed.
     """
     moving = (sigma_next != sigma)[..., None]
     d = model(x, sigma, cond) if denoised is None else denoised
-    ratio = torch.where(sigma > 0, sigma_next / sigma.clamp(min=1e-12), torch.zeros_like(sigma))[..., None]
+    safe = sigma.clamp(min=1e-12)
+    if eta > 0 and noise is not None and order == 1:
+        up = eta * sigma_next * (1 - (sigma_next / safe) ** 2).clamp(min=0).sqrt()
+        up = torch.where(sigma > 0, up, torch.zeros_like(up))
+        ratio = torch.where(sigma > 0, (sigma_next**2 - up**2).clamp(min=0).sqrt() / safe, torch.zeros_like(sigma))
+        x_next = d + ratio[..., None] * (x - d) + up[..., None] * noise
+        return torch.where(moving, x_next, x)
+    ratio = torch.where(sigma > 0, sigma_next / safe, torch.zeros_like(sigma))[..., None]
     x_next = d + ratio * (x - d)
     if order == 2:
         heun = (sigma_next > 0)[..., None] & moving

@@ -91,13 +91,14 @@ class LatentWindow:
         self.x = sample_levels(self.denoise, x, self.sigmas, levels, cond, self.s.order)
         self.levels = levels[-1]
 
-    def advance(self, cond, noise: torch.Tensor) -> None:
+    def advance(self, cond, noise: torch.Tensor, churn: torch.Tensor | None = None) -> None:
         """One guided call: every noisy stack moves one level down; the stack that became clean joins the
-        context and a stack of pure noise (``noise``: (B, group, dim) unit Gaussian) enters at the end."""
+        context and a stack of pure noise (``noise``: (B, group, dim) unit Gaussian) enters at the end.
+        ``churn`` (B, window, dim) unit Gaussian: the fresh noise of the step when ``eta`` > 0."""
         b, k, lv = self.x.shape[0], self.s.levels, self.levels
         sig = self.sigmas[lv][None].expand(b, -1)
         sig_next = self.sigmas[(lv + (lv < k).long()).clamp(max=k)][None].expand(b, -1)
-        x = step(self.denoise, self.x, sig, sig_next, cond, self.s.order)
+        x = step(self.denoise, self.x, sig, sig_next, cond, self.s.order, eta=self.s.eta, noise=churn)
         self.x = torch.cat([x[:, self.group:], noise * self.sigmas[0]], dim=1)
 
     def newest_clean(self, n: int) -> torch.Tensor:
@@ -244,17 +245,18 @@ class PainStream:
                 self._filter(self.latents.newest_clean(self.group))
         self._warming = False
 
-    def _noise(self) -> torch.Tensor:
-        """Unit noise for the stack entering each slot, drawn from that slot's own generator (slots made
-        together at construction draw together), so a patient's frames do not depend on who joins the batch."""
-        out = torch.empty(self.batch, self.group, self.model.config.dim)
+    def _noise(self, frames: int) -> torch.Tensor:
+        """Unit noise (B, frames, dim) for each slot, drawn from that slot's own generator (slots made together
+        at construction draw together), so a patient's frames do not depend on who joins the batch."""
+        out = torch.empty(self.batch, frames, self.model.config.dim)
         for gen in {id(g): g for g in self._gens}.values():
             rows = [i for i, g in enumerate(self._gens) if g is gen]
-            out[rows] = torch.randn((len(rows), self.group, self.model.config.dim), generator=gen)
+            out[rows] = torch.randn((len(rows), frames, self.model.config.dim), generator=gen)
         return out
 
     def _advance(self) -> None:
-        self.latents.advance(self._conditions(self.latents.n_context), self._noise())
+        churn = self._noise(self.window) if self.s.eta > 0 else None  # drawn only when used (η = 0 streams as before)
+        self.latents.advance(self._conditions(self.latents.n_context), self._noise(self.group), churn)
         self.history.roll(self.group)
 
     def _emit(self, n: int) -> Chunk:
