@@ -46,14 +46,16 @@ def test_box_least_squares_meets_the_optimality_conditions():
 
 
 def test_fit_recovers_aus_and_pose_from_exact_landmarks():
-    """Landmarks made by the reading model itself (posed, scaled, moved like pixels) read back exactly."""
+    """Landmarks made by the reading model itself (posed, scaled, moved like pixels; the AU fields taken at each
+    frame's yaw and the head pose's own displacement added) read back exactly."""
     model = replace(reading_model(), ridge=0.0, sparsity=0.0, pose_correction=None)
+    assert model.turns and model.pose_basis is not None and len(model.pose_basis)
     rng = np.random.default_rng(2)
     t = 60
     aus = np.where(rng.random((t, 17)) < 0.3, rng.uniform(0, 5, (t, 17)), 0.0)
     aus[:10] = 0.0  # some calm frames to find the neutral face
     pose = rng.uniform(-20, 20, (t, 3))
-    shape = model.shape(model.neutral, model.segments(aus))
+    shape = model.shape(model.neutral, model.segments(aus), pose[:, 1]) + model.pose_shape(pose)
     r = rotation(*np.deg2rad(pose).T)
     pts = 25.0 * np.einsum("tij,tvj->tvi", r, shape) + np.array([300.0, -250.0, 0.0])
     frames, neutral, scale = fit_frames(pts, model, rounds=20)  # alternation converges linearly
@@ -61,6 +63,25 @@ def test_fit_recovers_aus_and_pose_from_exact_landmarks():
     np.testing.assert_allclose(frames[:, 17:], pose, atol=0.05)
     np.testing.assert_allclose(scale, 25.0, rtol=1e-3)
     np.testing.assert_allclose(neutral, model.neutral, atol=1e-3)
+
+
+def test_yaw_dependent_solve_is_the_least_squares_of_the_basis_at_that_yaw():
+    """solve(residual, yaw) is the bounded least squares of the basis as it reads at each frame's yaw (B + y·B',
+    y in units of 20°), with the ridge and sparsity weights in units of the frontal Gram's mean diagonal."""
+    model = reading_model()
+    rng = np.random.default_rng(3)
+    yaw = np.array([-22.0, -5.0, 0.0, 12.0, 25.0])
+    seg = model.segments(np.where(rng.random((5, 17)) < 0.4, rng.uniform(0, 5, (5, 17)), 0.0))
+    resid = model.shape(np.zeros_like(model.neutral), seg, yaw) + rng.normal(0, 0.02, (5, *model.neutral.shape))
+    got = model.solve(resid, yaw)
+    w = model.weight.reshape(-1)
+    b0 = model.basis.reshape(len(model.basis), -1).astype(np.float64)
+    unit = np.einsum("kd,d,kd->", b0, w, b0) / len(b0)
+    for i, y in enumerate(yaw):
+        b = b0 + y / 20.0 * model.yaw_basis.reshape(len(b0), -1)
+        gram = (b * w) @ b.T + model.ridge * unit * np.eye(len(b))
+        rhs = (b * w) @ resid[i].reshape(-1) - model.sparsity * unit
+        np.testing.assert_allclose(got[i], box_least_squares(gram, rhs[None], 0.0, model.widths)[0], atol=1e-6)
 
 
 def test_fit_rejects_bad_landmarks():

@@ -29,22 +29,21 @@ def round_trip(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_round_trip_reads_pain_aus_and_head_pose(round_trip):
+def test_round_trip_meets_every_pain_target(round_trip):
+    """The issue's targets: r ≥ 0.8 for each pain AU (pairs as their max), PSPI r ≥ 0.9, head pose within 3°."""
     m = round_trip
-    for target in ("AU4", "AU9/10", "AU26"):
-        assert m[target] >= 0.8, (target, m[target])
+    assert all(m[t] >= 0.8 for t in PAIN_TARGETS) and m["PSPI"] >= 0.9, m
     for angle in ("pitch", "yaw", "roll"):
         assert m[f"{angle}_mae"] <= 3.0, (angle, m[f"{angle}_mae"])
-    # Measured shortfalls (docs/tracking.md: AU6/7 ≈ 0.67, AU43 ≈ 0.70, PSPI ≈ 0.89 on this set); they must
-    # not get worse while they are below target.
-    assert m["AU6/7"] >= 0.55 and m["AU43"] >= 0.6 and m["PSPI"] >= 0.85, m
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="AU6/7 (r ≈ 0.67), AU43 (≈ 0.70, eyes closing while the head turns) and "
-                   "PSPI (≈ 0.89) fall short of the 0.8/0.9 targets; see docs/tracking.md")
-def test_round_trip_meets_every_pain_target(round_trip):
-    assert all(round_trip[t] >= 0.8 for t in PAIN_TARGETS) and round_trip["PSPI"] >= 0.9, round_trip
+def test_round_trip_keeps_its_measured_margins(round_trip):
+    # Measured on this set (docs/tracking.md): AU4 0.93, AU6/7 0.84, AU9/10 0.93, AU43 0.85, AU26 0.96,
+    # PSPI 0.96; head pose MAE under 1°. The floors sit just under, so that a change that loses ground fails.
+    floors = {"AU4": 0.91, "AU6/7": 0.82, "AU9/10": 0.91, "AU43": 0.83, "AU26": 0.94, "PSPI": 0.95}
+    assert all(round_trip[k] >= v for k, v in floors.items()), {k: round_trip[k] for k in floors}
+    assert max(round_trip[f"{a}_mae"] for a in ("pitch", "yaw", "roll")) <= 1.5, round_trip
 
 
 @pytest.mark.slow

@@ -4,8 +4,9 @@ Random, smooth, independent AU and head-pose trajectories (none of the cohort's 
 tests on cohort sequences are not read with a model fitted to them) are rendered by the renderer the
 package ships, encoded as H.264 like any video, and tracked. Each tracked frame is aligned to the rig's
 neutral face on the vertices no AU moves; a ridge regression of the aligned landmarks on the known AU
-intensities then gives the tracked neutral face (the shape at rest) and, per AU, one displacement field for
-each segment of a piecewise-linear reading; the residual variance per coordinate gives the noise weights.
+intensities and head poses then gives the tracked neutral face (the shape at rest); per AU, one displacement
+field for each segment of a piecewise-linear reading and how that field changes with yaw; and the displacement
+the head pose causes by itself. The residual variance per coordinate gives the noise weights.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 from ..facespace import FACS, FACS_AUS
 from ..render.rig import FaceRig
 from ..sequence import FaceSequence
-from .fit import N_AUS, ReadingModel, fit_frames, similarity, to_model_frame
+from .fit import N_AUS, POSE_SCALE_DEG, ReadingModel, fit_frames, pose_features, similarity, to_model_frame
 
 POSE_RANGE_DEG = (12.0, 25.0, 10.0)  # pitch, yaw, roll amplitudes of the calibration clips
 
@@ -59,9 +60,10 @@ def regress_model(points: np.ndarray, frames: np.ndarray, knots=(0.0, 2.5, 5.0),
 
     The neutral face is the median tracked shape of the frames with no AU at all (so that a face at rest reads
     as AUs 0); the basis is the ridge regression of the displacement from it on each AU's piecewise-linear
-    segments (``knots``); the weights are the inverse residual variance per coordinate. Last, the calibration
-    frames are fitted with the model and the remaining head-pose error is regressed on the fitted frame (the
-    pose correction)."""
+    segments (``knots``), on those segments times the yaw (the fields' change with a turn) and on the pose
+    features (:func:`~.fit.pose_features`); the weights are the inverse residual variance per coordinate.
+    Last, the calibration frames are fitted with the model and the remaining head-pose error is regressed on
+    the fitted frame (the pose correction)."""
     rig = FaceRig()
     rigid = np.flatnonzero(np.linalg.norm(rig.linear_basis(), axis=2).max(0) < 1e-3)
     ok = np.isfinite(points[:, 0, 0])
@@ -73,13 +75,18 @@ def regress_model(points: np.ndarray, frames: np.ndarray, knots=(0.0, 2.5, 5.0),
     neutral = np.median(x[rest], axis=0)
     model = ReadingModel(neutral, np.zeros((0,)), np.ones_like(neutral), rigid, fit_ridge, sparsity, None,
                          tuple(float(k) for k in knots))
-    a = model.segments(f[:, :N_AUS])
+    segs = model.segments(f[:, :N_AUS])
+    yaw = f[:, N_AUS + 1:N_AUS + 2] / POSE_SCALE_DEG
+    # the AU fields, how they change with yaw, and the displacement the head pose causes by itself
+    a = np.concatenate([segs, segs * yaw, pose_features(f[:, N_AUS:])], 1)
     d = (x - neutral).reshape(len(x), -1)
     coef = np.linalg.solve(a.T @ a + ridge * np.eye(a.shape[1]), a.T @ d)
     var = (d - a @ coef).var(0).reshape(-1, 3)
     weight = 1.0 / (var + np.median(var))  # the floor keeps a few very still points from dominating
     weight /= weight.mean()
-    model = replace(model, basis=coef.reshape(a.shape[1], -1, 3), weight=weight,
+    k = segs.shape[1]
+    model = replace(model, basis=coef[:k].reshape(k, -1, 3), yaw_basis=coef[k:2 * k].reshape(k, -1, 3),
+                    pose_basis=coef[2 * k:].reshape(len(coef) - 2 * k, -1, 3), weight=weight,
                     info={**(info or {}), "frames": int(ok.sum()), "aus": list(FACS_AUS)})
     fitted, _, _ = fit_frames(p, model)
     design = np.concatenate([np.ones((len(f), 1)), fitted], 1)

@@ -9,9 +9,12 @@ intensities that were rendered. Per frame:
 1. **pose** — a similarity (Umeyama) alignment of the landmarks to the model face, first on vertices no AU
    moves, then (alternating with step 2) on every vertex against the neutral face plus the current AUs;
    pitch, yaw and roll are read off the rotation in the rig's conventions (:func:`~..render.rig.rotation`);
-2. **AUs** — min ‖W½(B s − (x − n))‖² subject to 0 ≤ s ≤ segment width, where x is the aligned frame, n the
-   subject's neutral face, W the inverse landmark noise and s each AU's intensity split into the segments of
-   its piecewise-linear reading (AU = Σ segments); solved for all frames at once (:func:`box_least_squares`);
+2. **AUs** — min ‖W½(B s − (x − P(pose) − n))‖² subject to 0 ≤ s ≤ segment width, where x is the aligned
+   frame, P(pose) the displacement the head pose causes by itself (perspective, the tracker's reading of a
+   turned face), n the subject's neutral face, W the inverse landmark noise, B = B₀ + yaw·B′ the AU fields as
+   they read at the frame's yaw (a turned face's far eye is foreshortened), and s each AU's intensity split
+   into the segments of its piecewise-linear reading (AU = Σ segments); solved for all frames at once
+   (:func:`box_least_squares`);
 3. **the subject's neutral** — the median of the recording's calmest frames (lowest total AU activity on a
    first pass) with its AU part removed, so that the face's identity is not read as expression while a resting
    expression (a smile held all along) still is; or a neutral face given by the caller.
@@ -32,6 +35,8 @@ from ..facespace import FACS, FACS_AUS
 N_AUS = len(FACS_AUS)
 AU_MAX = 5.0
 CALM_SHARE = 0.1  # the calmest 10% of frames define the subject's neutral face
+RIGID_ROUNDS = 2  # first alignments, each with the pose part of the previous one's pose
+SOLVE_CHUNK = 2048  # frames solved together when each has its own Gram matrix (T·K² floats)
 
 
 # ---- rigid alignment -------------------------------------------------------------------------------------
@@ -74,14 +79,17 @@ def head_angles(r: np.ndarray) -> np.ndarray:
 def box_least_squares(gram: np.ndarray, rhs: np.ndarray, lo=0.0, hi=AU_MAX,
                       iters: int = 60, init: np.ndarray | None = None) -> np.ndarray:
     """min ½ aᵀGa − hᵀa subject to lo ≤ a ≤ hi, for each row h of ``rhs`` (T, K): projected Gauss-Seidel
-    (coordinate descent), vectorised over frames. G must be symmetric positive definite; then each sweep
-    lowers the objective and the iterates converge to the unique minimiser (Luo & Tseng 1992)."""
-    lo, hi = (np.broadcast_to(np.asarray(b, np.float64), gram.shape[:1]) for b in (lo, hi))  # per variable
+    (coordinate descent), vectorised over frames. G is one (K, K) matrix for all frames or one per frame
+    (T, K, K); it must be symmetric positive definite, and then each sweep lowers the objective and the
+    iterates converge to the unique minimiser (Luo & Tseng 1992)."""
+    lo, hi = (np.broadcast_to(np.asarray(b, np.float64), gram.shape[-1:]) for b in (lo, hi))  # per variable
     a = np.zeros_like(rhs) if init is None else np.clip(init, lo, hi).copy()
-    diag = np.diag(gram)
+    diag = np.diagonal(gram, axis1=-2, axis2=-1)  # (K,) or (T, K)
+    per_frame = gram.ndim == 3
     for _ in range(iters):
-        for k in range(gram.shape[0]):
-            a[:, k] = np.clip(a[:, k] + (rhs[:, k] - a @ gram[k]) / diag[k], lo[k], hi[k])
+        for k in range(gram.shape[-1]):
+            ga = np.einsum("tj,tj->t", a, gram[:, k]) if per_frame else a @ gram[k]
+            a[:, k] = np.clip(a[:, k] + (rhs[:, k] - ga) / diag[..., k], lo[k], hi[k])
     return _polish(gram, rhs, a, lo, hi)
 
 
@@ -94,11 +102,26 @@ def _polish(gram, rhs, a, lo, hi):
         if not f.any():
             continue
         rows = np.flatnonzero(group.ravel() == p)
-        fixed = a[np.ix_(rows, ~f)] @ gram[np.ix_(~f, f)]
-        sol = np.linalg.solve(gram[np.ix_(f, f)], (rhs[np.ix_(rows, f)] - fixed).T).T
+        if gram.ndim == 3:  # one small system per frame
+            g = gram[rows]
+            fixed = np.einsum("tj,tjf->tf", a[np.ix_(rows, ~f)], g[:, ~f][:, :, f])
+            sol = np.linalg.solve(g[:, f][:, :, f], (rhs[np.ix_(rows, f)] - fixed)[..., None])[..., 0]
+        else:
+            fixed = a[np.ix_(rows, ~f)] @ gram[np.ix_(~f, f)]
+            sol = np.linalg.solve(gram[np.ix_(f, f)], (rhs[np.ix_(rows, f)] - fixed).T).T
         ok = ((sol >= lo[f]) & (sol <= hi[f])).all(1)
         a[np.ix_(rows[ok], np.flatnonzero(f))] = sol[ok]
     return a
+
+
+# ---- the head pose's own displacement ----------------------------------------------------------------------
+POSE_SCALE_DEG = 20.0  # head angles enter the pose features in units of 20°, the calibration's typical turn
+
+
+def pose_features(angles: np.ndarray) -> np.ndarray:
+    """(T, 3) pitch, yaw, roll in degrees → (T, F) features the pose displacement is linear in."""
+    p, y, r = (np.asarray(angles, np.float64) / POSE_SCALE_DEG).T
+    return np.stack([p, y, r, p * p, y * y, p * y], 1)
 
 
 # ---- the reading model -------------------------------------------------------------------------------------
@@ -121,6 +144,8 @@ class ReadingModel:
     pose_correction: np.ndarray | None = None  # (21, 3): pose error ≈ [1, fitted frame] @ this (measured)
     knots: tuple = (0.0, AU_MAX)  # AU intensities where the reading's slope may change
     info: dict | None = None
+    pose_basis: np.ndarray | None = None  # (F, 468, 3) displacement per head-pose feature (:func:`pose_features`)
+    yaw_basis: np.ndarray | None = None  # (S·17, 468, 3) change of each segment's field per POSE_SCALE_DEG of yaw
 
     @property
     def widths(self) -> np.ndarray:
@@ -135,28 +160,61 @@ class ReadingModel:
     def aus(segments: np.ndarray) -> np.ndarray:
         return segments.reshape(len(segments), -1, N_AUS).sum(1)
 
+    @property
+    def turns(self) -> bool:
+        """Whether the AU fields change with yaw (models made before that was measured do not)."""
+        return self.yaw_basis is not None and len(self.yaw_basis) > 0
+
     @cached_property
-    def _flat(self) -> tuple[np.ndarray, np.ndarray]:
-        """Basis as a (K, V·3) matrix and the same with the weights applied (matrix products, not einsum)."""
+    def _flat(self) -> tuple[np.ndarray, ...]:
+        """Basis and its change with yaw as (K, V·3) matrices, and both with the weights applied."""
+        w = self.weight.reshape(-1)
         b = self.basis.reshape(len(self.basis), -1).astype(np.float64)
-        return b, b * self.weight.reshape(-1)
+        b1 = self.yaw_basis.reshape(len(b), -1).astype(np.float64) if self.turns else np.zeros_like(b)
+        return b, b * w, b1, b1 * w
 
     @cached_property
-    def gram(self) -> np.ndarray:
-        b, bw = self._flat
-        g = bw @ b.T
-        return g + self.ridge * np.trace(g) / len(g) * np.eye(len(g))
+    def _grams(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """The Gram matrix at yaw y (in units of POSE_SCALE_DEG) is G0 + y·G1 + y²·G2, as the basis is
+        B + y·B'. Also the frontal Gram's mean diagonal, the unit of the ridge and sparsity weights."""
+        b, bw, b1, b1w = self._flat
+        g0 = bw @ b.T
+        unit = float(np.trace(g0) / len(g0))
+        return g0 + self.ridge * unit * np.eye(len(g0)), bw @ b1.T + b1w @ b.T, b1w @ b1.T, unit
 
-    def solve(self, residual: np.ndarray, init=None) -> np.ndarray:
+    def solve(self, residual: np.ndarray, yaw: np.ndarray | None = None, init=None) -> np.ndarray:
         """Segment amounts (T, S·17) that best explain model-frame displacements (T, 468, 3) from the neutral
-        face: min ½‖W½(Bs − r)‖² + ½λ‖s‖² + μΣs subject to 0 ≤ s ≤ segment width."""
-        b, bw = self._flat
-        rhs = residual.reshape(len(residual), -1) @ bw.T
-        raw = np.einsum("kd,kd->", b, bw) / len(b)
-        return box_least_squares(self.gram, rhs - self.sparsity * raw, 0.0, self.widths, init=init)
+        face: min ½‖W½(B(yaw)s − r)‖² + ½λ‖s‖² + μΣs subject to 0 ≤ s ≤ segment width. ``yaw`` (T,) in
+        degrees, the head's turn in each frame (frontal when None)."""
+        b, bw, _, b1w = self._flat
+        g0, g1, g2, unit = self._grams
+        r = residual.reshape(len(residual), -1)
+        rhs = r @ bw.T - self.sparsity * unit
+        if yaw is None or not self.turns:
+            return box_least_squares(g0, rhs, 0.0, self.widths, init=init)
+        y = np.asarray(yaw, np.float64) / POSE_SCALE_DEG
+        rhs += y[:, None] * (r @ b1w.T)
+        out = np.empty_like(rhs)
+        for c in range(0, len(r), SOLVE_CHUNK):  # one Gram per frame, a chunk at a time to bound the memory
+            sl = slice(c, c + SOLVE_CHUNK)
+            yc = y[sl, None, None]
+            out[sl] = box_least_squares(g0 + yc * g1 + yc * yc * g2, rhs[sl], 0.0, self.widths,
+                                        init=None if init is None else init[sl])
+        return out
 
-    def shape(self, neutral: np.ndarray, segments: np.ndarray) -> np.ndarray:
-        return neutral + (segments @ self._flat[0]).reshape(len(segments), *neutral.shape)
+    def shape(self, neutral: np.ndarray, segments: np.ndarray, yaw: np.ndarray | None = None) -> np.ndarray:
+        b, _, b1, _ = self._flat
+        d = segments @ b
+        if yaw is not None and self.turns:
+            d += (segments * (np.asarray(yaw, np.float64)[:, None] / POSE_SCALE_DEG)) @ b1
+        return neutral + d.reshape(len(segments), *neutral.shape)
+
+    def pose_shape(self, angles: np.ndarray) -> np.ndarray | float:
+        """Model-frame displacement (T, 468, 3) that a head pose (T, 3: pitch, yaw, roll in degrees) alone
+        causes: the perspective a similarity cannot undo and the tracker's pose-dependent reading."""
+        if self.pose_basis is None or not len(self.pose_basis):
+            return 0.0
+        return np.einsum("tf,fvc->tvc", pose_features(angles), self.pose_basis)
 
     def correct_pose(self, frames: np.ndarray) -> np.ndarray:
         """Remove the tracker's measured pose bias (pitch read from a lip raise, yaw from a turn's perspective)."""
@@ -172,7 +230,9 @@ class ReadingModel:
                             weight=self.weight.astype(np.float32), rigid=self.rigid.astype(np.int32),
                             ridge=np.float32(self.ridge), sparsity=np.float32(self.sparsity),
                             pose_correction=pc.astype(np.float32), knots=np.asarray(self.knots, np.float32),
-                            info=np.array(json.dumps(self.info or {})))
+                            info=np.array(json.dumps(self.info or {})),
+                            **{k: np.zeros((0, *self.neutral.shape), np.float32) if v is None else v.astype(np.float32)
+                               for k, v in (("pose_basis", self.pose_basis), ("yaw_basis", self.yaw_basis))})
 
 
 @lru_cache(maxsize=1)
@@ -183,19 +243,27 @@ def reading_model() -> ReadingModel:
             z = np.load(f)
             return ReadingModel(z["neutral"], z["basis"], z["weight"], z["rigid"], float(z["ridge"]),
                                 float(z["sparsity"]), z["pose_correction"], tuple(float(k) for k in z["knots"]),
-                                json.loads(str(z["info"])))
+                                json.loads(str(z["info"])), *(z[k] if k in z else None for k in ("pose_basis", "yaw_basis")))
     except FileNotFoundError:
         raise PainDiffusionError("the package has no assets/reading_model.npz; rebuild it with "
                                  "'python scripts/make_reading_model.py'") from None
 
 
 # ---- fitting -------------------------------------------------------------------------------------------------
-def estimate_neutral(aligned: np.ndarray, segments: np.ndarray, model: ReadingModel) -> np.ndarray:
-    """The subject's neutral face: median of the calmest frames, minus the AU part of that median shape."""
+def estimate_neutral(aligned: np.ndarray, segments: np.ndarray, model: ReadingModel,
+                     yaw: np.ndarray | None = None) -> np.ndarray:
+    """The subject's neutral face: median of the calmest frames, minus the AU part of that median shape (read
+    at their median yaw). ``aligned`` has the head pose's own displacement already taken off."""
     k = max(1, round(CALM_SHARE * len(aligned)))
     calm = np.argsort(segments.sum(1), kind="stable")[:k]
     shape = np.median(aligned[calm], axis=0)
-    return shape - np.einsum("k,kvc->vc", model.solve((shape - model.neutral)[None])[0], model.basis)
+    y = None if yaw is None else np.median(yaw[calm])[None]
+    return shape - (model.shape(model.neutral, model.solve((shape - model.neutral)[None], y), y)[0] - model.neutral)
+
+
+def _angles(model: ReadingModel, segments: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Head pose (T, 3) read off an alignment's rotations, with the tracker's measured bias removed."""
+    return model.correct_pose(np.concatenate([model.aus(segments), head_angles(r)], 1))[:, N_AUS:]
 
 
 def fit_frames(points: np.ndarray, model: ReadingModel | None = None, neutral: np.ndarray | None = None,
@@ -209,15 +277,25 @@ def fit_frames(points: np.ndarray, model: ReadingModel | None = None, neutral: n
     p = np.asarray(points, np.float64)
     if p.ndim != 3 or p.shape[1:] != model.neutral.shape or not np.isfinite(p).all():
         raise PainDiffusionError(f"landmarks must be finite, shape (frames, {model.neutral.shape[0]}, 3); got {p.shape}")
+    # A turned head moves the landmarks in ways a similarity cannot undo (perspective, the tracker's reading
+    # of a turned face) and changes how each AU reads (the far eye is foreshortened): the reading model's pose
+    # part is taken off and its AU fields are taken at each frame's yaw. The pose part moves even the vertices
+    # no AU moves, so the first alignment is redone with it.
     s, r, t = similarity(model.neutral[model.rigid], p[:, model.rigid])
-    x = to_model_frame(p, s, r, t)
-    seg = model.solve(x - model.neutral)
+    seg = np.zeros((len(p), len(model.basis)))
+    for _ in range(RIGID_ROUNDS if model.pose_basis is not None and len(model.pose_basis) else 0):
+        ang = _angles(model, seg, r)
+        s, r, t = similarity((model.neutral + model.pose_shape(ang))[:, model.rigid], p[:, model.rigid])
+    ang = _angles(model, seg, r)
+    x = to_model_frame(p, s, r, t) - model.pose_shape(ang)
+    seg = model.solve(x - model.neutral, ang[:, 1])
     if neutral is None:
-        neutral = estimate_neutral(x, seg, model)
+        neutral = estimate_neutral(x, seg, model, ang[:, 1])
     vertex_w = model.weight.mean(1)
-    for _ in range(rounds):  # alternate pose (all vertices, expression accounted for) and AUs
-        s, r, t = similarity(model.shape(neutral, seg), p, vertex_w)
-        x = to_model_frame(p, s, r, t)
-        seg = model.solve(x - neutral, init=seg)
-    frames = model.correct_pose(np.concatenate([model.aus(seg), head_angles(r)], 1))
+    for _ in range(rounds):  # alternate pose (all vertices, expression and pose part accounted for) and AUs
+        s, r, t = similarity(model.shape(neutral, seg, ang[:, 1]) + model.pose_shape(ang), p, vertex_w)
+        ang = _angles(model, seg, r)
+        x = to_model_frame(p, s, r, t) - model.pose_shape(ang)
+        seg = model.solve(x - neutral, ang[:, 1], init=seg)
+    frames = np.concatenate([model.aus(seg), _angles(model, seg, r)], 1)
     return FACS.clip(frames.astype(np.float32)), neutral, s
