@@ -305,12 +305,12 @@ def test_malformed_controls_one_line_and_the_stream_goes_on(model, controls):
     assert s.step().controls["stimulus"].tolist() == [41.0]
 
 
-@pytest.mark.parametrize("phase_filter,eta", [(0.0, 0.0), (2.0, 0.0), (0.0, 1.0)])
-def test_patients_join_leave_and_restart_without_disturbing_others(phase_filter, eta):
+@pytest.mark.parametrize("phase_filter,eta,warmup", [(0.0, 0.0, 12), (2.0, 0.0, 12), (2.0, 0.0, 0), (0.0, 1.0, 12)])
+def test_patients_join_leave_and_restart_without_disturbing_others(phase_filter, eta, warmup):
     """The live demo's batch: each browser tab is one slot of one batched model call per step (with the
     stack-phase filter too: its state is per patient and moves with the slot; with η > 0 each patient's step
     noise comes from its own generator)."""
-    model = tiny_model(phase_filter=phase_filter, eta=eta)
+    model = tiny_model(phase_filter=phase_filter, eta=eta, warmup=warmup)
     alone = PainStream(model, stimulus=44.0, seed=21).take(8 + 2 * G + 4 * G).frames  # the undisturbed patient
     s = PainStream(model, stimulus=44.0, seed=21)
     s.take(8)

@@ -124,6 +124,11 @@ class StackPhaseFilter:
         self.recent: torch.Tensor | None = None  # (B, ≤ 2·group, dim) the last raw frames
         self.bias: torch.Tensor | None = None  # (B, group, dim) the estimated offset of each frame position
 
+    def prime(self, frames: torch.Tensor) -> None:
+        """Start from clean frames the stream already has (B, 2·group, dim), with no offset estimated yet, so
+        that every started stream has a state of its full batch (patients can join before any frame is out)."""
+        self.recent, self.bias = frames[:, -2 * self.group:].clone(), torch.zeros_like(frames[:, : self.group])
+
     def __call__(self, raw: torch.Tensor) -> torch.Tensor:
         """Take the next raw stack (B, group, dim) and return it filtered."""
         g = self.group
@@ -141,13 +146,10 @@ class StackPhaseFilter:
 
     def rows(self, keep) -> None:
         """Keep only these batch rows (a patient left)."""
-        if self.bias is not None:
-            self.recent, self.bias = self.recent[keep], self.bias[keep]
+        self.recent, self.bias = self.recent[keep], self.bias[keep]
 
     def join(self, other: "StackPhaseFilter", slot: int | None = None) -> None:
-        """Take another stream's single-row state: appended (``slot`` None) or in place of row ``slot``."""
-        if other.bias is None or self.bias is None:
-            return
+        """Take another (primed) stream's single-row state: appended (``slot`` None) or in place of row ``slot``."""
         if slot is None:
             self.recent = torch.cat([self.recent, other.recent])
             self.bias = torch.cat([self.bias, other.bias])
@@ -239,6 +241,8 @@ class PainStream:
         is burn-in history, never emitted: stream frame 0 is the next stack."""
         self._warming = True
         self.latents.build(self.batch, self._conditions(0), self.gen)
+        if self._filter is not None:
+            self._filter.prime(self.latents.newest_clean(2 * self.group))
         for _ in range(self.s.warmup):
             self._advance()
             if self._filter is not None:  # the filter learns the pattern on the discarded stacks too
