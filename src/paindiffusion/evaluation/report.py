@@ -350,7 +350,8 @@ def auto_conclusions(report: dict) -> str:
         out.append(f"- How alike a generator's tries are caps its PSPI r: r ≤ √(between-try r × the data's) "
                    f"(metrics.correlation_ceiling). The model: √({bm:.2f} × {bd:.2f}) = "
                    f"{M.correlation_ceiling(bm, bd):.2f}, measured {m['pspi_r']['mean']:.2f}; the oracle: "
-                   f"{M.correlation_ceiling(bd, bd):.2f}, measured {o['pspi_r']['mean']:.2f}. Tries as varied as the "
+                   f"{M.correlation_ceiling(bd, bd):.2f}, measured {o['pspi_r']['mean']:.2f} (each estimate carries "
+                   f"its interval in the table below). Tries as varied as the "
                    f"data's (between-try r ≤ {bd + 0.1:.2f}) cap r at {M.correlation_ceiling(bd + 0.1, bd):.2f}; r ≥ 0.68 "
                    f"needs between-try r ≥ {0.68 ** 2 / max(bd, 1e-9):.2f}.")
     sw = [d["sweep"]["strictly_increasing"] for d in report["draws"]]
