@@ -361,3 +361,14 @@ def test_stack_phase_filter_removes_a_pattern_locked_to_the_stacks_and_keeps_the
     plain = torch.tensor(motion, dtype=torch.float32)
     same = torch.cat([g(plain[:, i: i + G]) for i in range(0, t, G)], dim=1).numpy()
     assert np.abs(same - motion).max() < 0.01
+
+
+def test_stack_phase_filter_with_one_context_stack():
+    """The filter starts from the window's clean context; one context stack (the least allowed) is enough."""
+    model = tiny_model(phase_filter=2.0, context=1)
+    seq = PainStream(model, stimulus=44.0, seed=2).take(10 * G)
+    assert seq.frames.shape == (10 * G, FACS.dim) and np.isfinite(seq.frames).all()
+    s = PainStream(model, stimulus=44.0, seed=2)
+    s.step()
+    s.add(seed=3)
+    assert s.step().frames.shape == (2, G, FACS.dim)

@@ -125,9 +125,13 @@ class StackPhaseFilter:
         self.bias: torch.Tensor | None = None  # (B, group, dim) the estimated offset of each frame position
 
     def prime(self, frames: torch.Tensor) -> None:
-        """Start from clean frames the stream already has (B, 2·group, dim), with no offset estimated yet, so
-        that every started stream has a state of its full batch (patients can join before any frame is out)."""
-        self.recent, self.bias = frames[:, -2 * self.group:].clone(), torch.zeros_like(frames[:, : self.group])
+        """Start from clean frames the stream already has (B, ≥ group, dim; the first repeated when there are
+        fewer than 2·group), with no offset estimated yet, so that every started stream has a state of its full
+        batch (patients can join before any frame is out)."""
+        g = self.group
+        pad = frames[:, :1].expand(-1, max(0, 2 * g - frames.shape[1]), -1)
+        self.recent = torch.cat([pad, frames], dim=1)[:, -2 * g:].clone()
+        self.bias = torch.zeros_like(self.recent[:, :g])
 
     def __call__(self, raw: torch.Tensor) -> torch.Tensor:
         """Take the next raw stack (B, group, dim) and return it filtered."""
@@ -242,7 +246,7 @@ class PainStream:
         self._warming = True
         self.latents.build(self.batch, self._conditions(0), self.gen)
         if self._filter is not None:
-            self._filter.prime(self.latents.newest_clean(2 * self.group))
+            self._filter.prime(self.latents.newest_clean(min(2 * self.group, self.latents.n_context)))
         for _ in range(self.s.warmup):
             self._advance()
             if self._filter is not None:  # the filter learns the pattern on the discarded stacks too
