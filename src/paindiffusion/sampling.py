@@ -152,15 +152,14 @@ def step(model: Callable, x: torch.Tensor, sigma: torch.Tensor, sigma_next: torc
     """
     moving = (sigma_next != sigma)[..., None]
     d = model(x, sigma, cond) if denoised is None else denoised
-    safe = sigma.clamp(min=1e-12)
+    ratio = torch.where(sigma > 0, sigma_next / sigma.clamp(min=1e-12), torch.zeros_like(sigma))  # σ'/σ
     if eta > 0 and noise is not None and order == 1:
-        up = eta * sigma_next * (1 - (sigma_next / safe) ** 2).clamp(min=0).sqrt()
-        up = torch.where(sigma > 0, up, torch.zeros_like(up))
-        ratio = torch.where(sigma > 0, (sigma_next**2 - up**2).clamp(min=0).sqrt() / safe, torch.zeros_like(sigma))
-        x_next = d + ratio[..., None] * (x - d) + up[..., None] * noise
-        return torch.where(moving, x_next, x)
-    ratio = torch.where(sigma > 0, sigma_next / safe, torch.zeros_like(sigma))[..., None]
-    x_next = d + ratio * (x - d)
+        # σ_up = η·σ'·√(1 − (σ'/σ)²) and √(σ'² − σ_up²)/σ = (σ'/σ)·√(1 − η²(1 − (σ'/σ)²)): both from the ratio
+        lost = (1 - ratio**2).clamp(min=0)
+        x_next = d + (ratio * (1 - eta**2 * lost).sqrt())[..., None] * (x - d) \
+            + (eta * sigma_next * lost.sqrt())[..., None] * noise
+    else:
+        x_next = d + ratio[..., None] * (x - d)
     if order == 2:
         heun = (sigma_next > 0)[..., None] & moving
         if heun.any():
