@@ -39,6 +39,8 @@ def main() -> None:
                     help="sampler guidance weights to ship as the default (measured on the validation split)")
     ap.add_argument("--phase-filter", type=float, default=None, metavar="STACKS",
                     help="stack-phase filter time constant to ship as the default (0 = off)")
+    ap.add_argument("--guidance-max-sigma", type=float, default=None, metavar="SIGMA",
+                    help="guidance interval to ship as the default: guide only frames with σ ≤ SIGMA (0 = every σ)")
     ap.add_argument("--name", default="paindiffusion-synthetic-v1", help="checkpoint name recorded in its config")
     ap.add_argument("--dry-run", action="store_true", help="print the metrics, do not ship")
     a = ap.parse_args()
@@ -48,6 +50,8 @@ def main() -> None:
         model.sampler = dataclasses.replace(model.sampler, guidance=tuple(a.guidance))
     if a.phase_filter is not None:
         model.sampler = dataclasses.replace(model.sampler, phase_filter=a.phase_filter).validate()
+    if a.guidance_max_sigma is not None:
+        model.sampler = dataclasses.replace(model.sampler, guidance_max_sigma=a.guidance_max_sigma).validate()
     data = PackedData(a.data)
     t0 = time.time()
     runs = [pspi_following(model, data, "test", a.minutes * 60, seed) for seed in range(a.seeds)]

@@ -23,7 +23,8 @@ torch.set_num_threads(1)  # tiny tensors: threads only add overhead (and the CPU
 
 def tiny_model(seed: int = 0) -> PainModel:
     return make_tiny(seed, mean=torch.linspace(0.5, 1.5, FACS.dim), std=torch.linspace(0.2, 2.0, FACS.dim),
-                     info={"trained_steps": 7, "note": "tiny"}, levels=4, context=2, guidance=(0.1, 0.2, 0.3))
+                     info={"trained_steps": 7, "note": "tiny"}, levels=4, context=2, guidance=(0.1, 0.2, 0.3),
+                     guidance_max_sigma=8.0)
 
 
 def outputs(m: PainModel) -> torch.Tensor:
@@ -67,6 +68,18 @@ def test_round_trip_identical(saved):
     # the config or the weights file also name the checkpoint
     assert torch.equal(outputs(PainModel.load(path / CONFIG)), outputs(m))
     assert torch.equal(outputs(PainModel.load(path / WEIGHTS)), outputs(m))
+
+
+def test_sampler_settings_added_later_take_their_defaults(saved):
+    """Configs written before a sampler setting existed load with the setting's default (its old behaviour)."""
+    m, path = saved
+    assert PainModel.load(path).sampler.guidance_max_sigma == 8.0
+    cfg = json.loads((path / CONFIG).read_text())
+    for k in ("warmup", "phase_filter", "eta", "guidance_max_sigma"):
+        del cfg["sampler"][k]
+    (path / CONFIG).write_text(json.dumps(cfg))
+    back = PainModel.load(path).sampler
+    assert (back.warmup, back.phase_filter, back.eta, back.guidance_max_sigma) == (12, 0.0, 0.0, 0.0)
 
 
 def test_save_overwrites_atomically(saved, tmp_path):

@@ -12,6 +12,7 @@ import torch
 
 from conftest import random_denoiser
 from paindiffusion.conditions import HISTORY, NAMES, CondBatch, ConditionSpec
+from paindiffusion.errors import PainDiffusionError
 from paindiffusion.model import Denoiser
 from paindiffusion.sampling import (GUIDANCE, SamplerSettings, full_sequence_levels, guided, initial_noise, karras_sigmas,
                                     pyramid_levels, sample_levels, step)
@@ -327,6 +328,26 @@ def test_guided_matches_leave_one_out_formula():
         got_s = guided(model, (0, 0, 2.0))(x, sigma, c)
         torch.testing.assert_close(got_s, d + 2.0 * (d - model(x, sigma, c.without(2))), rtol=1e-5, atol=1e-5)
         assert not torch.allclose(got_s, d + 2.0 * (d - model(x, sigma, c.without(0))), atol=1e-3)
+
+
+def test_guidance_interval_guides_only_frames_at_or_below_max_sigma():
+    model = tiny_denoiser(3)
+    x = torch.randn(2, 16, DIM)
+    grid = karras_sigmas(4)  # 40, …, 0.004, 0
+    sigma = grid[torch.tensor([[0] * 4 + [1] * 4 + [2] * 4 + [3] * 4] * 2)]
+    c = conds(2, 16, seed=3)
+    w = (0.25, 1.5, 0.6)
+    cut = float(grid[1]) * 1.01  # guide levels 1-3, not level 0 (σ = 40)
+    with torch.no_grad():
+        everywhere = guided(model, w)(x, sigma, c)
+        limited = guided(model, w, max_sigma=cut)(x, sigma, c)
+        plain = model(x, sigma, c)
+    torch.testing.assert_close(limited[:, :4], plain[:, :4])  # σ above the interval: D(c) alone
+    torch.testing.assert_close(limited[:, 4:], everywhere[:, 4:])  # inside: the full guided value
+    assert not torch.allclose(everywhere[:, :4], plain[:, :4], atol=1e-3)  # guidance really moved those frames
+    torch.testing.assert_close(guided(model, w, max_sigma=0.0)(x, sigma, c), everywhere)  # 0 = every σ
+    with pytest.raises(PainDiffusionError, match="guidance_max_sigma"):
+        SamplerSettings(guidance_max_sigma=-1.0).validate()
 
 
 def test_guided_batch3_equals_each_sample_alone_full_loop():

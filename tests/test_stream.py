@@ -201,11 +201,25 @@ def test_invalid_settings(model):
     for bad, name in [(dict(order=3), "order"), (dict(sigma_min=1.0, sigma_max=0.5), "sigma_max"),
                       (dict(guidance=(1.0, 2.0)), "guidance"), (dict(levels=2.5), "levels"),
                       (dict(phase_filter=0.5), "phase_filter"), (dict(phase_filter=float("nan")), "phase_filter"),
-                      (dict(eta=1.5), "eta"), (dict(eta=0.5, order=2), "eta")]:
+                      (dict(eta=1.5), "eta"), (dict(eta=0.5, order=2), "eta"),
+                      (dict(guidance_max_sigma=-1.0), "guidance_max_sigma")]:
         with pytest.raises(PainDiffusionError, match=name):
             PainStream(model, settings=SamplerSettings(**{"levels": 4, "context": 2, **bad}))
-    ok = SamplerSettings(levels=3, context=1, guidance=(0.0, 1.0, 2.0), order=2, phase_filter=10.0)
+    ok = SamplerSettings(levels=3, context=1, guidance=(0.0, 1.0, 2.0), order=2, phase_filter=10.0, guidance_max_sigma=8.0)
     assert SamplerSettings.from_dict(ok.to_dict()) == ok and ok.validate() is ok
+
+
+def test_guidance_interval_in_the_stream():
+    """The stream passes the setting to the guidance: a cut below σ_max changes the frames, a cut at σ_max
+    (the grid's top level) changes nothing."""
+    def frames(model):
+        return PainStream(model, stimulus=46.0, seed=3, expressiveness="high").take(6 * G).frames
+
+    base = frames(tiny_model(levels=4, guidance=(0.25, 1.5, 0.6)))
+    top = frames(tiny_model(levels=4, guidance=(0.25, 1.5, 0.6), guidance_max_sigma=40.0))
+    cut = frames(tiny_model(levels=4, guidance=(0.25, 1.5, 0.6), guidance_max_sigma=8.0))
+    np.testing.assert_array_equal(top, base)
+    assert np.abs(cut - base).max() > 1e-3
 
 
 def test_batch_with_per_sequence_controls(model):

@@ -152,7 +152,7 @@ class PainModel:
 # would otherwise be ignored); every key must be there, except those added after format v1 was first
 # released (ADDED_LATER), which take their field's default; a value must have the default's JSON type.
 ADDED_LATER = {"model": ("cond_tokens", *LEGACY_MODEL_KEYS),
-               "conditions": (*LEGACY_CONDITIONS, "stimulus_reference", "calibration"), "sampler": ("warmup", "phase_filter", "eta")}
+               "conditions": (*LEGACY_CONDITIONS, "stimulus_reference", "calibration"), "sampler": ("warmup", "phase_filter", "eta", "guidance_max_sigma")}
 MAX_CONFIG_BYTES = 4 * 2**20  # ours are ~2 KB
 MAX_WEIGHTS_BYTES = 1 * 2**30  # ours are ~2-4 MB; a bigger file is not ours and is not read into memory
 SAMPLER_LIMITS = {"levels": 1000, "warmup": 1000, "context": None}  # None: limited by the model's window

@@ -47,6 +47,10 @@ class SamplerSettings:
     # guidance: η 0.5 made tries *more* alike (between-try r 0.69 → 0.77; each re-noised, guided step pulls
     # further toward the conditional mode), so the shipped checkpoints keep 0.
     eta: float = 0.0
+    # Guidance interval (Kynkäänniemi et al., NeurIPS 2024, "Applying guidance in a limited interval"): guide
+    # only frames whose σ is at or below this value; 0 = guide at every σ. At the highest noise levels guidance
+    # pulls every try toward the same conditional mode, which is where tries lose their variety.
+    guidance_max_sigma: float = 0.0
 
     def to_dict(self) -> dict:
         return {**self.__dict__, "guidance": list(self.guidance)}
@@ -81,6 +85,8 @@ class SamplerSettings:
              "a number from 0 (deterministic) to 1 (ancestral), with order 1"),
             ("phase_filter", num(self.phase_filter) and (self.phase_filter == 0 or self.phase_filter >= 1),
              "0 (off) or a time constant ≥ 1 stack"),
+            ("guidance_max_sigma", num(self.guidance_max_sigma) and self.guidance_max_sigma >= 0,
+             "0 (guide at every σ) or the highest σ to guide"),
             ("guidance", isinstance(self.guidance, (tuple, list)) and len(self.guidance) == 3 and all(num(w) for w in self.guidance),
              "3 numbers (emotion, expressiveness, stimulus)"),
         ]
@@ -119,9 +125,11 @@ def full_sequence_levels(n_frames: int, n_levels: int, n_context: int = 0) -> to
     return levels
 
 
-def guided(model: Callable, weights: tuple[float, float, float]) -> Callable:
+def guided(model: Callable, weights: tuple[float, float, float], max_sigma: float = 0.0) -> Callable:
     """Per-condition leave-one-out guidance, D̂ = D(c) + Σ_k w_k [D(c) − D(c without k)], with all branches
-    evaluated in one batched call. Correct for any batch size: branch b of sample i is row b·B + i."""
+    evaluated in one batched call. Correct for any batch size: branch b of sample i is row b·B + i.
+    ``max_sigma`` > 0 limits the guidance term to frames with σ ≤ max_sigma (the guidance interval); the
+    others get D(c) alone."""
     active = [k for k, w in enumerate(weights) if w != 0]
 
     def fn(x: torch.Tensor, sigma: torch.Tensor, cond: CondBatch) -> torch.Tensor:
@@ -131,10 +139,12 @@ def guided(model: Callable, weights: tuple[float, float, float]) -> Callable:
         b = x.shape[0]
         conds = CondBatch.cat([cond] + [cond.without(k) for k in active])
         d = model(x.repeat(n, 1, 1), sigma.repeat(n, 1), conds).view(n, b, *x.shape[1:])
-        out = d[0].clone()
+        push = torch.zeros_like(d[0])
         for i, k in enumerate(active, start=1):
-            out += weights[k] * (d[0] - d[i])
-        return out
+            push += weights[k] * (d[0] - d[i])
+        if max_sigma > 0:  # relative slack: the grid's float32 powers land a few ulps off (σ_max 40 → 40.00001)
+            push = push * (sigma <= max_sigma * (1 + 1e-5))[..., None]
+        return d[0] + push
 
     return fn
 

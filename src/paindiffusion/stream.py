@@ -179,7 +179,7 @@ class PainStream:
         if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
             raise PainDiffusionError(f"batch {batch!r} must be a whole number ≥ 1")
         self.group, self.batch = model.config.group, int(batch)
-        self.fn = guided(model.denoiser, self.s.guidance)
+        self.fn = guided(model.denoiser, self.s.guidance, self.s.guidance_max_sigma)
         self.latents = LatentWindow(self.fn, self.s, self.group, model.config.dim)
         self.window = self.latents.size
         if self.window > model.config.max_tokens * self.group:

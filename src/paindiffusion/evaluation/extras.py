@@ -42,6 +42,10 @@ def stream_variants(base) -> dict:
             if w != g[k]:
                 v[f"guidance {names[k]} {w:g}"] = dataclasses.replace(base, guidance=tuple(w if i == k else x for i, x in enumerate(g)))
     v["no guidance"] = dataclasses.replace(base, guidance=(0.0, 0.0, 0.0))
+    if base.guidance_max_sigma:
+        v["guidance at every σ"] = dataclasses.replace(base, guidance_max_sigma=0.0)
+    else:  # the guidance interval measured on v5 (MODEL_CARD.md): the two noisiest of 8 levels unguided
+        v["guidance only at σ ≤ 8"] = dataclasses.replace(base, guidance_max_sigma=8.0)
     if base.phase_filter:
         v["no stack-phase filter"] = dataclasses.replace(base, phase_filter=0.0)
     return v
@@ -62,7 +66,7 @@ def offline_generate(model, held: Recordings, tries: int, seed: int, schedule: s
     def cond_fn(start, length):
         return model.spec.batch(stim[:, start: start + HISTORY + length], expr, emo, length, calibration=cal)
 
-    fn = guided(model.denoiser, s.guidance)
+    fn = guided(model.denoiser, s.guidance, s.guidance_max_sigma)
     gen = torch.Generator().manual_seed(seed)
     z = sample_chunked(fn, cond_fn, (n * tries, t, model.config.dim), sig, chunk, context, schedule, uncertainty,
                        model.config.group, s.order, gen)
