@@ -175,3 +175,16 @@ def test_pspi_as_seen_reads_pain_back_from_rendered_video():
     assert seen.shape == (2, t) and np.isfinite(seen).all()
     assert seen[0, 25:40].mean() > seen[0, :15].mean() + 2.0  # the grimace is visible …
     assert seen[1].max() < seen[0, 25:40].mean()  # … and a neutral face reads as less pain
+
+
+def test_rate_noise_line_states_the_binomial_interval_and_the_oracle_gap():
+    from paindiffusion.evaluation.conclusions import rate_noise_line
+
+    lv = {"1": {"episodes": 10.0, "rate": 0.0, "rate_data": 0.0},
+          "2": {"episodes": 25.0, "rate": 0.3, "rate_data": 0.5}}
+    oracle = {"1": {"rate": 0.1, "rate_data": 0.0}, "2": {"rate": 0.42, "rate_data": 0.5}}
+    line = rate_noise_line(lv, oracle, draws=4)
+    # level 2: 100 episodes, 1.96·√(0.25/100) = 0.098; the oracle's worst gap is level 1's 0.10; the model's 0.20
+    assert "L2 0.50 ± 0.10 (100 episodes)" in line and "L1 0.00 ± 0.00 (40 episodes)" in line
+    assert "up to 0.10 from it (L1: 0.10)" in line and "the model up to 0.20" in line
+    assert "oracle" not in rate_noise_line(lv, None, draws=4)
