@@ -46,12 +46,9 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(2)
     model = PainModel.load(a.run_model)
-    if a.guidance:
-        model.sampler = dataclasses.replace(model.sampler, guidance=tuple(a.guidance))
-    if a.phase_filter is not None:
-        model.sampler = dataclasses.replace(model.sampler, phase_filter=a.phase_filter).validate()
-    if a.guidance_max_sigma is not None:
-        model.sampler = dataclasses.replace(model.sampler, guidance_max_sigma=a.guidance_max_sigma).validate()
+    chosen = {"guidance": tuple(a.guidance) if a.guidance else None, "phase_filter": a.phase_filter,
+              "guidance_max_sigma": a.guidance_max_sigma}  # the sampler settings measured on validation
+    model.sampler = dataclasses.replace(model.sampler, **{k: v for k, v in chosen.items() if v is not None}).validate()
     data = PackedData(a.data)
     t0 = time.time()
     runs = [pspi_following(model, data, "test", a.minutes * 60, seed) for seed in range(a.seeds)]
