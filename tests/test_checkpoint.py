@@ -82,6 +82,21 @@ def test_sampler_settings_added_later_take_their_defaults(saved):
     assert (back.warmup, back.phase_filter, back.eta, back.guidance_max_sigma) == (12, 0.0, 0.0, 0.0)
 
 
+def test_expressiveness_map_round_trip_and_older_configs(tmp_path):
+    """The map survives save/load; a config written before it existed loads with none (fed = requested)."""
+    import dataclasses
+
+    m = tiny_model()
+    m.spec = dataclasses.replace(m.spec, expressiveness_map=((0.0, 0.0), (2.0, 3.0), (3.86, 3.86)))
+    path = m.save(tmp_path / "mapped")
+    back = PainModel.load(path)
+    assert back.spec == m.spec and back.spec.expressiveness_map == ((0.0, 0.0), (2.0, 3.0), (3.86, 3.86))
+    cfg = json.loads((path / CONFIG).read_text())
+    del cfg["conditions"]["expressiveness_map"]
+    (path / CONFIG).write_text(json.dumps(cfg))
+    assert PainModel.load(path).spec.expressiveness_map == ()
+
+
 def test_save_overwrites_atomically(saved, tmp_path):
     m, path = saved
     other = tiny_model(seed=1)
@@ -187,6 +202,10 @@ def test_invalid_json(saved):
     (lambda c: c["conditions"].pop("drop"), "drop"),
     (lambda c: c["sampler"].update(levels="many"), "levels"),
     (lambda c: c["sampler"].update(order=3), "order"),
+    (lambda c: c["conditions"].update(expressiveness_map=[[0.0, 1.0], [1.0, 0.5]]), "expressiveness_map"),  # feeds less
+    (lambda c: c["conditions"].update(expressiveness_map=[[0.0, 0.0]]), "expressiveness_map"),  # one knot
+    (lambda c: c["conditions"].update(expressiveness_map=[[0.0, 0.0], [1.0, 99.0]]), "expressiveness_map"),  # out of range
+    (lambda c: c["conditions"].update(expressiveness_map=[[0.0, "a"], [1.0, 1.0]]), "expressiveness_map"),
 ])
 def test_malformed_config(saved, edit, match):
     _, path = saved

@@ -152,7 +152,7 @@ class PainModel:
 # would otherwise be ignored); every key must be there, except those added after format v1 was first
 # released (ADDED_LATER), which take their field's default; a value must have the default's JSON type.
 ADDED_LATER = {"model": ("cond_tokens", *LEGACY_MODEL_KEYS),
-               "conditions": (*LEGACY_CONDITIONS, "stimulus_reference", "calibration"), "sampler": ("warmup", "phase_filter", "eta", "guidance_max_sigma")}
+               "conditions": (*LEGACY_CONDITIONS, "stimulus_reference", "calibration", "expressiveness_map"), "sampler": ("warmup", "phase_filter", "eta", "guidance_max_sigma")}
 MAX_CONFIG_BYTES = 4 * 2**20  # ours are ~2 KB
 MAX_WEIGHTS_BYTES = 1 * 2**30  # ours are ~2-4 MB; a bigger file is not ours and is not read into memory
 SAMPLER_LIMITS = {"levels": 1000, "warmup": 1000, "context": None}  # None: limited by the model's window
@@ -205,8 +205,23 @@ def _check_conditions(spec: ConditionSpec, mcfg: ModelConfig) -> None:
     if len(spec.calibration) != 2 or not all(_finite(v) and 30 <= v <= 55 for v in spec.calibration) \
             or spec.calibration[1] - spec.calibration[0] < 0.5:
         raise TypeError(f"conditions.calibration = {list(spec.calibration)!r:.40} (must be threshold < tolerance, °C in 30-55)")
+    _check_expressiveness_map(spec)
     if len(spec.lags) != mcfg.n_lags or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= HISTORY for x in spec.lags):
         raise TypeError(f"conditions.lags = {list(spec.lags)!r:.60} (must be {mcfg.n_lags} whole numbers in 0-{HISTORY})")
+
+
+def _check_expressiveness_map(spec: ConditionSpec) -> None:
+    """Knots (requested, fed): at least 2, requested strictly increasing over the trained range, fed
+    non-decreasing (a higher request never feeds less) and inside the trained range."""
+    knots, (lo, hi) = spec.expressiveness_map, spec.expressiveness_range
+    if not knots:
+        return
+    pairs = [p for p in knots if isinstance(p, (list, tuple)) and len(p) == 2 and all(_finite(v) for v in p)]
+    req, fed = ([p[i] for p in pairs] for i in (0, 1))
+    if len(pairs) != len(knots) or len(pairs) < 2 or any(b <= a for a, b in zip(req, req[1:])) \
+            or any(b < a for a, b in zip(fed, fed[1:])) or not all(lo - 1e-6 <= v <= hi + 1e-6 for v in fed):
+        raise TypeError(f"conditions.expressiveness_map = {[list(p) for p in knots]!r:.60} (must be ≥ 2 [requested, fed] "
+                        f"pairs, requested increasing, fed non-decreasing within {lo:g}-{hi:g})")
 
 
 def _check_model_config(cfg: ModelConfig) -> None:

@@ -88,6 +88,9 @@ class ConditionSpec:
     stimulus_reference: str = "celsius"
     # Threshold and tolerance (°C) used when a patient's are not given: the training recordings' medians.
     calibration: tuple = (42.75, 47.25)
+    # Requested → fed expressiveness, as (requested, fed) knots measured after training (empty: fed = requested).
+    # Sampling only: training conditions on each recording's measured value. See :meth:`fed_expressiveness`.
+    expressiveness_map: tuple = ()
 
     @classmethod
     def from_data(cls, data, expressiveness_jitter: float = 0.15, calibrated: bool = False) -> "ConditionSpec":
@@ -115,6 +118,7 @@ class ConditionSpec:
         d = asdict(self)
         for k in ("drop", "lags", "expressiveness_range", "calibration"):
             d[k] = list(d[k])
+        d["expressiveness_map"] = [list(p) for p in self.expressiveness_map]
         return d
 
     @classmethod
@@ -124,6 +128,8 @@ class ConditionSpec:
         for k in ("expressiveness_range", "calibration"):
             if k in d:
                 d[k] = tuple(d[k])
+        if "expressiveness_map" in d:
+            d["expressiveness_map"] = tuple(tuple(p) if isinstance(p, (list, tuple)) else p for p in d["expressiveness_map"])
         return cls(**d)
 
     @property
@@ -177,6 +183,20 @@ class ConditionSpec:
                           f"using {clamped:g}", PainDiffusionWarning, stacklevel=2)
             return clamped
         return float(value)
+
+    def fed_expressiveness(self, requested) -> np.ndarray:
+        """The value given to the model for a requested expressiveness (sampling only; NaN stays unknown).
+
+        Classifier-free guidance on expressiveness pushes a face away from the unconditional one, so a model
+        fed value x achieves a convex function of x: too little in the middle of the range, too much at its top
+        (v5 fed 1.47 achieved 0.96, fed 3.86 achieved 4.48). ``expressiveness_map`` holds that response
+        measured on training recordings after training (scripts/calibrate_expressiveness.py), inverted: the
+        value to feed so the face achieves what was requested. Piecewise linear between its knots."""
+        x = np.asarray(requested, np.float64)
+        if not self.expressiveness_map:
+            return x.astype(np.float32)
+        req, fed = (np.array(v, np.float64) for v in zip(*self.expressiveness_map))
+        return np.where(np.isfinite(x), np.interp(x, req, fed), x).astype(np.float32)
 
     def batch(self, stimulus, expressiveness, emotion, length: int, keep=None, calibration=None) -> CondBatch:
         """Conditions for B sequences: stimulus (B, HISTORY + length) °C; expressiveness (B,) on the PSPI scale

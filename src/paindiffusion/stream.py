@@ -236,8 +236,9 @@ class PainStream:
         stimulus to the window and return this step's conditions."""
         c = self._made_with = self.controls
         stim = self.history.attach(self._future(self.window - n_known, c["stimulus"]), n_known)
-        return self.model.spec.batch(stim, c["expressiveness"], [EMOTIONS.index(e) for e in c["emotion"]], self.window,
-                                     calibration=np.stack([c["threshold"], c["tolerance"]], axis=1))
+        spec = self.model.spec
+        return spec.batch(stim, spec.fed_expressiveness(c["expressiveness"]), [EMOTIONS.index(e) for e in c["emotion"]], self.window,
+                          calibration=np.stack([c["threshold"], c["tolerance"]], axis=1))
 
     @torch.no_grad()
     def _start(self) -> None:

@@ -59,7 +59,7 @@ def offline_generate(model, held: Recordings, tries: int, seed: int, schedule: s
     n, t = held.stimulus.shape
     stim = np.repeat(held.stimulus, tries, 0)
     stim = np.concatenate([np.repeat(stim[:, :1], HISTORY, 1), stim, np.repeat(stim[:, -1:], chunk, 1)], 1)
-    expr = np.repeat(np.clip(held.expressiveness, 0, 16), tries).astype(np.float32)
+    expr = model.spec.fed_expressiveness(np.repeat(np.clip(held.expressiveness, 0, 16), tries))
     emo = np.repeat([EMOTIONS.index(e) for e in held.emotion], tries)
     cal = np.repeat([model.spec.calibration_value(*held.calibration(i)) for i in range(n)], tries, axis=0)
 
