@@ -82,21 +82,6 @@ def test_sampler_settings_added_later_take_their_defaults(saved):
     assert (back.warmup, back.phase_filter, back.eta, back.guidance_max_sigma) == (12, 0.0, 0.0, 0.0)
 
 
-def test_expressiveness_map_round_trip_and_older_configs(tmp_path):
-    """The map survives save/load; a config written before it existed loads with none (fed = requested)."""
-    import dataclasses
-
-    m = tiny_model()
-    m.spec = dataclasses.replace(m.spec, expressiveness_map=((0.0, 0.0), (2.0, 3.0), (3.86, 3.86)))
-    path = m.save(tmp_path / "mapped")
-    back = PainModel.load(path)
-    assert back.spec == m.spec and back.spec.expressiveness_map == ((0.0, 0.0), (2.0, 3.0), (3.86, 3.86))
-    cfg = json.loads((path / CONFIG).read_text())
-    del cfg["conditions"]["expressiveness_map"]
-    (path / CONFIG).write_text(json.dumps(cfg))
-    assert PainModel.load(path).spec.expressiveness_map == ()
-
-
 def test_save_overwrites_atomically(saved, tmp_path):
     m, path = saved
     other = tiny_model(seed=1)

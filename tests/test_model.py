@@ -337,36 +337,6 @@ def test_expressiveness_outside_the_trained_range_is_clamped_with_a_warning(aske
         assert spec.expressiveness_value(asked) == used
 
 
-def test_expressiveness_map_feeds_the_inverse_of_the_measured_response():
-    """A map measured on a known convex response (achieved = fed² / 4 over 0-4) feeds √(4·requested): the
-    request is what the face achieves. NaN (unknown) stays unknown; no map feeds the request itself."""
-    from paindiffusion.evaluation.expressiveness_map import invert_response
-
-    grid = np.linspace(0.0, 4.0, 41)
-    knots = invert_response(grid, grid ** 2 / 4)
-    spec = ConditionSpec(expressiveness_range=(0.0, 4.0), expressiveness_map=knots)
-    asked = np.array([0.25, 1.0, 2.25, 3.5, np.nan])
-    fed = spec.fed_expressiveness(asked)
-    np.testing.assert_allclose(fed[:4], np.sqrt(4 * asked[:4]), atol=0.05)
-    assert np.isnan(fed[4]) and fed.dtype == np.float32
-    assert (fed[:4] ** 2 / 4 == pytest.approx(asked[:4], abs=0.1))
-    np.testing.assert_array_equal(ConditionSpec().fed_expressiveness([0.5, 2.0]), np.float32([0.5, 2.0]))
-    assert ConditionSpec.from_dict(spec.to_dict()) == spec
-
-
-def test_expressiveness_map_never_feeds_less_for_more():
-    """Measurement noise (a dip in the achieved curve) must not make a higher request feed a lower value; a
-    request above the highest achieved value feeds the top of the range."""
-    from paindiffusion.evaluation.expressiveness_map import invert_response
-
-    grid = np.linspace(0.0, 4.0, 9)
-    noisy = np.array([0.3, 0.5, 0.9, 0.8, 1.9, 2.6, 3.5, 3.5, 3.5])
-    req, fed = (np.array(v) for v in zip(*invert_response(grid, noisy)))
-    assert np.all(np.diff(req) > 0) and np.all(np.diff(fed) >= 0)
-    assert fed[0] == 0.0 and fed[-1] == 4.0
-    assert np.interp(1.9, req, fed) == pytest.approx(2.0, abs=0.1)
-
-
 def test_expressiveness_jitter_in_training_only():
     c = conds(4000, 8)
     jittered = ConditionSpec(drop=(0, 0, 0), expressiveness_jitter=0.2).dropout(c, torch.Generator().manual_seed(0))

@@ -222,23 +222,6 @@ def test_guidance_interval_in_the_stream():
     assert np.abs(cut - base).max() > 1e-3
 
 
-def test_stream_feeds_the_mapped_expressiveness_and_reports_the_request():
-    """With an expressiveness map the model is fed the mapped value (the frames equal those of a model without
-    a map asked for that value), while the chunk reports what the user asked for."""
-    import dataclasses
-
-    mapped = tiny_model()
-    mapped.spec = dataclasses.replace(mapped.spec, expressiveness_map=((0.0, 0.0), (2.0, 5.0), (16.0, 16.0)))
-    a = PainStream(mapped, stimulus=46.0, seed=3, expressiveness=2.0)
-    first = a.step()
-    assert first.controls["expressiveness"].tolist() == [2.0]
-    frames = np.concatenate([first.frames, a.step().frames], 1)
-    b = PainStream(tiny_model(), stimulus=46.0, seed=3, expressiveness=5.0)
-    np.testing.assert_array_equal(frames, np.concatenate([b.step().frames, b.step().frames], 1))
-    c = PainStream(tiny_model(), stimulus=46.0, seed=3, expressiveness=2.0)
-    assert not np.allclose(frames, np.concatenate([c.step().frames, c.step().frames], 1))
-
-
 def test_batch_with_per_sequence_controls(model):
     s = PainStream(model, batch=3, stimulus=[34.0, 42.0, 50.0], expressiveness=["low", 2.5, "high"],
                    emotion=["Neutral", "Fear", "Happiness"], seed=5)
