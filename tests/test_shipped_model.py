@@ -106,4 +106,3 @@ def test_emotion_sets_the_resting_face(model):
             assert mean[emotion][au(a)] > mean["Neutral"][au(a)] + 0.2, (emotion, a)
     assert mean["Happiness"][au("AU12")] > mean["Sadness"][au("AU12")] + 0.5
     assert mean["Sadness"][au("AU15")] > mean["Happiness"][au("AU15")] + 0.5
-
