@@ -34,7 +34,7 @@ def conds(b: int, t: int, seed: int = 0) -> CondBatch:
 
 
 def row(c: CondBatch, i: int) -> CondBatch:
-    return CondBatch(*(v[i:i + 1] for v in c))
+    return c.rows(slice(i, i + 1))
 
 
 class Counter:

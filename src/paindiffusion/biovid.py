@@ -28,6 +28,15 @@ def stimulus_index(frames: np.ndarray | int) -> np.ndarray:
     return (f * STIMULUS_HZ) // FPS
 
 
+def resting_mask(label: np.ndarray, after_s: float = 6.0) -> np.ndarray:
+    """Frames at rest: label 0 and at least ``after_s`` since the last stimulated frame, so a response has decayed
+    (the cohort's slowest relief and BioVid's 8-12 s pauses leave most of each pause at rest)."""
+    lab = np.asarray(label) > 0
+    idx = np.where(lab, np.arange(len(lab)), -10**9)
+    last = np.maximum.accumulate(idx)
+    return ~lab & (np.arange(len(lab)) - last >= after_s * FPS)
+
+
 def check_temperature(values, what: str = "stimulus", path: str | os.PathLike | None = None) -> np.ndarray:
     """Return ``values`` as a float32 array of °C, or raise a one-line error: non-numeric, empty, NaN/inf or
     outside :data:`TEMPERATURE_RANGE_C`."""

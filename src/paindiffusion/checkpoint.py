@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 
 from .conditions import HISTORY, ConditionSpec
 from .errors import PainDiffusionError, atomic_directory
-from .facespace import FaceSpace, get_space
+from .facespace import EMOTIONS, FaceSpace, get_space
 from .model import PATCHES, Denoiser, ModelConfig, Standardizer
 from .sampling import SamplerSettings
 
@@ -116,6 +116,7 @@ class PainModel:
             _check_model_config(mcfg)
             spec = ConditionSpec.from_dict({**LEGACY_CONDITIONS, **_block(config, "conditions", ConditionSpec().to_dict())})
             _check_conditions(spec, mcfg)
+            _check_resting_faces(spec, mcfg, space)
             sampler = SamplerSettings.from_dict(_block(config, "sampler", SamplerSettings().to_dict())).validate()
             check_sampler_bounds(sampler, mcfg)
             info = config.get("info", {})
@@ -151,8 +152,9 @@ class PainModel:
 # One policy for every block of config.json: it must be a JSON object; an unknown key is an error (a typo
 # would otherwise be ignored); every key must be there, except those added after format v1 was first
 # released (ADDED_LATER), which take their field's default; a value must have the default's JSON type.
-ADDED_LATER = {"model": ("cond_tokens", *LEGACY_MODEL_KEYS),
-               "conditions": (*LEGACY_CONDITIONS, "stimulus_reference", "calibration", "expressiveness_map"), "sampler": ("warmup", "phase_filter", "eta", "guidance_max_sigma")}
+ADDED_LATER = {"model": ("cond_tokens", "resting_face", *LEGACY_MODEL_KEYS),
+               "conditions": (*LEGACY_CONDITIONS, "stimulus_reference", "calibration", "expressiveness_map", "resting_faces"),
+               "sampler": ("warmup", "phase_filter", "eta", "guidance_max_sigma")}
 MAX_CONFIG_BYTES = 4 * 2**20  # ours are ~2 KB
 MAX_WEIGHTS_BYTES = 1 * 2**30  # ours are ~2-4 MB; a bigger file is not ours and is not read into memory
 SAMPLER_LIMITS = {"levels": 1000, "warmup": 1000, "context": None}  # None: limited by the model's window
@@ -210,6 +212,24 @@ def _check_conditions(spec: ConditionSpec, mcfg: ModelConfig) -> None:
         raise TypeError(f"conditions.lags = {list(spec.lags)!r:.60} (must be {mcfg.n_lags} whole numbers in 0-{HISTORY})")
 
 
+def _check_resting_faces(spec: ConditionSpec, mcfg: ModelConfig, space: FaceSpace) -> None:
+    """Emotion names → non-empty lists of faces of the model's width, each finite and within the face space."""
+    faces = spec.resting_faces
+    if not isinstance(faces, dict) or not set(faces) <= set(EMOTIONS):
+        raise TypeError(f"conditions.resting_faces has keys {sorted(faces)!r:.60} (must be emotion names)")
+    lo, hi = np.asarray(space.low) - 1e-3, np.asarray(space.high) + 1e-3
+    for e, fs in faces.items():
+        ok = isinstance(fs, list) and fs and all(isinstance(f, (list, tuple)) and len(f) == mcfg.dim for f in fs)
+        if ok:
+            a = np.asarray(fs, np.float64) if all(_finite(v) for f in fs for v in f) else None
+            ok = a is not None and bool(((a >= lo) & (a <= hi)).all())
+        if not ok:
+            raise TypeError(f"conditions.resting_faces[{e!r}] (must be a non-empty list of {mcfg.dim}-channel faces "
+                            f"within the face space's ranges)")
+    if mcfg.resting_face and not faces:
+        raise TypeError("conditions.resting_faces is empty, but the model reads a resting face (model.resting_face)")
+
+
 def _check_expressiveness_map(spec: ConditionSpec) -> None:
     """Knots (requested, fed): at least 2, requested strictly increasing over the trained range, fed
     non-decreasing (a higher request never feeds less) and inside the trained range."""
@@ -232,7 +252,7 @@ def _check_model_config(cfg: ModelConfig) -> None:
             if v not in choices[k]:
                 raise TypeError(f"model.{k} = {v!r} (must be one of {', '.join(choices[k])})")
             continue
-        if k == "cond_tokens":
+        if k in ("cond_tokens", "resting_face"):
             if not isinstance(v, bool):
                 raise TypeError(f"model.{k} = {v!r} (must be true or false)")
             continue

@@ -14,7 +14,13 @@
   while stimulated and keep that meaning (``ConditionSpec.expressiveness_definition``). Values outside the range
   the model was trained on are clamped to it with a warning: a model asked beyond what it saw gives no
   trustworthy face (v1 silently gave weaker ones).
-* ``emotion``: one of the 8 AffectNet classes, a category.
+* ``emotion``: one of the 8 AffectNet classes, a category, and with it (``ModelConfig.resting_face``) the
+  patient's *resting face*: the face the patient returns to between stimuli (:func:`paindiffusion.dataset.
+  resting_face_of`), standardised like the frames. It is a trait of the person (how strongly a sad patient
+  shows sadness at rest, their posture), so it is a condition drawn once per patient rather than a memory the
+  sliding window must carry: carried only by the window's context, a resting level drifts at every step of a
+  long stream (docs/design.md §5.2). Training uses each recording's own; sampling draws one of the training
+  recordings' resting faces of the requested emotion (``ConditionSpec.resting_faces``) per patient.
 
 A condition is *dropped* (for classifier-free guidance) or *unknown* (a recording without an emotion label)
 in exactly one way: its ``keep`` flag is False, and the model then uses that condition's learned null
@@ -46,6 +52,7 @@ class CondBatch(NamedTuple):
     expressiveness: torch.Tensor  # (B,) standardised
     emotion: torch.Tensor  # (B,) long, 0-7
     keep: torch.Tensor  # (B, 3) bool, in NAMES order; False = dropped / unknown → null embedding
+    resting: torch.Tensor | None = None  # (B, dim) standardised resting face, part of the emotion condition
 
     def without(self, k: int) -> "CondBatch":
         """The same batch with condition ``k`` (index into NAMES) dropped: a guidance branch."""
@@ -53,9 +60,13 @@ class CondBatch(NamedTuple):
         keep[:, k] = False
         return self._replace(keep=keep)
 
+    def rows(self, idx) -> "CondBatch":
+        """The conditions of some rows of the batch (a slice or index list)."""
+        return CondBatch(*(None if v is None else v[idx] for v in self))
+
     @staticmethod
     def cat(batches: list["CondBatch"]) -> "CondBatch":
-        return CondBatch(*(torch.cat(ts, 0) for ts in zip(*batches)))
+        return CondBatch(*(None if ts[0] is None else torch.cat(ts, 0) for ts in zip(*batches)))
 
 
 def _tensor(v, dtype) -> torch.Tensor:
@@ -91,11 +102,24 @@ class ConditionSpec:
     # Requested → fed expressiveness, as (requested, fed) knots measured after training (empty: fed = requested).
     # Sampling only: training conditions on each recording's measured value. See :meth:`fed_expressiveness`.
     expressiveness_map: tuple = ()
+    # Resting faces of the training recordings by emotion, in face units (the face space's channels): sampling
+    # draws one per patient (:meth:`resting_face`). Empty for models without the resting-face condition.
+    resting_faces: dict = field(default_factory=dict)
 
     @classmethod
-    def from_data(cls, data, expressiveness_jitter: float = 0.15, calibrated: bool = False) -> "ConditionSpec":
+    def from_data(cls, data, expressiveness_jitter: float = 0.15, calibrated: bool = False,
+                  resting_faces: bool = False) -> "ConditionSpec":
         """Statistics from a packed dataset's training split."""
         train = [r for r in data.recordings if r["split"] == "train"]
+        rest: dict = {}
+        if resting_faces:
+            for i in data.split("train"):
+                face, e = data.resting_face(i), data.recordings[i]["emotion"]
+                if face is not None and e is not None:
+                    rest.setdefault(e, []).append([round(float(v), 3) for v in face])
+            if not rest:
+                raise PainDiffusionError("the resting-face condition needs training recordings with an emotion label and "
+                                         "at least 2 s at rest; train without it")
         xs = [r["expressiveness"] for r in train if r["expressiveness"] is not None]
         s = data.stats
         if not xs:
@@ -112,12 +136,14 @@ class ConditionSpec:
                    expressiveness_range=(round(float(min(xs)), 3), round(float(max(xs)), 3)),
                    expressiveness_jitter=expressiveness_jitter,
                    stimulus_reference="calibrated" if calibrated else "celsius",
-                   calibration=tuple(round(float(v), 2) for v in np.median(cal, axis=0)) if cal else cls.calibration)
+                   calibration=tuple(round(float(v), 2) for v in np.median(cal, axis=0)) if cal else cls.calibration,
+                   resting_faces={e: rest[e] for e in EMOTIONS if e in rest})
 
     def to_dict(self) -> dict:
         d = asdict(self)
         for k in ("drop", "lags", "expressiveness_range", "calibration"):
             d[k] = list(d[k])
+        d["resting_faces"] = {e: [list(f) for f in fs] for e, fs in self.resting_faces.items()}
         d["expressiveness_map"] = [list(p) for p in self.expressiveness_map]
         return d
 
@@ -198,10 +224,20 @@ class ConditionSpec:
         req, fed = (np.array(v, np.float64) for v in zip(*self.expressiveness_map))
         return np.where(np.isfinite(x), np.interp(x, req, fed), x).astype(np.float32)
 
-    def batch(self, stimulus, expressiveness, emotion, length: int, keep=None, calibration=None) -> CondBatch:
+    def resting_face(self, emotion: str, draw: float) -> np.ndarray | None:
+        """One training recording's resting face of ``emotion`` (face units), picked by ``draw`` in [0, 1): a
+        patient keeps its draw, so it keeps its face whenever it shows the same emotion. None: no such face."""
+        faces = self.resting_faces.get(emotion)
+        if not faces:
+            return None
+        return np.asarray(faces[min(int(draw * len(faces)), len(faces) - 1)], np.float32)
+
+    def batch(self, stimulus, expressiveness, emotion, length: int, keep=None, calibration=None,
+              resting=None) -> CondBatch:
         """Conditions for B sequences: stimulus (B, HISTORY + length) °C; expressiveness (B,) on the PSPI scale
         (NaN = unknown); emotion (B,) AffectNet indices (-1 = unknown); calibration (B, 2) threshold and
-        tolerance °C (None: the default; read by calibrated checkpoints only)."""
+        tolerance °C (None: the default; read by calibrated checkpoints only); resting (B, dim) standardised
+        resting faces (NaN or None = unknown → the mean face; read by models with the resting-face condition)."""
         x = _tensor(expressiveness, torch.float32).reshape(-1)
         e = _tensor(emotion, torch.int64).reshape(-1)
         stim = self.stimulus_features(stimulus, length, calibration)
@@ -209,7 +245,8 @@ class ConditionSpec:
             stim = stim[None]
         known = torch.stack([e >= 0, torch.isfinite(x), torch.ones_like(e, dtype=torch.bool)], dim=1)
         keep = known if keep is None else known & _tensor(keep, torch.bool).to(known.device)
-        return CondBatch(stim, torch.nan_to_num((x - self.expressiveness_mean) / self.expressiveness_std), e.clamp(min=0), keep)
+        r = None if resting is None else torch.nan_to_num(_tensor(resting, torch.float32))
+        return CondBatch(stim, torch.nan_to_num((x - self.expressiveness_mean) / self.expressiveness_std), e.clamp(min=0), keep, r)
 
     def dropout(self, cond: CondBatch, generator: torch.Generator | None = None) -> CondBatch:
         """Training-time CFG dropout: each condition independently with its own probability; and the

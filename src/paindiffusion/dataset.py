@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .biovid import resting_mask
 from .errors import PainDiffusionError, atomic_directory, check_output_dir
 from .progress import progress
 from .facespace import EMOTIONS, get_space
@@ -72,6 +73,46 @@ def calibration_of(stimulus: np.ndarray, label: np.ndarray) -> tuple[float, floa
     if slope < 0.5:  # levels not hotter than each other: not a calibrated protocol
         return None
     return round(float(icept), 2), round(float(icept + slope), 2)
+
+
+def resting_face_of(frames: np.ndarray, label: np.ndarray, min_s: float = 2.0) -> np.ndarray | None:
+    """A recording's resting face: the per-channel median of its frames at rest (:func:`biovid.resting_mask`), the
+    face a patient returns to between stimuli (an emotion's prototype AUs at the subject's own intensity, its
+    posture). None with less than ``min_s`` seconds at rest. The median, not the mean: blinks are brief."""
+    rest = resting_mask(label)
+    if rest.sum() < min_s * FPS:
+        return None
+    return np.median(np.asarray(frames)[rest], axis=0).astype(np.float32)
+
+
+def floor_mirror_quantiles(data: "PackedData", split: str = "train", n: int = 64, max_frames: int = 200_000,
+                           seed: int = 0) -> np.ndarray:
+    """(dim, n) quantiles of how far below its floor a censored value lies, per channel (0 where nothing is).
+
+    AU intensities are censored at the bottom of their scale: trackers and the cohort clip at 0, so a share of
+    frames (38 % in the cohort) read exactly 0 where the underlying intensity, with its noise, was below. For noise
+    symmetric around a level near the floor, the part below the floor mirrors the part just above it, so the
+    depth of a censored value is drawn from the channel's ``k`` smallest excesses above the floor, ``k`` = the
+    number of censored values. Channels with fewer than 1 % censored frames get zeros."""
+    recs = data.split(split)
+    rng = np.random.default_rng(seed)
+    total = sum(data.recordings[i]["length"] for i in recs)
+    take = min(1.0, max_frames / max(total, 1))
+    rows = []
+    for i in recs:
+        r = data.recordings[i]
+        f = np.asarray(data.frames[r["offset"]: r["offset"] + r["length"]])
+        rows.append(f[rng.random(len(f)) < take])
+    frames = np.concatenate(rows) if rows else np.zeros((0, data.space.dim), np.float32)
+    out = np.zeros((data.space.dim, n), np.float32)
+    low = np.asarray(data.space.low, np.float32)
+    for c in range(data.space.dim):
+        v = frames[:, c]
+        censored = int((v == low[c]).sum())
+        excess = np.sort(v[v > low[c]] - low[c])[:censored]
+        if censored >= 0.01 * max(len(v), 1) and len(excess) >= 16:
+            out[c] = np.quantile(excess, (np.arange(n) + 0.5) / n)
+    return out
 
 
 def split_subjects(subjects: list[str], seed: int, val: float, test: float) -> dict[str, str]:
@@ -149,6 +190,7 @@ class Window:
     recording: int
     start: int
     calibration: tuple | None = None  # the recording's (threshold, tolerance) °C, None when unknown
+    resting_face: np.ndarray | None = None  # (dim,) the recording's resting face (resting_face_of), None when unknown
 
 
 class PackedData:
@@ -204,6 +246,7 @@ class PackedData:
         for r in self.recordings:  # derived, not stored: packs of every version get it
             s = slice(r["offset"], r["offset"] + r["length"])
             r["calibration"] = calibration_of(self.stimulus[s], self.label[s])
+        self._resting: dict[int, np.ndarray | None] = {}
 
     def _migrate_expressiveness(self) -> None:
         """Stores packed before model v2 hold expressiveness as mean PSPI while stimulated; recompute the current
@@ -221,6 +264,14 @@ class PackedData:
 
     def split(self, name: str) -> list[int]:
         return [i for i, r in enumerate(self.recordings) if r["split"] == name]
+
+    def resting_face(self, rec: int) -> np.ndarray | None:
+        """Recording ``rec``'s resting face (:func:`resting_face_of`), read on first use: it reads all its frames."""
+        if rec not in self._resting:
+            r = self.recordings[rec]
+            s = slice(r["offset"], r["offset"] + r["length"])
+            self._resting[rec] = resting_face_of(self.frames[s], self.label[s])
+        return self._resting[rec]
 
     def find(self, name: str) -> int:
         for i, r in enumerate(self.recordings):
@@ -243,7 +294,7 @@ class PackedData:
         x = r["expressiveness"]
         return Window(np.asarray(self.frames[a:b]), stim, np.asarray(self.pspi[a:b]), np.asarray(self.label[a:b]),
                       EMOTIONS.index(e) if e else -1, float("nan") if x is None else float(x), rec, start,
-                      r.get("calibration"))
+                      r.get("calibration"), self.resting_face(rec))
 
     def change_points(self, recs: list[int]) -> np.ndarray:
         """(rec, frame) pairs where the label changes: stimulus onsets and offsets."""

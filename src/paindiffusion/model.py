@@ -63,6 +63,9 @@ class ModelConfig:
     # with a gain c_skip/c_out that depends on σ. In "interp" only the per-frame path sees single frames and it
     # does not know σ: measured on v4, D's jerk is 2.5-5× the clean input's at σ 0.2-2 (v3: 0.6-0.7).
     patches: str = "overlap"
+    # The patient's resting face joins the emotion condition (conditions.py): a linear map of the standardised
+    # resting face added to the emotion class embedding, zero at initialisation.
+    resting_face: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -91,6 +94,10 @@ class ConditionEmbedding(nn.Module):
         self.stimulus = nn.Sequential(nn.Linear(cfg.group * cfg.n_lags, w), nn.SiLU(), nn.Linear(w, w))
         self.expressiveness = nn.Sequential(nn.Linear(16, w), nn.SiLU(), nn.Linear(w, w))
         self.emotion = nn.Embedding(cfg.n_emotions, w)
+        self.resting = nn.Linear(cfg.dim, w) if cfg.resting_face else None
+        if self.resting is not None:
+            nn.init.zeros_(self.resting.weight)
+            nn.init.zeros_(self.resting.bias)
         self.null = nn.Parameter(torch.zeros(3, w))  # emotion, expressiveness, stimulus (conditions.NAMES order)
         nn.init.normal_(self.null, std=0.02)
         self.group = cfg.group
@@ -99,7 +106,11 @@ class ConditionEmbedding(nn.Module):
     def forward(self, cond: CondBatch, n_tokens: int) -> torch.Tensor:
         b = cond.stimulus.shape[0]
         keep = cond.keep[:, :, None]  # (B, 3, 1); torch.where, not a blend, so a dropped NaN stays out
-        emo = torch.where(keep[:, 0], self.emotion(cond.emotion), self.null[0])
+        emo = self.emotion(cond.emotion)
+        if self.resting is not None:
+            rest = cond.resting if cond.resting is not None else torch.zeros(b, self.resting.in_features)
+            emo = emo + self.resting(rest)
+        emo = torch.where(keep[:, 0], emo, self.null[0])
         expr = torch.where(keep[:, 1], self.expressiveness(fourier_features(cond.expressiveness, **self.expressiveness_features)), self.null[1])
         stim = torch.where(keep[:, 2, None], self.stimulus(cond.stimulus.reshape(b, n_tokens, -1)), self.null[2])
         return stim + (emo + expr)[:, None]

@@ -29,7 +29,8 @@ from .facespace import EMOTIONS
 from .sampling import SamplerSettings, guided, initial_noise, pyramid_levels, sample_levels, step
 from .sequence import FPS, FaceSequence
 
-__all__ = ["Chunk", "Controls", "LatentWindow", "PainStream", "SamplerSettings", "StackPhaseFilter", "StimulusHistory"]
+__all__ = ["Chunk", "Controls", "LatentWindow", "PainStream", "PatientFaces", "SamplerSettings", "StackPhaseFilter",
+           "StimulusHistory"]
 
 
 @dataclass
@@ -161,6 +162,40 @@ class StackPhaseFilter:
             self.recent[slot], self.bias[slot] = other.recent[0], other.bias[0]
 
 
+class PatientFaces:
+    """Each sequence's resting face, for models with the resting-face condition (conditions.py): a patient draws a
+    number in [0, 1) once, from its own seed, and shows the training resting face that number picks for whatever
+    emotion it is given (``ConditionSpec.resting_face``), unless its resting face was given explicitly (face
+    units, (dim,) or (B, dim)). Models without the condition get None and nothing is drawn."""
+
+    def __init__(self, model, batch: int, seed: int, given=None):
+        self.model, self.on = model, bool(getattr(model.config, "resting_face", False))
+        self.draws = list(np.random.default_rng([int(seed), 0x7e57]).random(batch)) if self.on else [0.0] * batch
+        if given is None:
+            self.given = [None] * batch
+        else:
+            g = model.space.validate(np.broadcast_to(np.asarray(given, np.float32), (batch, model.config.dim)), "resting_face")
+            self.given = list(g)
+
+    def latents(self, emotions: list[str]) -> torch.Tensor | None:
+        """(B, dim) standardised resting faces for the emotions in force (NaN where unknown), or None."""
+        if not self.on:
+            return None
+        faces = [g if g is not None else self.model.spec.resting_face(e, u)
+                 for g, e, u in zip(self.given, emotions, self.draws)]
+        rows = [np.full(self.model.config.dim, np.nan, np.float32) if f is None else f for f in faces]
+        return self.model.standardizer.encode(torch.from_numpy(np.stack(rows)))
+
+    def join(self, other: "PatientFaces", slot: int | None = None) -> None:
+        if slot is None:
+            self.draws, self.given = self.draws + other.draws, self.given + other.given
+        else:
+            self.draws[slot], self.given[slot] = other.draws[0], other.given[0]
+
+    def remove(self, slot: int) -> None:
+        del self.draws[slot], self.given[slot]
+
+
 class PainStream:
     """An endless stream of face frames from a :class:`paindiffusion.checkpoint.PainModel`.
 
@@ -173,7 +208,7 @@ class PainStream:
 
     def __init__(self, model, *, stimulus: float = 32.0, expressiveness: float | str = "medium",
                  emotion: str = "Neutral", seed: int = 0, batch: int = 1, settings: SamplerSettings | None = None,
-                 trace: np.ndarray | None = None, threshold=None, tolerance=None):
+                 trace: np.ndarray | None = None, threshold=None, tolerance=None, resting_face=None):
         self.model = model
         self.s = (settings or model.sampler).validate()
         if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
@@ -202,6 +237,7 @@ class PainStream:
         self._warming = False
         self._made_with: dict = {}
         self._filter = StackPhaseFilter(self.s.phase_filter, self.group) if self.s.phase_filter else None
+        self._patients = PatientFaces(model, self.batch, seed, resting_face)
 
     # ---- controls (any thread) --------------------------------------------------------------------------
     def set_controls(self, stimulus=None, expressiveness=None, emotion=None, slot: int | None = None,
@@ -238,7 +274,8 @@ class PainStream:
         stim = self.history.attach(self._future(self.window - n_known, c["stimulus"]), n_known)
         spec = self.model.spec
         return spec.batch(stim, spec.fed_expressiveness(c["expressiveness"]), [EMOTIONS.index(e) for e in c["emotion"]], self.window,
-                          calibration=np.stack([c["threshold"], c["tolerance"]], axis=1))
+                          calibration=np.stack([c["threshold"], c["tolerance"]], axis=1),
+                          resting=self._patients.latents(c["emotion"]))
 
     @torch.no_grad()
     def _start(self) -> None:
@@ -337,6 +374,7 @@ class PainStream:
         self.history.window = np.concatenate([self.history.window, one.history.window])
         self._controls.append(one.controls)
         self._gens.append(one.gen)
+        self._patients.join(one._patients)
         if self._filter is not None:
             self._filter.join(one._filter)
         self.batch += 1
@@ -354,6 +392,7 @@ class PainStream:
                 self._filter.rows(keep)
         self._controls.delete(slot)
         del self._gens[slot]
+        self._patients.remove(slot)
         self.batch -= 1
 
     def reset(self, slot: int, seed: int = 0, prepared: "PainStream | None" = None) -> None:
@@ -367,5 +406,6 @@ class PainStream:
         self.latents.x[slot] = one.latents.x[0]
         self.history.past[slot], self.history.window[slot] = one.history.past[0], one.history.window[0]
         self._gens[slot] = one.gen
+        self._patients.join(one._patients, slot)
         if self._filter is not None:
             self._filter.join(one._filter, slot)

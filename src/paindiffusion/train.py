@@ -15,13 +15,14 @@ from pathlib import Path
 import lightning as L
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset
 
 from .checkpoint import PainModel
 from .conditions import HISTORY, ConditionSpec
-from .dataset import PackedData, WindowSampler
+from .dataset import PackedData, WindowSampler, floor_mirror_quantiles
 from .errors import PainDiffusionError, atomic_file, claim_folder
 from .model import Denoiser, ModelConfig, NoiseDistribution, Standardizer, edm_loss
 from .sampling import SamplerSettings
@@ -44,6 +45,9 @@ class TrainConfig:
     velocity_weight: float = 0.0  # weight of the velocity loss (model.edm_loss); measured: it did not remove seams
     balance: float = 0.0  # draw rare-expressiveness subjects more often (dataset.balance_weights); 1 = bins equal
     calibrated: bool = False  # stimulus relative to each recording's threshold and tolerance (conditions.py)
+    # Censored values at a channel's floor (an AU of exactly 0) are trained as draws below it
+    # (dataset.floor_mirror_quantiles), so that clipping the model's output reproduces the data's share of zeros.
+    floor_imputation: bool = False
 
 
 class WindowDataset(Dataset):
@@ -60,7 +64,9 @@ class WindowDataset(Dataset):
         return {"frames": torch.from_numpy(w.frames.copy()), "stimulus": torch.from_numpy(w.stimulus.copy()),
                 "expressiveness": torch.tensor(w.expressiveness, dtype=torch.float32),
                 "emotion": torch.tensor(w.emotion, dtype=torch.int64),
-                "calibration": torch.tensor(w.calibration or (float("nan"), float("nan")), dtype=torch.float32)}
+                "calibration": torch.tensor(w.calibration or (float("nan"), float("nan")), dtype=torch.float32),
+                "resting": torch.from_numpy(w.resting_face if w.resting_face is not None
+                                            else np.full(w.frames.shape[-1], np.nan, np.float32))}
 
 
 class NewWindowsEachEpoch(L.Callback):
@@ -90,7 +96,7 @@ class SafeCheckpointIO(TorchCheckpointIO):
 
 
 class DiffusionTask(L.LightningModule):
-    def __init__(self, model: dict, conditions: dict, stats: dict, train: dict, noise: dict):
+    def __init__(self, model: dict, conditions: dict, stats: dict, train: dict, noise: dict, floor: dict | None = None):
         super().__init__()
         self.save_hyperparameters()
         self.cfg, self.tcfg = ModelConfig(**model), TrainConfig(**train)
@@ -99,13 +105,28 @@ class DiffusionTask(L.LightningModule):
         self.denoiser = Denoiser(self.cfg)
         self.standardizer = Standardizer(stats["frames_mean"], stats["frames_std"])
         self.ema = AveragedModel(self.denoiser, multi_avg_fn=get_ema_multi_avg_fn(self.tcfg.ema_decay), use_buffers=True)
+        # floor: each channel's lowest value and (dim, n) depths below it to draw censored values from (None: train
+        # on the values as they are)
+        self.register_buffer("floor_low", torch.tensor(floor["low"], dtype=torch.float32) if floor else None)
+        self.register_buffer("floor_depths", torch.tensor(floor["depths"], dtype=torch.float32) if floor else None)
+
+    def uncensor(self, frames: torch.Tensor, generator=None) -> torch.Tensor:
+        """Each value exactly at its channel's floor becomes the floor minus a depth drawn from that channel's
+        quantiles (:func:`paindiffusion.dataset.floor_mirror_quantiles`); channels without any keep their values."""
+        depths = self.floor_depths
+        n = depths.shape[1]
+        pick = torch.randint(0, n, frames.shape, generator=generator).to(frames.device)  # (B, T, dim)
+        depth = depths.T[pick, torch.arange(frames.shape[-1], device=frames.device)]  # depths[c, pick[..., c]]
+        return torch.where(frames == self.floor_low, self.floor_low - depth, frames)
 
     def _loss(self, batch: dict, denoiser: torch.nn.Module, generator=None, dropout: bool = True) -> torch.Tensor:
-        x = self.standardizer.encode(batch["frames"])
+        frames = batch["frames"] if self.floor_depths is None else self.uncensor(batch["frames"], generator)
+        x = self.standardizer.encode(frames)
         b, t, _ = x.shape
         cal = batch["calibration"]  # unknown (NaN) → the default, as at sampling time
         cal = torch.where(torch.isnan(cal), torch.tensor(self.spec.calibration, dtype=cal.dtype, device=cal.device), cal)
-        cond = self.spec.batch(batch["stimulus"], batch["expressiveness"], batch["emotion"], t, calibration=cal)
+        resting = self.standardizer.encode(batch["resting"]) if self.cfg.resting_face else None
+        cond = self.spec.batch(batch["stimulus"], batch["expressiveness"], batch["emotion"], t, calibration=cal, resting=resting)
         if dropout:
             cond = self.spec.dropout(cond, generator)
         sigma = self.noise.sample(b, t // self.cfg.group, generator).to(x.device)
@@ -154,9 +175,11 @@ def train(data_dir: str | Path, out: str | Path, tcfg: TrainConfig | None = None
     if tcfg.window % mcfg.group or tcfg.window // mcfg.group > mcfg.max_tokens:
         raise PainDiffusionError(f"training window {tcfg.window} must be a multiple of {mcfg.group} and at most {mcfg.group * mcfg.max_tokens} frames")
     claim_folder(out, "training run", inputs=(data_dir,))  # after the checks: a refused run writes nothing
-    spec = ConditionSpec.from_data(data, calibrated=tcfg.calibrated)
+    spec = ConditionSpec.from_data(data, calibrated=tcfg.calibrated, resting_faces=mcfg.resting_face)
     L.seed_everything(tcfg.seed, verbose=False)
-    task = DiffusionTask(mcfg.to_dict(), spec.to_dict(), data.stats, asdict(tcfg), asdict(noise))
+    floor = {"low": list(data.space.low), "depths": floor_mirror_quantiles(data, seed=tcfg.seed).tolist()} \
+        if tcfg.floor_imputation else None
+    task = DiffusionTask(mcfg.to_dict(), spec.to_dict(), data.stats, asdict(tcfg), asdict(noise), floor)
     train_sampler = WindowSampler(data, "train", tcfg.window, HISTORY, tcfg.change_fraction, tcfg.seed, tcfg.balance)
     val_split = "val" if data.split("val") else "train"
     val_sampler = WindowSampler(data, val_split, tcfg.window, HISTORY, tcfg.change_fraction, tcfg.seed + 1)
