@@ -24,7 +24,7 @@ from paindiffusion.checkpoint import PainModel
 from paindiffusion.dataset import PackedData
 from paindiffusion.evaluate import expressiveness_response, pspi_following
 from paindiffusion.evaluation import run_evaluation
-from paindiffusion.evaluation.runner import model_card_metrics
+from paindiffusion.evaluation.summary import model_card_metrics
 
 ASSET = Path(__file__).resolve().parents[1] / "src" / "paindiffusion" / "assets" / "model"
 

@@ -16,7 +16,8 @@ from paindiffusion.conditions import ConditionSpec
 from paindiffusion.evaluation import EvalConfig, run_evaluation
 from paindiffusion.evaluation.baselines import BASELINES, RidgeARX, copier_feature
 from paindiffusion.evaluation.data import fresh_cohort, training_pool
-from paindiffusion.facespace import FACS
+from paindiffusion.evaluation.targets import TARGETS
+from paindiffusion.facespace import EMOTIONS, FACS
 from paindiffusion.model import Denoiser, ModelConfig, Standardizer
 from paindiffusion.sampling import karras_sigmas, sample_chunked
 from paindiffusion.stream import SamplerSettings
@@ -43,19 +44,19 @@ def report(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_report_files_and_must_show_numbers(report):
+def test_report_files_and_target_numbers(report):
     rep, out = report
     for f in ("report.json", "report.md", "report.html", "images/calibration.png", "images/event_locked.png",
               "images/windows.png", "images/emotion_confusion.png"):
         assert (out / f).is_file(), f
     saved = json.loads((out / "report.json").read_text())
-    assert saved["must_show"].keys() == rep["must_show"].keys()
-    for key in ("expressiveness_r", "sweep_strictly_increasing_every_draw", "low_preset_p99_smoothed_pspi",
-                "median_latency_s_by_level", "response_rate_by_level", "seam_ratio", "spectral_peak_6p25", "pspi_r",
-                "between_try_r", "dtw_per_frame_vs_rules_given_controls", "paper_PainDist_vs_rules_given_controls"):
-        assert key in rep["must_show"], key
+    assert saved["targets"].keys() == rep["targets"].keys() == {t.key for t in TARGETS}
+    assert rep["targets"]["frechet_motion_vs_rules"]["value"] == [rep["summary"][g]["frechet_motion"]["mean"]
+                                                                  for g in ("PainDiffusion", "rules given the controls")]
     md = (out / "report.md").read_text()
-    assert "Must show" in md and "stimulus copier" in md and "✗" in md  # an untrained model loses somewhere
+    assert "## Targets" in md and "stimulus copier" in md and "✗" in md  # an untrained model loses somewhere
+    assert "## Where motion differs from the data" in md and "## Resting faces" in md
+    assert set(rep["resting"]["emotions"]) == set(EMOTIONS)
     assert len(rep["draws"]) == 2 and rep["held_out"][0] != rep["held_out"][1]  # new subjects per draw
 
 
@@ -188,3 +189,20 @@ def test_rate_noise_line_states_the_binomial_interval_and_the_oracle_gap():
     assert "L2 0.50 ± 0.10 (100 episodes)" in line and "L1 0.00 ± 0.00 (40 episodes)" in line
     assert "up to 0.10 from it (L1: 0.10)" in line and "the model up to 0.20" in line
     assert "oracle" not in rate_noise_line(lv, None, draws=4)
+
+
+def test_realism_breakdown_finds_the_channel_group_and_feature_that_differ():
+    from paindiffusion.evaluation.scoring import CHANNEL_GROUPS, realism
+
+    truth = fresh_cohort(4, 1.0, 3).frames
+    same = realism(truth[:, None], truth, lambda f: np.asarray(f))
+    assert all(abs(v) < 1e-6 for k, v in same.items() if k.startswith("frechet"))
+    assert same["zero_share"] == pytest.approx(float((truth[..., :17] == 0).mean()))
+    shifted = truth.copy()
+    other = CHANNEL_GROUPS["other_aus"]
+    shifted[..., other] += 0.5  # a resting level off by half a point, motion unchanged
+    out = realism(shifted[:, None], truth, lambda f: np.asarray(f))
+    assert out["frechet_other_aus_level"] > 1.0
+    assert out["frechet_other_aus_velocity"] < 1e-6 and out["frechet_pain_aus_level"] < 1e-6
+    assert out["frechet_au_frames"] > 1.0 and out["frechet_au_velocity"] < 1e-6
+    assert out["zero_share"] < same["zero_share"]

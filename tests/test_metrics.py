@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from paindiffusion.biovid import resting_mask
 from paindiffusion.evaluation import metrics as M
 
 
@@ -128,7 +129,7 @@ def test_emotion_rule_nearest_scaled_prototype():
 def test_resting_mask_waits_after_each_episode():
     label = np.zeros(400, int)
     label[100:200] = 2
-    m = M.resting_mask(label, after_s=2.0)
+    m = resting_mask(label, after_s=2.0)
     assert m[:100].all() and not m[100:249].any() and m[249:].all()  # 50 frames after the last hot one (199)
 
 

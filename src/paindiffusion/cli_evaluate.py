@@ -42,7 +42,7 @@ def evaluate_command(
     seen = _pspi_as_seen(model.space) if as_seen else None
     report = run_evaluation(model, out, data=data, config=cfg, draws=draws, seed=seed, progress=progress, threads=threads,
                             pspi_as_seen=seen)
-    for key, item in report["must_show"].items():
+    for key, item in report["targets"].items():
         mark = {True: "pass", False: "FAIL", None: "n/a"}[item["pass"]]
         typer.echo(f"{mark:4}  {key}: {item['value']}  (target {item['target']})")
     typer.echo(f"wrote {out / 'report.md'} ({report['timing']['total_s']:.0f} s)")

@@ -24,6 +24,9 @@ def enabled() -> bool:
     return not _quiet and sys.stderr.isatty()
 
 
-def progress(iterable: Iterable | None = None, desc: str = "", total: int | None = None, unit: str = "it"):
-    """``tqdm`` over ``iterable`` (or a manual bar with ``total``), silent when :func:`enabled` is False."""
-    return tqdm(iterable, desc=desc, total=total, unit=unit, disable=not enabled(), leave=False, dynamic_ncols=True)
+def progress(iterable: Iterable | None = None, desc: str = "", total: int | None = None, unit: str = "it",
+             show: bool = True):
+    """``tqdm`` over ``iterable`` (or a manual bar with ``total``), silent when :func:`enabled` is False or a caller
+    asks for no bar (``show`` False, e.g. ``run_evaluation(progress=False)``)."""
+    return tqdm(iterable, desc=desc, total=total, unit=unit, disable=not (show and enabled()), leave=False,
+                dynamic_ncols=True)

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from ..biovid import stimulus_index
-from ..cohort import SubjectParams, biovid_protocol, simulate_recording
+from ..biovid import BASELINE_C
+from ..cohort import RuleBasedFace, SubjectParams, biovid_protocol, simulate_recording
 from ..dataset import PackedData, calibration_of, expressiveness_of, split_subjects
 from ..errors import PainDiffusionError
 from ..facespace import EMOTIONS, FACS
@@ -160,3 +161,12 @@ def sweep_protocol(frames: int, draw: int) -> tuple[np.ndarray, np.ndarray]:
     temp, label = biovid_protocol(tuple(np.linspace(*SWEEP_CALIBRATION, 4)), frames / FPS + 1, np.random.default_rng([HELDOUT_SEED, 999, draw]))
     idx = np.minimum(stimulus_index(frames), len(temp) - 1)
     return temp[idx].astype(np.float32), label[idx].astype(np.int8)
+
+
+def resting_cohort(emotion: str, subjects: int, frames: int, seed) -> np.ndarray:
+    """(subjects, frames, D) faces of the cohort's subjects of ``emotion`` at the baseline temperature throughout:
+    each a random subject (its own emotion intensity, blinks and posture) with its own noise."""
+    rng = np.random.default_rng(seed)
+    temp = np.full(frames, BASELINE_C)
+    return np.stack([RuleBasedFace(dataclasses.replace(SubjectParams.sample(f"rest{i}", rng), emotion=emotion))
+                     .generate(temp, rng) for i in range(subjects)]).astype(np.float32)

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..dataset import PackedData, expressiveness_of
 from .data import from_packed
-from .runner import generate_model, model_pspi
+from .generation import generate_model, model_pspi
 
 
 @dataclasses.dataclass
@@ -45,7 +45,7 @@ def measure_response(model, data: PackedData, recordings: int = 16, points: int 
     try:
         jobs = [{"stimulus": train.stimulus[i], "expressiveness": float(g), "emotion": train.emotion[i],
                  **dict(zip(("threshold", "tolerance"), train.calibration(i)))} for g in grid for i in idx]
-        pspi = model_pspi(generate_model(model, jobs, seed=seed, progress=progress, label="expressiveness map"))
+        pspi = model_pspi(generate_model(model, jobs, seed=seed, show=progress, label="expressiveness map"))
     finally:
         model.spec = spec
     pairs = [i for _ in grid for i in idx]

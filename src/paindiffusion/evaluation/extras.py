@@ -18,8 +18,11 @@ import torch
 from ..conditions import HISTORY
 from ..facespace import EMOTIONS, FACS
 from ..sampling import guided, karras_sigmas, sample_chunked
+from ..progress import progress as progress_bar
+from ..stream import PatientFaces
 from . import metrics as M
 from .data import Recordings, fresh_cohort
+from .generation import generate_model, latent_standardiser, recording_jobs
 from .scoring import score
 
 ABLATION_KEYS = ("pspi_r", "dtw_per_frame", "expressiveness_r", "seam_ratio", "spectral_peak_6p25", "frechet_motion",
@@ -62,9 +65,11 @@ def offline_generate(model, held: Recordings, tries: int, seed: int, schedule: s
     expr = model.spec.fed_expressiveness(np.repeat(np.clip(held.expressiveness, 0, 16), tries))
     emo = np.repeat([EMOTIONS.index(e) for e in held.emotion], tries)
     cal = np.repeat([model.spec.calibration_value(*held.calibration(i)) for i in range(n)], tries, axis=0)
+    resting = PatientFaces(model, n * tries, seed).latents([EMOTIONS[i] for i in emo])
 
     def cond_fn(start, length):
-        return model.spec.batch(stim[:, start: start + HISTORY + length], expr, emo, length, calibration=cal)
+        return model.spec.batch(stim[:, start: start + HISTORY + length], expr, emo, length, calibration=cal,
+                                resting=resting)
 
     fn = guided(model.denoiser, s.guidance, s.guidance_max_sigma)
     gen = torch.Generator().manual_seed(seed)
@@ -74,21 +79,17 @@ def offline_generate(model, held: Recordings, tries: int, seed: int, schedule: s
 
 
 def _stream(model, held: Recordings, tries: int, seed: int, settings) -> np.ndarray:
-    from .runner import _jobs, generate_model
-
-    f = generate_model(model, _jobs(held, tries), seed, settings, progress=False)
+    f = generate_model(model, recording_jobs(held, tries), seed, settings, show=False)
     return f.reshape(len(held), tries, held.frames.shape[1], -1)
 
 
 def ablations(model, held: Recordings, seed: int, standardise, progress: bool = True) -> dict:
-    from tqdm.auto import tqdm
-
     runs = {name: (lambda s=s: _stream(model, held, 1, seed, s)) for name, s in stream_variants(model.sampler).items()}
     for u in (0.5, 1.0, 2.0):
         runs[f"offline pyramid u={u:g}"] = lambda u=u: offline_generate(model, held, 1, seed, "pyramid", u)
     runs["full-sequence (no diffusion forcing)"] = lambda: offline_generate(model, held, 1, seed, "full_sequence", 1.0)
     out = {}
-    for name, fn in tqdm(runs.items(), desc="ablations", disable=not progress, leave=False):
+    for name, fn in progress_bar(runs.items(), desc="ablations", show=progress):
         t0 = time.process_time()
         frames = fn()
         dt = time.process_time() - t0  # CPU time: wall time on a shared machine says little about speed
@@ -119,8 +120,6 @@ def drift(model, minutes: float, recordings: int, seed: int, segment_s: float = 
 
 
 def run_extras(model, held: Recordings, pool: Recordings, cfg, progress: bool = True, standardise=None) -> dict:
-    from .runner import _standardiser
-
     t0 = time.time()
     sub = held.subset(range(min(4, len(held))))
     cut = min(sub.frames.shape[1], 2250)
@@ -129,7 +128,7 @@ def run_extras(model, held: Recordings, pool: Recordings, cfg, progress: bool = 
     out = {"note": (f"Ablations: draw 0, {len(sub)} recordings × 1 try × {cut / 25:.0f} s, one change each from the shipped "
                     f"sampler; 'offline' rows use the chunked sampler (48 new frames per 64-frame window). Drift: "
                     f"{cfg.drift_minutes:g}-min rollouts of 4 fresh subjects (seed 7050).")}
-    out["ablations"] = ablations(model, sub, cfg.seed, standardise or _standardiser(model), progress)
+    out["ablations"] = ablations(model, sub, cfg.seed, standardise or latent_standardiser(model), progress)
     out["drift"] = drift(model, cfg.drift_minutes, 4, cfg.seed)
     out["seconds"] = round(time.time() - t0, 1)
     return out

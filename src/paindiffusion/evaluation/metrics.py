@@ -196,14 +196,6 @@ def strictly_increasing(values) -> bool:
     return bool(np.all(np.diff(v) > 0))
 
 
-def resting_mask(label: np.ndarray, after_s: float = 6.0) -> np.ndarray:
-    """Frames at rest: label 0 and at least ``after_s`` since the last stimulated frame (pain has decayed)."""
-    lab = np.asarray(label) > 0
-    idx = np.where(lab, np.arange(len(lab)), -10**9)
-    last = np.maximum.accumulate(idx)
-    return ~lab & (np.arange(len(lab)) - last >= after_s * FPS)
-
-
 def emotion_prototypes(channels: tuple[str, ...], emotion_aus: dict, emotions: tuple[str, ...]) -> np.ndarray:
     """(8, C) prototype AU vectors (EMFACS, as the cohort's EMOTION_AUS) over the face space's AU channels."""
     aus = [c for c in channels if c.startswith("AU")]

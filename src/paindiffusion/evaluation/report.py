@@ -15,71 +15,11 @@ import numpy as np  # noqa: E402
 
 from ..errors import atomic_directory  # noqa: E402
 from ..facespace import EMOTIONS  # noqa: E402
-from .scoring import HIGHER_IS_BETTER  # noqa: E402
-
-MODEL = "PainDiffusion"
-METRIC_NAMES = {
-    "pspi_r": "PSPI r (mean over recordings)", "dtw_per_frame": "DTW per frame (PSPI)", "frechet_motion": "Fréchet (motion)",
-    "xcorr_best_r": "lagged r with stimulus", "xcorr_best_lag_s": "best lag (s)", "expressiveness_r": "expressiveness r",
-    "expressiveness_mean_abs_error": "expressiveness |error|", "emotion_accuracy": "emotion accuracy",
-    "jerk_ratio": "jerk / data", "seam_ratio": "seam ratio", "spectral_peak_6p25": "6.25 Hz peak ratio",
-    "between_try_r": "between-try r", "mean_pspi": "mean PSPI",
-    "response_rate_max_abs_error": "max |response rate − data|", "latency_max_abs_paired_diff_s": "max |latency − data| (s)",
-    "paper_PainDist": "PainDist", "paper_PainDivrs": "PainDivrs", "paper_PainVar": "PainVar",
-    "paper_PainCorr_max": "PainCorr (max r)", "paper_PainSim": "PainSim (DTW)", "paper_PainAcc": "PainAcc (DTW vs °C)",
-    "frames_per_cpu_s": "frames per CPU-second", "frames_per_s": "frames/s (wall clock, busy machine: not a speed)",
-}
-CORRECTED = ("pspi_r", "dtw_per_frame", "frechet_motion", "xcorr_best_r", "xcorr_best_lag_s", "expressiveness_r",
-             "expressiveness_mean_abs_error", "emotion_accuracy", "response_rate_max_abs_error",
-             "latency_max_abs_paired_diff_s", "jerk_ratio", "seam_ratio", "spectral_peak_6p25", "between_try_r", "mean_pspi")
-PAPER = ("paper_PainDist", "paper_PainDivrs", "paper_PainVar", "paper_PainCorr_max", "paper_PainSim", "paper_PainAcc")
-
-
-def _fmt(v, digits: int = 3) -> str:
-    if v is None or (isinstance(v, float) and not np.isfinite(v)):
-        return "–"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, (int, float)):
-        return f"{v:.{digits}g}" if abs(v) >= 1000 else f"{v:.{digits}f}".rstrip("0").rstrip(".") if digits else f"{v}"
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_fmt(x, digits) for x in v) + "]"
-    if isinstance(v, dict):
-        return "; ".join(f"{k}: {_fmt(x, digits)}" for k, x in v.items())
-    return str(v)
-
-
-def _cell(s: dict) -> str:
-    if s["mean"] is None:
-        return "–"
-    if s["lo"] is None or not np.isfinite(s["lo"]):
-        return _fmt(s["mean"])
-    return f"{_fmt(s['mean'])} ± {_fmt((s['hi'] - s['lo']) / 2)}"
-
-
-def _table(head: list[str], rows: list[list[str]]) -> str:
-    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    return "\n".join(out + ["| " + " | ".join(r) + " |" for r in rows])
-
-
-def beats_table(summary: dict) -> tuple[list[str], list[list[str]]]:
-    """Rows: baselines; columns: metrics with a better direction; cell: ✓ model better, ✗ baseline better."""
-    metrics = [m for m in HIGHER_IS_BETTER if summary[MODEL][m]["mean"] is not None]
-    rows = []
-    for name, s in summary.items():
-        if name == MODEL:
-            continue
-        row = [name]
-        for m in metrics:
-            a, b = summary[MODEL][m]["mean"], s[m]["mean"]
-            if a is None or b is None:
-                row.append("–")
-            else:
-                better = a > b if HIGHER_IS_BETTER[m] else a < b
-                row.append("✓" if better else "✗")
-        rows.append(row)
-    return ["baseline"] + [METRIC_NAMES[m] for m in metrics], rows
-
+from .conclusions import auto_conclusions  # noqa: E402
+from .formatting import CORRECTED, METRIC_NAMES, PAPER, beats_table, cell, fmt, table  # noqa: E402
+from .generation import MODEL  # noqa: E402
+from .summary import summarise  # noqa: E402
+from .targets import judge  # noqa: E402
 
 def markdown(report: dict, conclusions: str = "") -> str:
     s, cfg = report["summary"], report["config"]
@@ -92,39 +32,42 @@ def markdown(report: dict, conclusions: str = "") -> str:
              "Metric definitions: docs/evaluation.md.", ""]
     if conclusions:
         lines += ["## Conclusions", "", conclusions.strip(), ""]
-    lines += ["## Must show (issue 12 targets)", "",
-              _table(["item", "value", "target", "pass"],
-                     [[k, _fmt(v["value"], 2), v["target"], _fmt(v["pass"])] for k, v in report["must_show"].items()]), ""]
+    lines += ["## Targets", "",
+              "The rules given the controls are the data's own process fed the model's controls: a faithful generator "
+              "ties them (docs/evaluation.md).", "",
+              table(["target", "value", "passes when", "pass"],
+                    [[k, fmt(v["value"], 2), v["target"], fmt(v["pass"])] for k, v in report["targets"].items()]), ""]
     names = list(s)
-    lines += ["## Corrected metrics", "", _table(["generator"] + [METRIC_NAMES[m] for m in CORRECTED],
-                                                 [[n] + [_cell(s[n][m]) for m in CORRECTED] for n in names]), ""]
+    lines += ["## Corrected metrics", "", table(["generator"] + [METRIC_NAMES[m] for m in CORRECTED],
+                                                 [[n] + [cell(s[n][m]) for m in CORRECTED] for n in names]), ""]
     lines += ["PSPI r, bootstrap 95% interval over all recordings: " + "; ".join(
-        f"{n} [{_fmt(s[n]['pspi_r']['bootstrap_lo'])}, {_fmt(s[n]['pspi_r']['bootstrap_hi'])}]" for n in names), ""]
+        f"{n} [{fmt(s[n]['pspi_r']['bootstrap_lo'])}, {fmt(s[n]['pspi_r']['bootstrap_hi'])}]" for n in names), ""]
     lines += ["## Paper-compatible metrics (kept for comparison; see the quirks in docs/evaluation.md)", "",
-              _table(["generator"] + [METRIC_NAMES[m] for m in PAPER], [[n] + [_cell(s[n][m]) for m in PAPER] for n in names]), ""]
+              table(["generator"] + [METRIC_NAMES[m] for m in PAPER], [[n] + [cell(s[n][m]) for m in PAPER] for n in names]), ""]
+    lines += realism_markdown(report)
     head, rows = beats_table(s)
-    lines += ["## Does the model beat each baseline? (✓ model better on the mean over draws, ✗ not)", "", _table(head, rows), ""]
+    lines += ["## Does the model beat each baseline? (✓ model better on the mean over draws, ✗ not)", "", table(head, rows), ""]
     lv_rows = []
     for n in names:
         for lv, v in s[n]["levels"].items():
-            lv_rows.append([n, lv, _fmt(v["rate"], 2), _fmt(v["rate_data"], 2), _fmt(v["latency_s"], 2),
-                            _fmt(v["latency_s_data"], 2), _fmt(v["latency_paired_diff_s"], 2), _fmt(v["peak"], 2),
-                            _fmt(v["peak_data"], 2)])
+            lv_rows.append([n, lv, fmt(v["rate"], 2), fmt(v["rate_data"], 2), fmt(v["latency_s"], 2),
+                            fmt(v["latency_s_data"], 2), fmt(v["latency_paired_diff_s"], 2), fmt(v["peak"], 2),
+                            fmt(v["peak_data"], 2)])
     lines += ["## Responses by stimulus level", "",
               "Response: 0.5 s-smoothed PSPI rises ≥ 1 above its median of the 2 s before the episode; latency: plateau "
               "onset → half of the episode's peak rise (paired: same episodes, both responded).", "",
-              _table(["generator", "level", "rate", "rate (data)", "median latency s", "data", "paired diff s", "peak rise", "data"],
+              table(["generator", "level", "rate", "rate (data)", "median latency s", "data", "paired diff s", "peak rise", "data"],
                      lv_rows), ""]
-    sw_rows = [[str(i), _fmt(d["sweep"]["requested"], 2), _fmt(d["sweep"]["achieved"], 2), _fmt(d["sweep"]["strictly_increasing"]),
-                _fmt(d["sweep"]["low_preset_achieved"], 2), _fmt(d["sweep"]["low_preset_p99_smoothed_pspi"], 2)]
+    sw_rows = [[str(i), fmt(d["sweep"]["requested"], 2), fmt(d["sweep"]["achieved"], 2), fmt(d["sweep"]["strictly_increasing"]),
+                fmt(d["sweep"]["low_preset_achieved"], 2), fmt(d["sweep"]["low_preset_p99_smoothed_pspi"], 2)]
                for i, d in enumerate(report["draws"])]
     lines += ["## Expressiveness sweep (same protocol, Neutral)", "",
-              f"Numeric range: {_fmt(report['expressiveness_range'], 2)} from {report['expressiveness_range_source']}.", "",
-              _table(["draw", "requested", "achieved mean PSPI while stimulated", "strictly increasing", "'low' achieved",
+              f"Numeric range: {fmt(report['expressiveness_range'], 2)} from {report['expressiveness_range_source']}.", "",
+              table(["draw", "requested", "achieved mean PSPI while stimulated", "strictly increasing", "'low' achieved",
                       "'low' p99 smoothed PSPI"], sw_rows), ""]
-    data_rows = [[str(i), _fmt(d["data"]["seam_ratio"]), _fmt(d["data"]["spectral_peak_6p25"]), _fmt(d["data"]["mean_pspi"])]
+    data_rows = [[str(i), fmt(d["data"]["seam_ratio"]), fmt(d["data"]["spectral_peak_6p25"]), fmt(d["data"]["mean_pspi"])]
                  for i, d in enumerate(report["draws"])]
-    lines += ["## The held-out data itself", "", _table(["draw", "seam ratio", "6.25 Hz peak ratio", "mean PSPI"], data_rows), ""]
+    lines += ["## The held-out data itself", "", table(["draw", "seam ratio", "6.25 Hz peak ratio", "mean PSPI"], data_rows), ""]
     notes = {k: v for d in report["draws"] for k, v in d["notes"].items()}
     if notes:
         lines += ["Notes: " + "; ".join(f"{k}: {v}" for k, v in notes.items()), ""]
@@ -139,18 +82,46 @@ def markdown(report: dict, conclusions: str = "") -> str:
     return "\n".join(lines)
 
 
+def realism_markdown(report: dict) -> list[str]:
+    """Where generated motion differs from the data's, by channel group and feature, and the resting faces."""
+    s = report["summary"]
+    groups = (("pain_aus", "pain AUs"), ("other_aus", "other AUs"), ("head", "head"))
+    keys = [f"frechet_{g}_{f}" for g, _ in groups for f in ("level", "velocity")]
+    head = ["generator", "Fréchet (motion)"] + [f"{label} {f}" for _, label in groups for f in ("level", "velocity")] + [
+        "AU frames", "AU velocity", "AU values at 0"] + [f"seam {label}" for _, label in groups] + [
+        f"6.25 Hz {label}" for _, label in groups]
+    cols = ["frechet_motion", *keys, "frechet_au_frames", "frechet_au_velocity", "zero_share",
+            *(f"seam_ratio_{g}" for g, _ in groups), *(f"spectral_peak_6p25_{g}" for g, _ in groups)]
+    rows = [[n] + [cell(s[n][c]) if c in s[n] else "–" for c in cols] for n in s]
+    data_zero = np.mean([d["data"].get("zero_share", np.nan) for d in report["draws"]])
+    lines = ["## Where motion differs from the data", "",
+             "Fréchet distance of motion features (32-frame windows: each channel's level and mean |velocity|, "
+             "standardised) restricted to each channel group and feature; of per-frame AU vectors and of their first "
+             f"differences (AU units); share of AU values at exactly 0 (data: {fmt(data_zero)}); seam ratio and 6.25 Hz "
+             "peak per channel group (data ≈ 1).", "", table(head, rows), ""]
+    rest = report.get("resting")
+    if rest:
+        rrows = []
+        for e, v in rest["emotions"].items():
+            aus = "; ".join(f"{au} {fmt(a, 2)} / {fmt(b, 2)}" for au, (a, b) in v["aus"].items()) or "–"
+            rrows.append([e, f"{fmt(v['pspi'], 2)} / {fmt(v['pspi_data'], 2)}", aus])
+        lines += ["## Resting faces", "", rest["note"], "", table(["emotion", "resting PSPI model / data",
+                                                                    "prototype AUs model / data"], rrows), ""]
+    return lines
+
+
 def extras_markdown(ex: dict) -> list[str]:
     lines = ["## Ablations and long rollouts", "", ex.get("note", ""), ""]
     if ex.get("ablations"):
         speed = "frames_per_cpu_s" if "frames_per_cpu_s" in next(iter(ex["ablations"].values())) else "frames_per_s"
         keys = ("pspi_r", "dtw_per_frame", "expressiveness_r", "seam_ratio", "spectral_peak_6p25", "frechet_motion", speed)
-        lines += [_table(["variant"] + [METRIC_NAMES.get(k, k) for k in keys],
-                         [[v] + [_fmt(r.get(k)) for k in keys] for v, r in ex["ablations"].items()]), ""]
+        lines += [table(["variant"] + [METRIC_NAMES.get(k, k) for k in keys],
+                         [[v] + [fmt(r.get(k)) for k in keys] for v, r in ex["ablations"].items()]), ""]
     if ex.get("drift"):
         d = ex["drift"]
         lines += [f"Drift over a {d['minutes']:g}-minute rollout ({d['recordings']} recordings), per {d['segment_s']:.0f} s segment:", "",
-                  _table(["segment start (min)", "PSPI r", "mean PSPI", "data mean PSPI", "AU std", "data AU std"],
-                         [[_fmt(a), _fmt(b), _fmt(c), _fmt(e), _fmt(f), _fmt(g)] for a, b, c, e, f, g in
+                  table(["segment start (min)", "PSPI r", "mean PSPI", "data mean PSPI", "AU std", "data AU std"],
+                         [[fmt(a), fmt(b), fmt(c), fmt(e), fmt(f), fmt(g)] for a, b, c, e, f, g in
                           zip(d["start_min"], d["pspi_r"], d["mean_pspi"], d["mean_pspi_data"], d["au_std"], d["au_std_data"])]), ""]
     return lines
 
@@ -279,8 +250,6 @@ def figures(report: dict, plots: dict, images: Path) -> list[str]:
 def write_report(report: dict, out: Path, plots: dict | None = None, conclusions: str = "") -> Path:
     """Write the report folder; ``plots.json`` keeps the figure data so :func:`rerender` can redo the text and
     figures without generating again. ``conclusions`` default to :func:`auto_conclusions` (from the numbers)."""
-    from .conclusions import auto_conclusions  # it reads the tables this module formats
-
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_directory(out) as tmp:
@@ -297,12 +266,10 @@ def write_report(report: dict, out: Path, plots: dict | None = None, conclusions
 
 def rerender(out: Path, conclusions: str = "") -> Path:
     """Rewrite report.md/.html and the figures of an existing report folder from its report.json and plots.json."""
-    from .runner import must_show, summarise
-
     out = Path(out)
     report = json.loads((out / "report.json").read_text())
     report["summary"] = summarise(report)  # recomputed: the current definitions apply
-    report["must_show"] = must_show(report)
+    report["targets"] = judge(report)
     plots_path = out / "plots.json"
     plots = json.loads(plots_path.read_text()) if plots_path.is_file() else {}
     return write_report(report, out, plots, conclusions)
