@@ -369,3 +369,17 @@ def test_condbatch_helpers_and_spec_round_trip():
     spec = ConditionSpec(stimulus_mean=36.0, presets={"low": 1.0, "medium": 2.5, "high": 5.0}, drop=(0.1, 0.2, 0.3))
     back = ConditionSpec.from_dict(spec.to_dict())
     assert back == spec
+
+
+def test_frame_ramp_windows_rise_frame_by_frame_after_a_clean_stack_prefix():
+    g = torch.Generator().manual_seed(1)
+    stacked = NoiseDistribution(pyramid_fraction=1.0, max_context=3).per_frame(100, 8, 4, g)
+    assert stacked.shape == (100, 32) and (stacked.view(100, 8, 4).diff(dim=2) == 0).all()  # one σ per stack
+    ramp = NoiseDistribution(pyramid_fraction=1.0, max_context=3, frame_ramp=True).per_frame(100, 8, 4, g)
+    assert (ramp[:, 1:] >= ramp[:, :-1]).all()
+    n_clean = (ramp == 0).sum(1)
+    assert (n_clean % 4 == 0).all() and set(n_clean.tolist()) == {0, 4, 8, 12}  # whole context stacks
+    noisy = ramp[ramp > 0].view(-1)
+    assert len(torch.unique(noisy)) == len(noisy)  # every noisy frame its own σ
+    iid = NoiseDistribution(pyramid_fraction=0.0, frame_ramp=True).per_frame(50, 8, 4, g)
+    assert (iid.view(50, 8, 4).diff(dim=2) == 0).all()  # independent windows keep one σ per stack

@@ -202,10 +202,12 @@ def test_invalid_settings(model):
                       (dict(guidance=(1.0, 2.0)), "guidance"), (dict(levels=2.5), "levels"),
                       (dict(phase_filter=0.5), "phase_filter"), (dict(phase_filter=float("nan")), "phase_filter"),
                       (dict(eta=1.5), "eta"), (dict(eta=0.5, order=2), "eta"),
-                      (dict(guidance_max_sigma=-1.0), "guidance_max_sigma")]:
+                      (dict(guidance_max_sigma=-1.0), "guidance_max_sigma"), (dict(ramp="diagonal"), "ramp"),
+                      (dict(enter_at_context=1), "enter_at_context")]:
         with pytest.raises(PainDiffusionError, match=name):
             PainStream(model, settings=SamplerSettings(**{"levels": 4, "context": 2, **bad}))
-    ok = SamplerSettings(levels=3, context=1, guidance=(0.0, 1.0, 2.0), order=2, phase_filter=10.0, guidance_max_sigma=8.0)
+    ok = SamplerSettings(levels=3, context=1, guidance=(0.0, 1.0, 2.0), order=2, phase_filter=10.0, guidance_max_sigma=8.0,
+                         ramp="frame", enter_at_context=True)
     assert SamplerSettings.from_dict(ok.to_dict()) == ok and ok.validate() is ok
 
 
@@ -386,3 +388,35 @@ def test_stack_phase_filter_with_one_context_stack():
     s.step()
     s.add(seed=3)
     assert s.step().frames.shape == (2, G, FACS.dim)
+
+
+def test_frame_ramp_gives_each_frame_its_own_level_and_the_same_number_of_steps():
+    m = tiny_model(levels=3, context=2, warmup=0, ramp="frame")
+    s = PainStream(m, batch=2, seed=0)
+    lw = s.latents
+    g = m.config.group
+    assert len(lw.sigmas) == 3 * g + 1  # a grid of levels × group σ values and 0
+    noisy = lw.sigma_now[lw.n_context:]
+    assert (lw.sigma_now[: lw.n_context] == 0).all() and (noisy.diff() > 0).all()  # rising frame by frame
+    assert (lw.sigma_next[lw.n_context: lw.n_context + g] == 0).all() and (lw.sigma_next[lw.n_context + g:] > 0).all()
+    # a frame entering at rank r reaches 0 after r / group steps: every frame gets `levels` steps
+    ranks = lw.rank[lw.n_context:]
+    assert ranks[-g:].tolist() == list(range(3 * g - g + 1, 3 * g + 1)) and (ranks - g <= 0).sum() == g
+    a = s.take(24)
+    b = PainStream(m, batch=2, seed=0).take(24)
+    assert np.array_equal(a[0].frames, b[0].frames) and np.isfinite(a[0].frames).all()
+    stack = PainStream(tiny_model(levels=3, context=2, warmup=0), batch=2, seed=0).take(24)
+    assert not np.allclose(a[0].frames, stack[0].frames)
+
+
+def test_entering_at_the_context_centres_the_fresh_noise_on_the_newest_clean_stack():
+    m = tiny_model(levels=2, context=2, warmup=0, enter_at_context=True)
+    s = PainStream(m, seed=0)
+    s.step()
+    lw = s.latents
+    zero = torch.zeros(1, m.config.group, m.config.dim)
+    before = lw.x.clone()
+    lw.advance(s._conditions(lw.n_context), zero)  # no noise: the entering stack is exactly the centre
+    emitted = lw.newest_clean(m.config.group)
+    torch.testing.assert_close(lw.x[:, -m.config.group:], emitted.mean(1, keepdim=True).expand(-1, m.config.group, -1))
+    assert not torch.equal(before, lw.x)

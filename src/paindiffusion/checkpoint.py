@@ -154,7 +154,7 @@ class PainModel:
 # released (ADDED_LATER), which take their field's default; a value must have the default's JSON type.
 ADDED_LATER = {"model": ("cond_tokens", "resting_face", *LEGACY_MODEL_KEYS),
                "conditions": (*LEGACY_CONDITIONS, "stimulus_reference", "calibration", "expressiveness_map", "resting_faces"),
-               "sampler": ("warmup", "phase_filter", "eta", "guidance_max_sigma")}
+               "sampler": ("warmup", "phase_filter", "eta", "guidance_max_sigma", "ramp", "enter_at_context")}
 MAX_CONFIG_BYTES = 4 * 2**20  # ours are ~2 KB
 MAX_WEIGHTS_BYTES = 1 * 2**30  # ours are ~2-4 MB; a bigger file is not ours and is not read into memory
 SAMPLER_LIMITS = {"levels": 1000, "warmup": 1000, "context": None}  # None: limited by the model's window

@@ -277,22 +277,41 @@ class NoiseDistribution:
     p_std: float = 1.2
     pyramid_fraction: float = 0.5  # share of windows whose levels rise along time, with a clean prefix
     max_context: int = 6  # stacks of clean context at most in those windows
+    # Rising windows rise frame by frame (each frame its own σ, sorted), as the sampler's "frame" ramp lays them
+    # out (stream.LatentWindow), instead of stack by stack.
+    frame_ramp: bool = False
+
+    def per_frame(self, b: int, n_stacks: int, group: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(B, n_stacks · group) σ per frame: :meth:`sample` with each stack's σ on its frames, and with
+        ``frame_ramp`` the rising windows' noisy frames redrawn as one sorted ramp of per-frame values."""
+        sigma, rising = self._draw(b, n_stacks, generator)
+        sigma = sigma.repeat_interleave(group, dim=1)
+        if self.frame_ramp and rising.any():
+            ramp, _ = self._levels(int(rising.sum()), n_stacks * group, generator).sort(dim=1)
+            sigma[rising] = torch.where(sigma[rising] == 0, torch.zeros_like(ramp), ramp)
+        return sigma
 
     def sample(self, b: int, n_stacks: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """(B, n_stacks) σ. Half the windows look like what the sampler shows the model (docs/design.md §1 pyramid):
         clean context stacks first, then noise levels increasing along time; the rest are fully independent."""
+        return self._draw(b, n_stacks, generator)[0]
+
+    def _levels(self, b: int, n: int, generator) -> torch.Tensor:
         if self.kind == "lognormal":
-            sigma = (torch.randn(b, n_stacks, generator=generator) * self.p_std + self.p_mean).exp()
-        else:
-            lo, hi = math.log(self.sigma_lo), math.log(self.sigma_hi)
-            sigma = (lo + (hi - lo) * torch.rand(b, n_stacks, generator=generator)).exp()
+            return (torch.randn(b, n, generator=generator) * self.p_std + self.p_mean).exp()
+        lo, hi = math.log(self.sigma_lo), math.log(self.sigma_hi)
+        return (lo + (hi - lo) * torch.rand(b, n, generator=generator)).exp()
+
+    def _draw(self, b: int, n_stacks: int, generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, n_stacks) σ and which windows rise (the pyramid-shaped ones)."""
+        sigma = self._levels(b, n_stacks, generator)
         pyramid = torch.rand(b, generator=generator) < self.pyramid_fraction
         if pyramid.any():
             sorted_sigma, _ = sigma[pyramid].sort(dim=1)
             n_ctx = torch.randint(0, self.max_context + 1, (int(pyramid.sum()), 1), generator=generator)
             ctx = torch.arange(n_stacks)[None] < n_ctx
             sigma[pyramid] = torch.where(ctx, torch.zeros_like(sorted_sigma), sorted_sigma)
-        return sigma
+        return sigma, pyramid
 
 
 def edm_loss(denoiser: Denoiser, x: torch.Tensor, sigma: torch.Tensor, cond: CondBatch,

@@ -51,6 +51,14 @@ class SamplerSettings:
     # only frames whose σ is at or below this value; 0 = guide at every σ. At the highest noise levels guidance
     # pulls every try toward the same conditional mode, which is where tries lose their variety.
     guidance_max_sigma: float = 0.0
+    # How noise levels are laid out along the stream's window (stream.LatentWindow): "stack" (the paper's: the
+    # 4 frames of a stack share a level) or "frame" (each frame a quarter level from its neighbour, so no σ
+    # step every 4 frames).
+    ramp: str = "stack"
+    # A stack entering the window starts as noise around the newest clean stack's mean rather than around 0
+    # (the channel means): x = μ + σ_max·n is the σ_max marginal of frames that stay near their recent level;
+    # latents standardised per channel put an emotion's resting AUs 3-5 units from 0.
+    enter_at_context: bool = False
 
     def to_dict(self) -> dict:
         return {**self.__dict__, "guidance": list(self.guidance)}
@@ -87,6 +95,8 @@ class SamplerSettings:
              "0 (off) or a time constant ≥ 1 stack"),
             ("guidance_max_sigma", num(self.guidance_max_sigma) and self.guidance_max_sigma >= 0,
              "0 (guide at every σ) or the highest σ to guide"),
+            ("ramp", self.ramp in ("stack", "frame"), "'stack' or 'frame'"),
+            ("enter_at_context", isinstance(self.enter_at_context, bool), "true or false"),
             ("guidance", isinstance(self.guidance, (tuple, list)) and len(self.guidance) == 3 and all(num(w) for w in self.guidance),
              "3 numbers (emotion, expressiveness, stimulus)"),
         ]

@@ -26,7 +26,7 @@ from .conditions import HISTORY
 from .controls import Controls
 from .errors import PainDiffusionError
 from .facespace import EMOTIONS
-from .sampling import SamplerSettings, guided, initial_noise, pyramid_levels, sample_levels, step
+from .sampling import SamplerSettings, guided, initial_noise, karras_sigmas, pyramid_levels, sample_levels, step
 from .sequence import FPS, FaceSequence
 
 __all__ = ["Chunk", "Controls", "LatentWindow", "PainStream", "PatientFaces", "SamplerSettings", "StackPhaseFilter",
@@ -73,34 +73,58 @@ class StimulusHistory:
 
 
 class LatentWindow:
-    """The (B, window, dim) latents: ``context`` clean stacks, then ``levels`` noisy stacks one level apart."""
+    """The (B, window, dim) latents: ``context`` clean stacks, then the noisy frames, each at a fixed *rank* (how
+    many steps of the σ grid it is from clean). Every step moves every noisy frame ``per_step`` ranks down, the
+    frames that reach rank 0 are clean and emitted, and a stack of fresh noise enters at the far end.
+
+    ``ramp`` "stack" (the paper's pyramid, u = 1): the 4 frames of a stack share a rank, 1 … levels, on a grid of
+    ``levels`` σ values, and a step moves one rank. "frame": frame j of the noisy part has rank j + 1 on a grid of
+    levels × group σ values and a step moves ``group`` ranks, so each frame still takes ``levels`` steps, but
+    neighbouring frames differ by a quarter level instead of 0 within a stack and a full level across it. The
+    stack layout gives every 4-frame stack its own σ history and the frames a 6.25 Hz judder (v5 without the
+    stack-phase filter: spectral peak 1.88, seam ratio 1.14 on the pain AUs); the ramp has no such period
+    (0.90 / 0.91, the data 0.95 / 1.0, MODEL_CARD.md)."""
 
     def __init__(self, denoise, settings: SamplerSettings, group: int, dim: int):
         self.denoise, self.s, self.group, self.dim = denoise, settings, group, dim
-        self.sigmas = settings.sigmas()
+        frame = settings.ramp == "frame"
+        self.per_step = group if frame else 1
+        self.sigmas = karras_sigmas(settings.levels * self.per_step, settings.sigma_min, settings.sigma_max, settings.rho)
         self.size = (settings.context + settings.levels) * group
         self.n_context = settings.context * group
+        n_noisy = settings.levels * group
+        rank = torch.arange(n_noisy) + 1 if frame else torch.arange(n_noisy) // group + 1
+        self.rank = torch.cat([torch.zeros(self.n_context, dtype=torch.long), rank])  # (window,) 0 = clean
+        self.sigma_now = self._sigma(self.rank)
+        self.sigma_next = self._sigma((self.rank - self.per_step).clamp(min=0))
         self.x: torch.Tensor | None = None
-        self.levels: torch.Tensor | None = None  # σ-grid index of every window frame (the same at every step)
+
+    def _sigma(self, rank: torch.Tensor) -> torch.Tensor:
+        n = len(self.sigmas) - 1  # sigmas[n] = 0: rank 0
+        return self.sigmas[n - rank]
 
     def build(self, batch: int, cond, generator: torch.Generator) -> None:
-        """The u = 1 pyramid from pure noise, stopped when the context stacks are clean and the rest sit exactly
-        at the rolling levels."""
-        k = self.s.levels
-        levels = pyramid_levels(self.size, k, self.group, 1.0)[: k + self.s.context]  # rows 0 .. k+c-1
+        """A pyramid from pure noise (each stack, or each frame, one step behind the previous), stopped when the
+        context is clean and every noisy frame sits at its rank."""
+        n = len(self.sigmas) - 1
+        unit = self.group if self.per_step == 1 else 1  # frames that start together
+        first = self.s.context * (self.group // unit)  # rows until the last context frame is clean
+        levels = pyramid_levels(self.size, n, unit, 1.0)[: n + first]
         x = initial_noise((batch, self.size, self.dim), self.sigmas, levels[0], generator=generator)
         self.x = sample_levels(self.denoise, x, self.sigmas, levels, cond, self.s.order)
-        self.levels = levels[-1]
 
     def advance(self, cond, noise: torch.Tensor, churn: torch.Tensor | None = None) -> None:
-        """One guided call: every noisy stack moves one level down; the stack that became clean joins the
-        context and a stack of pure noise (``noise``: (B, group, dim) unit Gaussian) enters at the end.
-        ``churn`` (B, window, dim) unit Gaussian: the fresh noise of the step when ``eta`` > 0."""
-        b, k, lv = self.x.shape[0], self.s.levels, self.levels
-        sig = self.sigmas[lv][None].expand(b, -1)
-        sig_next = self.sigmas[(lv + (lv < k).long()).clamp(max=k)][None].expand(b, -1)
-        x = step(self.denoise, self.x, sig, sig_next, cond, self.s.order, eta=self.s.eta, noise=churn)
-        self.x = torch.cat([x[:, self.group:], noise * self.sigmas[0]], dim=1)
+        """One guided call: every noisy frame moves down by ``per_step`` ranks; the frames that became clean join
+        the context and ``noise`` ((B, group, dim) unit Gaussian) enters at the far end, scaled to the entering
+        ranks' σ and, with ``enter_at_context``, centred on the newest clean stack. ``churn`` (B, window, dim)
+        unit Gaussian: the fresh noise of the step when ``eta`` > 0."""
+        b = self.x.shape[0]
+        x = step(self.denoise, self.x, self.sigma_now[None].expand(b, -1), self.sigma_next[None].expand(b, -1), cond,
+                 self.s.order, eta=self.s.eta, noise=churn)
+        fresh = noise * self.sigma_now[-self.group:][None, :, None]
+        if self.s.enter_at_context:
+            fresh = fresh + x[:, self.n_context: self.n_context + self.group].mean(1, keepdim=True)
+        self.x = torch.cat([x[:, self.group:], fresh], dim=1)
 
     def newest_clean(self, n: int) -> torch.Tensor:
         return self.x[:, self.n_context - n: self.n_context]

@@ -129,8 +129,8 @@ class DiffusionTask(L.LightningModule):
         cond = self.spec.batch(batch["stimulus"], batch["expressiveness"], batch["emotion"], t, calibration=cal, resting=resting)
         if dropout:
             cond = self.spec.dropout(cond, generator)
-        sigma = self.noise.sample(b, t // self.cfg.group, generator).to(x.device)
-        return edm_loss(denoiser, x, sigma.repeat_interleave(self.cfg.group, dim=1), cond, self.tcfg.velocity_weight)
+        sigma = self.noise.per_frame(b, t // self.cfg.group, self.cfg.group, generator).to(x.device)
+        return edm_loss(denoiser, x, sigma, cond, self.tcfg.velocity_weight)
 
     def training_step(self, batch, _):
         loss = self._loss(batch, self.denoiser)
