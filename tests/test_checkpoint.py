@@ -75,11 +75,14 @@ def test_sampler_settings_added_later_take_their_defaults(saved):
     m, path = saved
     assert PainModel.load(path).sampler.guidance_max_sigma == 8.0
     cfg = json.loads((path / CONFIG).read_text())
-    for k in ("warmup", "phase_filter", "eta", "guidance_max_sigma"):
+    for k in ("guidance_max_sigma", "ramp", "enter_at_context"):
         del cfg["sampler"][k]
     (path / CONFIG).write_text(json.dumps(cfg))
     back = PainModel.load(path).sampler
-    assert (back.warmup, back.phase_filter, back.eta, back.guidance_max_sigma) == (12, 0.0, 0.0, 0.0)
+    assert (back.guidance_max_sigma, back.ramp, back.enter_at_context) == (0.0, "stack", False)
+    del cfg["sampler"]["warmup"]  # older than model v5's config: refused
+    (path / CONFIG).write_text(json.dumps(cfg))
+    one_line_error(path, "sampler.warmup is missing")
 
 
 def test_save_overwrites_atomically(saved, tmp_path):
@@ -241,34 +244,32 @@ def test_checkpoint_without_checksum_still_loads(saved):
     assert torch.equal(outputs(PainModel.load(path)), outputs(m))
 
 
-def test_configs_written_before_v2_load_with_v1_meaning(tmp_path):
-    """A v1 config has no read-out, expressiveness-feature or expressiveness-definition keys: they mean what v1
-    did (stack read-out, Fourier features up to 64, mean PSPI while stimulated, range 0-16), not today's."""
-    import dataclasses
-
+def test_a_format_1_config_of_model_v5_loads_and_earlier_generations_are_refused_in_one_line(tmp_path):
+    """Format 1 (paindiffusion 0.1) named architecture variants; a v5 config (the one variant built here) loads
+    with them dropped and gives the same outputs, any other variant names the release that reads it."""
     m = tiny_model()
-    v1cfg = dataclasses.replace(m.config, readout="stack", expressiveness_features="fourier", patches="disjoint")
-    torch.manual_seed(1)
-    d = Denoiser(v1cfg)
-    with torch.no_grad():
-        for p in d.parameters():
-            p.copy_(torch.randn(p.shape) * 0.15)
-    v1 = PainModel(d, m.standardizer, dataclasses.replace(m.spec, expressiveness_definition="mean_pspi",
-                                                          expressiveness_range=(0.0, 16.0)), FACS, m.sampler, {}).eval()
-    path = v1.save(tmp_path / "v1")
+    path = m.save(tmp_path / "v5")
     cfg = json.loads((path / CONFIG).read_text())
-    for k in ("readout", "readout_channels", "readout_kernel", "expressiveness_features", "patches"):
+    cfg["version"] = 1
+    cfg["model"].update(cond_tokens=True, expressiveness_features="smooth", readout="conv", patches="interp_sigma")
+    cfg["sampler"]["eta"] = 0.0
+    for k in ("resting_face",):
         del cfg["model"][k]
-    for k in ("expressiveness_definition", "expressiveness_range", "expressiveness_jitter"):
-        del cfg["conditions"][k]
     (path / CONFIG).write_text(json.dumps(cfg))
-    back = PainModel.load(path)
-    assert back.config.readout == "stack" and back.config.expressiveness_features == "fourier"
-    assert back.config.patches == "disjoint"  # v1 and v2 configs predate overlapping patches
-    assert back.spec.expressiveness_definition == "mean_pspi" and back.spec.expressiveness_range == (0.0, 16.0)
-    torch.testing.assert_close(outputs(back), outputs(v1))
-    assert m.config.readout == "conv" and m.spec.expressiveness_definition == "reactivity"  # today's defaults
-    assert m.config.patches == "overlap"
-    cfg["model"]["readout"] = "wavelet"
+    torch.testing.assert_close(outputs(PainModel.load(path)), outputs(m))
+    for key, value in (("patches", "overlap"), ("readout", "stack"), ("cond_tokens", False)):
+        c = json.loads(json.dumps(cfg))
+        c["model"][key] = value
+        (path / CONFIG).write_text(json.dumps(c))
+        assert "paindiffusion 0.1 reads it" in one_line_error(path, f"earlier model generation (model.{key} = ")
+    c = json.loads(json.dumps(cfg))
+    del c["model"]["patches"]  # v1 configs had no such key
+    (path / CONFIG).write_text(json.dumps(c))
+    one_line_error(path, "paindiffusion 0.1 reads it")
+    c = json.loads(json.dumps(cfg))
+    c["sampler"]["eta"] = 0.5
+    (path / CONFIG).write_text(json.dumps(c))
+    one_line_error(path, "sampler.eta")
+    cfg["model"]["readout_kernel"] = "wide"
     (path / CONFIG).write_text(json.dumps(cfg))
-    one_line_error(path, "model.readout = 'wavelet'")
+    one_line_error(path, "model.readout_kernel = 'wide'")

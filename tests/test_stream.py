@@ -201,7 +201,6 @@ def test_invalid_settings(model):
     for bad, name in [(dict(order=3), "order"), (dict(sigma_min=1.0, sigma_max=0.5), "sigma_max"),
                       (dict(guidance=(1.0, 2.0)), "guidance"), (dict(levels=2.5), "levels"),
                       (dict(phase_filter=0.5), "phase_filter"), (dict(phase_filter=float("nan")), "phase_filter"),
-                      (dict(eta=1.5), "eta"), (dict(eta=0.5, order=2), "eta"),
                       (dict(guidance_max_sigma=-1.0), "guidance_max_sigma"), (dict(ramp="diagonal"), "ramp"),
                       (dict(enter_at_context=1), "enter_at_context")]:
         with pytest.raises(PainDiffusionError, match=name):
@@ -321,12 +320,12 @@ def test_malformed_controls_one_line_and_the_stream_goes_on(model, controls):
     assert s.step().controls["stimulus"].tolist() == [41.0]
 
 
-@pytest.mark.parametrize("phase_filter,eta,warmup", [(0.0, 0.0, 12), (2.0, 0.0, 12), (2.0, 0.0, 0), (0.0, 1.0, 12)])
-def test_patients_join_leave_and_restart_without_disturbing_others(phase_filter, eta, warmup):
+@pytest.mark.parametrize("phase_filter,ramp,warmup", [(0.0, "stack", 12), (2.0, "stack", 12), (2.0, "stack", 0),
+                                                      (0.0, "frame", 12)])
+def test_patients_join_leave_and_restart_without_disturbing_others(phase_filter, ramp, warmup):
     """The live demo's batch: each browser tab is one slot of one batched model call per step (with the
-    stack-phase filter too: its state is per patient and moves with the slot; with η > 0 each patient's step
-    noise comes from its own generator)."""
-    model = tiny_model(phase_filter=phase_filter, eta=eta, warmup=warmup)
+    stack-phase filter too: its state is per patient and moves with the slot)."""
+    model = tiny_model(phase_filter=phase_filter, ramp=ramp, warmup=warmup)
     alone = PainStream(model, stimulus=44.0, seed=21).take(8 + 2 * G + 4 * G).frames  # the undisturbed patient
     s = PainStream(model, stimulus=44.0, seed=21)
     s.take(8)

@@ -25,17 +25,18 @@ from safetensors.torch import save_file
 from .conditions import HISTORY, ConditionSpec
 from .errors import PainDiffusionError, atomic_directory
 from .facespace import EMOTIONS, FaceSpace, get_space
-from .model import PATCHES, Denoiser, ModelConfig, Standardizer
+from .model import Denoiser, ModelConfig, Standardizer
 from .sampling import SamplerSettings
 
 FORMAT = "paindiffusion-checkpoint"
-VERSION = 1
+VERSION = 2
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
-# Configs written before model v2 lack these keys; they mean what v1 did (not today's defaults).
-LEGACY_MODEL = {"expressiveness_features": "fourier", "readout": "stack", "patches": "disjoint"}
-LEGACY_MODEL_KEYS = ("expressiveness_features", "readout", "readout_channels", "readout_kernel", "patches")
-LEGACY_CONDITIONS = {"expressiveness_definition": "mean_pspi", "expressiveness_range": [0.0, 16.0],
-                     "expressiveness_jitter": 0.0}
+# Format 1 (paindiffusion 0.1) named architecture variants this release no longer builds. A format-1 config is
+# read when it holds the one variant that is built here (model v5's), and its settings are dropped; any other
+# value means model v1-v4, which paindiffusion 0.1 reads.
+RETIRED_IN_FORMAT_2 = {"model": {"cond_tokens": True, "expressiveness_features": "smooth", "readout": "conv",
+                                 "patches": "interp_sigma"},
+                       "sampler": {"eta": 0.0}}
 
 
 @dataclass
@@ -105,16 +106,17 @@ class PainModel:
             raise PainDiffusionError(f"config is not valid JSON ({why}); the checkpoint is corrupt, re-export it", cpath) from None
         if not isinstance(config, dict):
             raise PainDiffusionError(f"config is a JSON {type(config).__name__}, not an object; the checkpoint is corrupt, re-export it", cpath)
-        if config.get("format") != FORMAT or config.get("version") != VERSION:
+        if config.get("format") != FORMAT or config.get("version") not in (1, VERSION):
             raise PainDiffusionError(f"not a {FORMAT} v{VERSION} config (format={config.get('format')!r}, version={config.get('version')!r})", cpath)
+        config = upgrade_config(config, cpath)
         try:
             fs = _block(config, "face_space", {"name": "", "channels": []})
             space = get_space(fs["name"])
             if list(space.channels) != fs["channels"]:
                 raise PainDiffusionError(f"face space {space.name!r} channels differ from this version's; the checkpoint was made for another release", cpath)
-            mcfg = ModelConfig(**{**LEGACY_MODEL, **_block(config, "model", ModelConfig().to_dict())})
+            mcfg = ModelConfig(**_block(config, "model", ModelConfig().to_dict()))
             _check_model_config(mcfg)
-            spec = ConditionSpec.from_dict({**LEGACY_CONDITIONS, **_block(config, "conditions", ConditionSpec().to_dict())})
+            spec = ConditionSpec.from_dict(_block(config, "conditions", ConditionSpec().to_dict()))
             _check_conditions(spec, mcfg)
             _check_resting_faces(spec, mcfg, space)
             sampler = SamplerSettings.from_dict(_block(config, "sampler", SamplerSettings().to_dict())).validate()
@@ -149,12 +151,31 @@ class PainModel:
         return cls(denoiser, standardizer, spec, space, sampler, info).eval()
 
 
+def upgrade_config(config: dict, where) -> dict:
+    """The one migration of older checkpoint configs: a format-1 config of model v5 becomes a format-2 config (its
+    retired settings dropped, the keys added since taking their defaults in :func:`_block`); one of model v1-v4
+    is refused in one line that names the release that reads it."""
+    if config.get("version") == VERSION:
+        return config
+    config = {**config}
+    for name, retired in RETIRED_IN_FORMAT_2.items():
+        block = config.get(name)
+        if not isinstance(block, dict):
+            continue  # _block reports it
+        for key, kept in retired.items():
+            if block.get(key, None) != kept:
+                raise PainDiffusionError(f"checkpoint of an earlier model generation ({name}.{key} = {block.get(key)!r:.30}); "
+                                         f"paindiffusion 0.1 reads it, this release reads model v5 and later: retrain "
+                                         f"with 'paindiffusion train'", where)
+        config[name] = {k: v for k, v in block.items() if k not in retired}
+    return config
+
+
 # One policy for every block of config.json: it must be a JSON object; an unknown key is an error (a typo
-# would otherwise be ignored); every key must be there, except those added after format v1 was first
-# released (ADDED_LATER), which take their field's default; a value must have the default's JSON type.
-ADDED_LATER = {"model": ("cond_tokens", "resting_face", *LEGACY_MODEL_KEYS),
-               "conditions": (*LEGACY_CONDITIONS, "stimulus_reference", "calibration", "expressiveness_map", "resting_faces"),
-               "sampler": ("warmup", "phase_filter", "eta", "guidance_max_sigma", "ramp", "enter_at_context")}
+# would otherwise be ignored); every key must be there, except those added after model v5's checkpoint
+# (ADDED_LATER), which take their field's default; a value must have the default's JSON type.
+ADDED_LATER = {"model": ("resting_face",), "conditions": ("expressiveness_map", "resting_faces"),
+               "sampler": ("guidance_max_sigma", "ramp", "enter_at_context")}
 MAX_CONFIG_BYTES = 4 * 2**20  # ours are ~2 KB
 MAX_WEIGHTS_BYTES = 1 * 2**30  # ours are ~2-4 MB; a bigger file is not ours and is not read into memory
 SAMPLER_LIMITS = {"levels": 1000, "warmup": 1000, "context": None}  # None: limited by the model's window
@@ -246,13 +267,8 @@ def _check_expressiveness_map(spec: ConditionSpec) -> None:
 
 def _check_model_config(cfg: ModelConfig) -> None:
     """Types and sizes a Denoiser can be built from (a hand-edited config must fail here, in one line)."""
-    choices = {"expressiveness_features": ("fourier", "smooth"), "readout": ("stack", "conv"), "patches": PATCHES}
     for k, v in cfg.to_dict().items():
-        if k in choices:
-            if v not in choices[k]:
-                raise TypeError(f"model.{k} = {v!r} (must be one of {', '.join(choices[k])})")
-            continue
-        if k in ("cond_tokens", "resting_face"):
+        if k == "resting_face":
             if not isinstance(v, bool):
                 raise TypeError(f"model.{k} = {v!r} (must be true or false)")
             continue
@@ -263,8 +279,8 @@ def _check_model_config(cfg: ModelConfig) -> None:
             raise TypeError(f"model.{k} = {v!r} (too large for a paindiffusion model)")
     if cfg.width % cfg.heads:
         raise TypeError(f"model.width {cfg.width} is not a multiple of model.heads {cfg.heads}")
-    if cfg.patches != "disjoint" and cfg.group % 2:
-        raise TypeError(f"model.group {cfg.group} must be even for overlapping patches")
+    if cfg.group % 2:
+        raise TypeError(f"model.group {cfg.group} must be even (tokens are embedded from overlapping patches)")
 
 
 def check_sampler_bounds(s: SamplerSettings, mcfg: ModelConfig) -> SamplerSettings:

@@ -92,11 +92,10 @@ def train(data: Path = typer.Argument(..., help="packed dataset folder (from 'pa
           window: Optional[int] = typer.Option(None, min=4, help="frames per training window (a multiple of 4) [default: TrainConfig.window]"),
           change_fraction: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="share of windows placed around stimulus onsets/offsets; the rest at random [default: TrainConfig.change_fraction]"),
           checkpoint_every: Optional[int] = typer.Option(None, min=1, help="steps between resumable checkpoints [default: TrainConfig.checkpoint_every]"),
-          velocity_weight: Optional[float] = typer.Option(None, min=0.0, help="weight of the velocity loss on frame-to-frame differences (0 = plain EDM) [default: TrainConfig.velocity_weight]"),
-          balance: Optional[float] = typer.Option(None, min=0.0, max=2.0, help="draw rare-expressiveness subjects more often, weight (1/share of their bin)^BALANCE (1: bins equal) [default: 0]"),
-          calibrated: bool = typer.Option(False, "--calibrated", help="stimulus relative to each recording's pain threshold and tolerance (from its level labels): one subject's level 1 is another's level 3"),
-          patches: str = typer.Option("overlap", help="stack embedding: overlap (8-frame patches, v3), interp (overlap, decoded by interpolation) or disjoint (v1/v2)"),
-          cond_tokens: bool = typer.Option(False, help="also add the condition embedding to the tokens (stronger unguided stimulus following, weaker expressiveness control in our measurements; see MODEL_CARD.md)"),
+          balance: Optional[float] = typer.Option(None, min=0.0, max=2.0, help="draw rare-expressiveness subjects more often, weight (1/share of their bin)^BALANCE (1: bins equal) [default: TrainConfig.balance]"),
+          calibrated: Optional[bool] = typer.Option(None, "--calibrated/--celsius", help="stimulus relative to each recording's pain threshold and tolerance (from its labels), or °C [default: TrainConfig.calibrated]"),
+          floor_imputation: Optional[bool] = typer.Option(None, "--floor-imputation/--no-floor-imputation", help="train AU values at 0 as draws below 0 (the share of zeros) [default: TrainConfig.floor_imputation]"),
+          resting_face: Optional[bool] = typer.Option(None, "--resting-face/--no-resting-face", help="condition on each patient's resting face (with the emotion) [default: ModelConfig.resting_face]"),
           threads: Optional[int] = typer.Option(None, min=1, max=1024, help="CPU threads for torch (default: all cores)"),
           accelerator: str = typer.Option("cpu", help="Lightning accelerator: cpu, gpu, auto"),
           devices: str = typer.Option("1", help="devices per node (a positive int, or 'auto'); >1 uses DDP"),
@@ -106,21 +105,20 @@ def train(data: Path = typer.Argument(..., help="packed dataset folder (from 'pa
     import torch
 
     from .dataset import PackedData
-    from .model import PATCHES, ModelConfig
+    from .model import ModelConfig
     from .progress import enabled as progress_enabled
     from .train import TrainConfig, train as do_train
 
     given = dict(steps=steps, batch=batch, lr=lr, seed=seed, window=window, change_fraction=change_fraction,
-                 checkpoint_every=checkpoint_every, velocity_weight=velocity_weight, balance=balance, calibrated=calibrated)
+                 checkpoint_every=checkpoint_every, balance=balance, calibrated=calibrated, floor_imputation=floor_imputation)
     tcfg = TrainConfig(**{k: v for k, v in given.items() if v is not None})  # one source of defaults
     if not (math.isfinite(tcfg.lr) and tcfg.lr > 0):
         raise PainDiffusionError(f"--lr must be a positive number, got {tcfg.lr}")
-    if patches not in PATCHES:
-        raise PainDiffusionError(f"--patches {patches!r}: use {', '.join(PATCHES)}")
     check_lightning_flags(accelerator, devices, strategy)
     if threads:
         torch.set_num_threads(threads)
-    model = do_train(data, out, tcfg, mcfg=ModelConfig(dim=PackedData(data).space.dim, cond_tokens=cond_tokens, patches=patches),
+    mcfg = ModelConfig(dim=PackedData(data).space.dim, **({} if resting_face is None else {"resting_face": resting_face}))
+    model = do_train(data, out, tcfg, mcfg=mcfg,
                      accelerator=accelerator, devices=int(devices) if devices.isdigit() else devices,
                      strategy=strategy, num_nodes=num_nodes, progress=progress_enabled())
     typer.echo(f"trained {model.info['trained_steps']} steps; model written to {out / 'model'}")

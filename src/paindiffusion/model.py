@@ -4,10 +4,12 @@
   σ_data = 1 (the official code fed raw latents reaching ~40 with σ_data = 0.5, docs/design.md §2).
 * Diffusion forcing: σ is given **per frame**, shape (B, T); every frame can be at its own noise level, and
   a clean context frame is simply a frame at σ ≈ 0.
-* The backbone works on stacks of ``group`` frames (the paper's 4-frame stacks): one token per stack, the
-  stack's frames and their per-frame noise levels concatenated, so per-frame σ costs nothing extra.
-  Conditions enter every block through adaptive layer norm (DiT-style), tokens attend to each other over the
-  whole window (temporal self-attention).
+* The backbone works on tokens of ``group`` frames (the paper's 4-frame stacks). A token is embedded from 8
+  frames (its own 4 and 2 on each side); its features are spread back by linear interpolation between token
+  centres, so no frame sits on a step between tokens, and a per-frame path (a temporal convolution of the input
+  frames, scaled and shifted by each frame's own σ) adds the detail of single frames (docs/design.md §5.3).
+  Conditions enter every block through adaptive layer norm (DiT-style) and are added to the tokens; tokens
+  attend to each other over the whole window (temporal self-attention).
 """
 
 from __future__ import annotations
@@ -32,46 +34,18 @@ class ModelConfig:
     depth: int = 6
     heads: int = 4
     mlp_ratio: int = 2
-    max_tokens: int = 32  # longest window: 32 stacks = 128 frames = 5.1 s
+    max_tokens: int = 32  # longest window: 32 tokens = 128 frames = 5.1 s
     n_lags: int = len(STIMULUS_LAGS)
     n_emotions: int = 8
     sigma_data: float = 1.0  # latents are standardised to unit variance
-    # Also add the condition embedding to the token stream, not only to the adaLN modulation: the stimulus is
-    # per-token *content* (when the face should respond), which a shared scale/shift carries poorly
-    # (measured: without it the unguided model barely follows the stimulus, r ≈ 0.2 on held-out subjects).
-    cond_tokens: bool = False
-    # Expressiveness features: "smooth" (v2) spans frequencies 0.25-2 per standardised unit, so nearby values
-    # get nearby embeddings and the model learns a scale; "fourier" (v1) went up to 64 and let a model memorise
-    # its ~44 training values (measured: requested vs achieved r 0.47, not monotone).
-    expressiveness_features: str = "smooth"
-    # Read-out: "conv" (v2) decodes per-frame features and mixes them with a temporal convolution across stack
-    # boundaries; "stack" (v1) decoded each 4-frame stack from its own token alone, which left a seam every
-    # 4 frames (|Δ| across stacks 1.7× within, a 6.25 Hz judder).
-    readout: str = "conv"
-    readout_channels: int = 32
-    readout_kernel: int = 5
-    # Stack embedding: "overlap" (v3) embeds each token from 8 frames (its own 4 and 2 on each side, a strided
-    # convolution) and spreads it back over 8 frames (a transposed convolution, kernel = 2 × stride, so every
-    # frame is a blend of two tokens, Odena et al. 2016); "disjoint" (v1, v2) gave each token its own 4 frames
-    # only, and the v2 model kept a seam every 4 frames even with full-sequence sampling (|Δ| ratio 1.72).
-    # "interp" embeds as "overlap" but decodes without learned phases: one feature vector per token, linearly
-    # interpolated between token centres (no frame can sit on a jump), plus a per-frame convolution of the input
-    # frames for detail. A transposed convolution still learns a different kernel for each of the 4 frame phases
-    # (measured on v3: seam ratio 1.28 unguided, full-sequence sampling too).
-    # "interp_sigma" is "interp" with the per-frame path scaled and shifted by each frame's noise level (FiLM).
-    # D = c_skip·x + c_out·F passes c_skip × the input noise into every frame; F must cancel it frame by frame
-    # with a gain c_skip/c_out that depends on σ. In "interp" only the per-frame path sees single frames and it
-    # does not know σ: measured on v4, D's jerk is 2.5-5× the clean input's at σ 0.2-2 (v3: 0.6-0.7).
-    patches: str = "overlap"
+    readout_channels: int = 32  # per-frame features of the read-out
+    readout_kernel: int = 5  # frames the read-out's temporal convolutions see
     # The patient's resting face joins the emotion condition (conditions.py): a linear map of the standardised
     # resting face added to the emotion class embedding, zero at initialisation.
     resting_face: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-PATCHES = ("disjoint", "overlap", "interp", "interp_sigma")  # ModelConfig.patches; every kind but "disjoint" embeds 8-frame patches
 
 
 def fourier_features(x: torch.Tensor, n: int = 16, max_freq: float = 64.0, min_freq: float = 1.0) -> torch.Tensor:
@@ -82,7 +56,10 @@ def fourier_features(x: torch.Tensor, n: int = 16, max_freq: float = 64.0, min_f
     return torch.cat([ang.sin(), ang.cos()], dim=-1)
 
 
-EXPRESSIVENESS_FEATURES = {"fourier": dict(max_freq=64.0), "smooth": dict(min_freq=0.25, max_freq=2.0)}
+# Expressiveness is embedded with low frequencies only (0.25-2 per standardised unit): nearby values get nearby
+# embeddings and the model learns a scale; features up to 64 let a model memorise its ~44 training values
+# (measured: requested vs achieved r 0.47, not monotone).
+EXPRESSIVENESS_FREQUENCIES = dict(min_freq=0.25, max_freq=2.0)
 
 
 class ConditionEmbedding(nn.Module):
@@ -100,8 +77,6 @@ class ConditionEmbedding(nn.Module):
             nn.init.zeros_(self.resting.bias)
         self.null = nn.Parameter(torch.zeros(3, w))  # emotion, expressiveness, stimulus (conditions.NAMES order)
         nn.init.normal_(self.null, std=0.02)
-        self.group = cfg.group
-        self.expressiveness_features = EXPRESSIVENESS_FEATURES[cfg.expressiveness_features]
 
     def forward(self, cond: CondBatch, n_tokens: int) -> torch.Tensor:
         b = cond.stimulus.shape[0]
@@ -111,7 +86,8 @@ class ConditionEmbedding(nn.Module):
             rest = cond.resting if cond.resting is not None else torch.zeros(b, self.resting.in_features)
             emo = emo + self.resting(rest)
         emo = torch.where(keep[:, 0], emo, self.null[0])
-        expr = torch.where(keep[:, 1], self.expressiveness(fourier_features(cond.expressiveness, **self.expressiveness_features)), self.null[1])
+        expr = torch.where(keep[:, 1], self.expressiveness(fourier_features(cond.expressiveness, **EXPRESSIVENESS_FREQUENCIES)),
+                           self.null[1])
         stim = torch.where(keep[:, 2, None], self.stimulus(cond.stimulus.reshape(b, n_tokens, -1)), self.null[2])
         return stim + (emo + expr)[:, None]
 
@@ -149,38 +125,31 @@ class Backbone(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        w, g = cfg.width, cfg.group
-        overlap = cfg.patches != "disjoint"
-        self.inp = nn.Conv1d(cfg.dim, w, 2 * g, stride=g, padding=g // 2) if overlap else nn.Linear(g * cfg.dim, w)
+        w, g, c = cfg.width, cfg.group, cfg.readout_channels
+        self.inp = nn.Conv1d(cfg.dim, w, 2 * g, stride=g, padding=g // 2)  # token j ← frames g·j − g/2 … g·j + 3g/2 − 1
         self.noise = nn.Sequential(nn.Linear(g * 16, w), nn.SiLU(), nn.Linear(w, w))
         self.pos = nn.Parameter(torch.zeros(cfg.max_tokens, w))
         nn.init.normal_(self.pos, std=0.02)
         self.cond = ConditionEmbedding(cfg)
-        self.cond_in = nn.Linear(w, w) if cfg.cond_tokens else None
+        # The condition also joins the tokens, not only the adaLN modulation: the stimulus is per-token content
+        # (when the face should respond), which a shared scale/shift carries poorly (measured: without it the
+        # unguided model barely follows the stimulus, r ≈ 0.2 on held-out subjects).
+        self.cond_in = nn.Linear(w, w)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.modulation = nn.Linear(w, 6 * w)
         nn.init.zeros_(self.modulation.weight)  # every block starts as the identity (adaLN-zero)
         nn.init.zeros_(self.modulation.bias)
         self.out_norm = nn.LayerNorm(w, elementwise_affine=False)
         self.out_mod = nn.Linear(w, 2 * w)
-        if cfg.readout == "stack":
-            self.out = nn.Linear(w, g * cfg.dim)
-            self.readout = None
-            zero = (self.out_mod, self.out)
-        else:
-            c = cfg.readout_channels
-            if cfg.patches.startswith("interp"):
-                self.out = nn.Linear(w, c)
-                self.local = nn.Conv1d(cfg.dim, c, cfg.readout_kernel, padding=cfg.readout_kernel // 2)
-                if cfg.patches == "interp_sigma":
-                    self.local_film = nn.Linear(16, 2 * c)  # per-frame σ features → scale, shift
-                    nn.init.zeros_(self.local_film.weight)
-                    nn.init.zeros_(self.local_film.bias)
-            else:
-                self.out = nn.ConvTranspose1d(w, c, 2 * g, stride=g, padding=g // 2) if overlap else nn.Linear(w, g * c)
-            self.readout = FrameReadout(c, cfg.dim, cfg.readout_kernel)
-            zero = (self.out_mod, self.readout.final)
-        for m in zero:  # the network starts as zero, so D starts as c_skip·x (EDM)
+        self.out = nn.Linear(w, c)
+        # The per-frame path. D = c_skip·x + c_out·F passes c_skip × the input noise into every frame, which F must
+        # cancel frame by frame with a gain that depends on that frame's σ: so the path is scaled and shifted by
+        # each frame's σ features (FiLM, zero-initialised). Measured without it: D's jerk 2.5-5× the clean input's
+        # at σ 0.2-2.
+        self.local = nn.Conv1d(cfg.dim, c, cfg.readout_kernel, padding=cfg.readout_kernel // 2)
+        self.local_film = nn.Linear(16, 2 * c)
+        self.readout = FrameReadout(c, cfg.dim, cfg.readout_kernel)
+        for m in (self.local_film, self.out_mod, self.readout.final):  # the network starts as zero: D = c_skip·x (EDM)
             nn.init.zeros_(m.weight)
             nn.init.zeros_(m.bias)
 
@@ -188,33 +157,20 @@ class Backbone(nn.Module):
         b, t, d = x.shape
         g = self.cfg.group
         n = t // g
-        if isinstance(self.inp, nn.Conv1d):  # (B, T, d) → (B, n, w): frames 4j − 2 … 4j + 5 make token j
-            h = self.inp(x.transpose(1, 2)).transpose(1, 2)
-        else:
-            h = self.inp(x.reshape(b, n, g * d))
+        h = self.inp(x.transpose(1, 2)).transpose(1, 2)  # (B, T, d) → (B, n, w)
         h = h + self.pos[:n]
         e = self.cond(cond, n)
-        if self.cond_in is not None:
-            h = h + self.cond_in(e)
+        h = h + self.cond_in(e)
         c = torch.nn.functional.silu(self.noise(fourier_features(c_noise).reshape(b, n, g * 16)) + e)
         mod = self.modulation(c)
         for blk in self.blocks:
             h = blk(h, mod)
         s, sh = self.out_mod(c).chunk(2, dim=-1)
         h = self.out_norm(h) * (1 + s) + sh
-        if self.cfg.patches.startswith("interp") and self.readout is not None:  # token centres at frames 4j + 1.5
-            f = tokens_to_frames(self.out(h).transpose(1, 2), g).transpose(1, 2)
-            local = self.local(x.transpose(1, 2)).transpose(1, 2)  # (B, T, c)
-            if self.cfg.patches == "interp_sigma":
-                scale, shift = self.local_film(fourier_features(c_noise)).chunk(2, dim=-1)
-                local = local * (1 + scale) + shift
-            return self.readout(f + local)
-        if isinstance(self.out, nn.ConvTranspose1d):  # (B, n, w) → (B, T, c): token j reaches frames 4j − 2 … 4j + 5
-            return self.readout(self.out(h.transpose(1, 2)).transpose(1, 2))
-        y = self.out(h)  # (B, n, g·dim) or (B, n, g·c)
-        if self.readout is None:
-            return y.reshape(b, t, d)
-        return self.readout(y.reshape(b, t, -1))  # (B, T, c) per-frame features → (B, T, dim)
+        f = tokens_to_frames(self.out(h).transpose(1, 2), g).transpose(1, 2)  # (B, T, c); token centres at g·j + 1.5
+        scale, shift = self.local_film(fourier_features(c_noise)).chunk(2, dim=-1)  # per frame, from its own σ
+        local = self.local(x.transpose(1, 2)).transpose(1, 2) * (1 + scale) + shift  # (B, T, c)
+        return self.readout(f + local)
 
 
 def tokens_to_frames(tokens: torch.Tensor, group: int) -> torch.Tensor:
@@ -314,15 +270,9 @@ class NoiseDistribution:
         return sigma, pyramid
 
 
-def edm_loss(denoiser: Denoiser, x: torch.Tensor, sigma: torch.Tensor, cond: CondBatch,
-             velocity_weight: float = 0.0) -> torch.Tensor:
+def edm_loss(denoiser: Denoiser, x: torch.Tensor, sigma: torch.Tensor, cond: CondBatch) -> torch.Tensor:
     """EDM loss with per-frame σ: λ(σ)·‖D(x + σn) − x‖², λ = (σ² + σ_d²)/(σ σ_d)². Clean frames (σ = 0) are
-    context, not targets, and carry no loss.
-
-    ``velocity_weight`` adds the same loss on frame-to-frame differences, ‖Δ_t D − Δ_t x‖² (the velocity loss of
-    motion diffusion, Tevet et al. 2023, MDM): a jump between neighbouring frames that the data never makes (a
-    stack seam, a step away from the clean context) costs directly. A pair is weighted by the smaller λ of its
-    target frames; a context frame does not limit it, so continuity with the context is learnt too."""
+    context, not targets, and carry no loss."""
     noisy = x + torch.randn_like(x) * sigma[..., None]
     sd = denoiser.cfg.sigma_data
     target = sigma > 0
@@ -330,12 +280,6 @@ def edm_loss(denoiser: Denoiser, x: torch.Tensor, sigma: torch.Tensor, cond: Con
     d = denoiser(noisy, sigma, cond)
     err = (d - x).pow(2).mean(-1)
     loss = (weight * err).sum() / target.sum().clamp(min=1)
-    if velocity_weight:
-        limit = torch.where(target, weight, torch.full_like(weight, float("inf")))
-        pair = torch.minimum(limit[:, 1:], limit[:, :-1])
-        pair = torch.where(pair.isinf(), torch.zeros_like(pair), pair)  # two context frames: nothing to learn
-        verr = (d.diff(dim=1) - x.diff(dim=1)).pow(2).mean(-1)
-        loss = loss + velocity_weight * (pair * verr).sum() / (pair > 0).sum().clamp(min=1)
     return loss
 
 

@@ -42,11 +42,6 @@ class SamplerSettings:
     # Stack-phase filter time constant, in stacks (0 = off; see StackPhaseFilter in stream.py): removes the part
     # of the output that repeats every 4 frames, a 6.25 Hz judder a model can leave once its frames are smooth.
     phase_filter: float = 0.0
-    # Fresh noise per step (DDIM's η, Song et al. 2021, in σ form): 0 = deterministic steps, the paper's; 1 =
-    # ancestral (DDPM-like). The stream draws it from each patient's own generator. Measured on v5 with
-    # guidance: η 0.5 made tries *more* alike (between-try r 0.69 → 0.77; each re-noised, guided step pulls
-    # further toward the conditional mode), so the shipped checkpoints keep 0.
-    eta: float = 0.0
     # Guidance interval (Kynkäänniemi et al., NeurIPS 2024, "Applying guidance in a limited interval"): guide
     # only frames whose σ is at or below this value; 0 = guide at every σ. At the highest noise levels guidance
     # pulls every try toward the same conditional mode, which is where tries lose their variety.
@@ -89,8 +84,6 @@ class SamplerSettings:
             ("sigma_min", num(self.sigma_min) and self.sigma_min > 0, "a positive number"),
             ("sigma_max", num(self.sigma_max) and num(self.sigma_min) and self.sigma_max > self.sigma_min, "a number above sigma_min"),
             ("rho", num(self.rho) and self.rho > 0, "a positive number"),
-            ("eta", num(self.eta) and 0 <= self.eta <= 1 and (self.eta == 0 or self.order == 1),
-             "a number from 0 (deterministic) to 1 (ancestral), with order 1"),
             ("phase_filter", num(self.phase_filter) and (self.phase_filter == 0 or self.phase_filter >= 1),
              "0 (off) or a time constant ≥ 1 stack"),
             ("guidance_max_sigma", num(self.guidance_max_sigma) and self.guidance_max_sigma >= 0,
@@ -160,26 +153,17 @@ def guided(model: Callable, weights: tuple[float, float, float], max_sigma: floa
 
 
 def step(model: Callable, x: torch.Tensor, sigma: torch.Tensor, sigma_next: torch.Tensor, cond: CondBatch,
-         order: int = 1, denoised: torch.Tensor | None = None, eta: float = 0.0,
-         noise: torch.Tensor | None = None) -> torch.Tensor:
+         order: int = 1, denoised: torch.Tensor | None = None) -> torch.Tensor:
     """Move every frame from ``sigma`` to ``sigma_next`` (both (B, T)), frames with equal levels untouched.
 
     order 1: the DDIM / first-order DPM-Solver++ step in EDM form, x' = D + (σ'/σ)(x − D) (what the paper uses).
-    With ``eta`` > 0 and unit ``noise`` like x, part of the way is fresh noise (DDIM's η in σ form): σ_up =
-    η·σ'·√(1 − σ'²/σ²), x' = D + (√(σ'² − σ_up²)/σ)(x − D) + σ_up·noise; η = 1 is the ancestral step.
-    order 2: Heun's correction (EDM Algorithm 1) where σ' > 0; one more model call (deterministic only).
+    order 2: Heun's correction (EDM Algorithm 1) where σ' > 0; one more model call.
     ``denoised`` lets a caller pass D(x, σ) it already computed.
     """
     moving = (sigma_next != sigma)[..., None]
     d = model(x, sigma, cond) if denoised is None else denoised
     ratio = torch.where(sigma > 0, sigma_next / sigma.clamp(min=1e-12), torch.zeros_like(sigma))  # σ'/σ
-    if eta > 0 and noise is not None and order == 1:
-        # σ_up = η·σ'·√(1 − (σ'/σ)²) and √(σ'² − σ_up²)/σ = (σ'/σ)·√(1 − η²(1 − (σ'/σ)²)): both from the ratio
-        lost = (1 - ratio**2).clamp(min=0)
-        x_next = d + (ratio * (1 - eta**2 * lost).sqrt())[..., None] * (x - d) \
-            + (eta * sigma_next * lost.sqrt())[..., None] * noise
-    else:
-        x_next = d + ratio[..., None] * (x - d)
+    x_next = d + ratio[..., None] * (x - d)
     if order == 2:
         heun = (sigma_next > 0)[..., None] & moving
         if heun.any():

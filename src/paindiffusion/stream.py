@@ -113,14 +113,13 @@ class LatentWindow:
         x = initial_noise((batch, self.size, self.dim), self.sigmas, levels[0], generator=generator)
         self.x = sample_levels(self.denoise, x, self.sigmas, levels, cond, self.s.order)
 
-    def advance(self, cond, noise: torch.Tensor, churn: torch.Tensor | None = None) -> None:
+    def advance(self, cond, noise: torch.Tensor) -> None:
         """One guided call: every noisy frame moves down by ``per_step`` ranks; the frames that became clean join
         the context and ``noise`` ((B, group, dim) unit Gaussian) enters at the far end, scaled to the entering
-        ranks' σ and, with ``enter_at_context``, centred on the newest clean stack. ``churn`` (B, window, dim)
-        unit Gaussian: the fresh noise of the step when ``eta`` > 0."""
+        ranks' σ and, with ``enter_at_context``, centred on the newest clean stack."""
         b = self.x.shape[0]
         x = step(self.denoise, self.x, self.sigma_now[None].expand(b, -1), self.sigma_next[None].expand(b, -1), cond,
-                 self.s.order, eta=self.s.eta, noise=churn)
+                 self.s.order)
         fresh = noise * self.sigma_now[-self.group:][None, :, None]
         if self.s.enter_at_context:
             fresh = fresh + x[:, self.n_context: self.n_context + self.group].mean(1, keepdim=True)
@@ -193,7 +192,7 @@ class PatientFaces:
     units, (dim,) or (B, dim)). Models without the condition get None and nothing is drawn."""
 
     def __init__(self, model, batch: int, seed: int, given=None):
-        self.model, self.on = model, bool(getattr(model.config, "resting_face", False))
+        self.model, self.on = model, model.config.resting_face
         self.draws = list(np.random.default_rng([int(seed), 0x7e57]).random(batch)) if self.on else [0.0] * batch
         if given is None:
             self.given = [None] * batch
@@ -325,8 +324,7 @@ class PainStream:
         return out
 
     def _advance(self) -> None:
-        churn = self._noise(self.window) if self.s.eta > 0 else None  # drawn only when used (η = 0 streams as before)
-        self.latents.advance(self._conditions(self.latents.n_context), self._noise(self.group), churn)
+        self.latents.advance(self._conditions(self.latents.n_context), self._noise(self.group))
         self.history.roll(self.group)
 
     def _emit(self, n: int) -> Chunk:

@@ -42,7 +42,6 @@ class TrainConfig:
     val_batches: int = 8
     checkpoint_every: int = 100  # steps between resumable checkpoints (RUN/checkpoints/last.ckpt)
     seed: int = 0
-    velocity_weight: float = 0.0  # weight of the velocity loss (model.edm_loss); measured: it did not remove seams
     balance: float = 0.0  # draw rare-expressiveness subjects more often (dataset.balance_weights); 1 = bins equal
     calibrated: bool = False  # stimulus relative to each recording's threshold and tolerance (conditions.py)
     # Censored values at a channel's floor (an AU of exactly 0) are trained as draws below it
@@ -130,7 +129,7 @@ class DiffusionTask(L.LightningModule):
         if dropout:
             cond = self.spec.dropout(cond, generator)
         sigma = self.noise.per_frame(b, t // self.cfg.group, self.cfg.group, generator).to(x.device)
-        return edm_loss(denoiser, x, sigma, cond, self.tcfg.velocity_weight)
+        return edm_loss(denoiser, x, sigma, cond)
 
     def training_step(self, batch, _):
         loss = self._loss(batch, self.denoiser)
