@@ -261,3 +261,24 @@ def test_server_killed_mid_study_and_restarted_loses_no_answer(study_copy):
         p.wait(10)
     people, answers = dump(study_copy)
     assert len(answers) == 9 and people[0][7] is not None
+
+
+def test_own_consent_text_is_what_the_page_gets(study_copy, tmp_path):
+    from paindiffusion.cli_study import _consent
+
+    f = tmp_path / "consent.txt"
+    f.write_text("\ufeffOur ethics board's first   paragraph\nwraps here.\n\n\nSecond paragraph.\n", encoding="utf-8")
+    text = _consent(f)
+    assert text == ("Our ethics board's first paragraph wraps here.", "Second paragraph.")
+    server = StudyServer(study_copy, port=0, consent=text)
+    url = server.start()
+    try:
+        assert Client(url).call("/api/study")[1]["consent"] == list(text)
+    finally:
+        server.stop()
+    f.write_text("  \n\n")
+    with pytest.raises(PainDiffusionError, match="empty"):
+        _consent(f)
+    f.write_bytes(b"\xff\xfe bad")
+    with pytest.raises(PainDiffusionError, match="UTF-8"):
+        _consent(f)
