@@ -69,3 +69,14 @@ def test_observer_scores_a_clip_as_its_mean_window(cohorts):
 def test_bad_inputs_are_one_line_errors(real, gen, words):
     with pytest.raises(PainDiffusionError, match=words):
         realism_two_sample_test(real, gen)
+
+
+def test_features_levels_or_differences_only(cohorts):
+    from paindiffusion.evaluation.observer import MotionFeatures
+
+    w = motion_windows(cohorts[0][0], 64, 32)
+    assert MotionFeatures.fit(w)(w).shape[-1] == 40
+    assert MotionFeatures.fit(w, "levels")(w).shape[-1] == MotionFeatures.fit(w, "differences")(w).shape[-1] == 20
+    assert np.allclose(MotionFeatures.fit(w, "differences")(w)[:, 0].numpy(), 0)  # the first frame has no difference
+    with pytest.raises(PainDiffusionError, match="levels or differences"):
+        MotionFeatures.fit(w, "speed")

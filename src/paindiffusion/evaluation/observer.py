@@ -41,6 +41,7 @@ class ObserverConfig:
     """Window length (seconds of motion one judgement sees), the net's width and its training budget."""
 
     window_s: float = 2.56  # 64 frames at 25 fps: long enough for a blink and the rise of a pain response
+    features: str = "both"  # "levels" (z only) or "differences" (Δz only): which of the two the observer may see
     hop: float = 0.5  # windows overlap by half
     width: int = 32
     epochs: int = 15
@@ -68,17 +69,21 @@ class MotionFeatures:
     mean: np.ndarray
     std: np.ndarray
     diff_std: np.ndarray
+    kinds: str = "both"
 
     @classmethod
-    def fit(cls, windows: np.ndarray) -> "MotionFeatures":
+    def fit(cls, windows: np.ndarray, kinds: str = "both") -> "MotionFeatures":
+        if kinds not in ("both", "levels", "differences"):
+            raise PainDiffusionError(f"observer features {kinds!r}: use both, levels or differences")
         flat = windows.reshape(-1, windows.shape[-1])
         diff = np.diff(windows, axis=1).reshape(-1, windows.shape[-1])
-        return cls(flat.mean(0), flat.std(0) + 1e-3, diff.std(0) + 1e-3)
+        return cls(flat.mean(0), flat.std(0) + 1e-3, diff.std(0) + 1e-3, kinds)
 
     def __call__(self, windows: np.ndarray) -> torch.Tensor:
         z = (windows - self.mean) / self.std
         dz = np.diff(windows, axis=1, prepend=windows[:, :1]) / self.diff_std
-        return torch.from_numpy(np.concatenate([z, dz], -1).astype(np.float32))
+        parts = {"both": [z, dz], "levels": [z], "differences": [dz]}[self.kinds]
+        return torch.from_numpy(np.concatenate(parts, -1).astype(np.float32))
 
 
 class ObserverNet(nn.Module):
@@ -113,7 +118,7 @@ class MachineObserver:
         hop = max(1, int(round(window * cfg.hop)))
         wr = _windows(real, window, hop, "real")
         wg = _windows(generated, window, hop, "generated")
-        features = MotionFeatures.fit(wr)
+        features = MotionFeatures.fit(wr, cfg.features)
         x = torch.cat([features(wr), features(wg)])
         y = torch.cat([torch.ones(len(wr)), torch.zeros(len(wg))])
         weight = torch.cat([torch.full((len(wr),), 0.5 / len(wr)), torch.full((len(wg),), 0.5 / len(wg))]) * len(x)
