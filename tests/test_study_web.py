@@ -20,16 +20,7 @@ from paindiffusion.study.report import write_study_report
 from paindiffusion.study.server import StudyServer
 from paindiffusion.study.store import DB
 
-ROOT = Path(__file__).resolve().parents[1]
-WEB = ROOT / "tests" / "web"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists() or shutil.which("node") is None
-                       or not (WEB / "node_modules" / "playwright-core").is_dir(),
-                       reason="needs chromium, node and tests/web/node_modules (scripts/setup.sh installs them)"),
-]
+from test_live_web import ROOT, WEB, pytestmark  # noqa: F401 (pytestmark: slow, and the same chromium set-up)
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import webbrowser
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -84,7 +82,7 @@ def serve_command(
     seconds: Annotated[Optional[float], typer.Option(help="stop after SECONDS (default: until Ctrl-C)")] = None,
 ) -> None:
     """Serve the study to participants; every answer is stored at once in STUDY/results/answers.sqlite."""
-    from .cli_live import _wait
+    from .cli_live import serve_until_stopped
     from .study.guard import AccessCode
     from .study.questions import CONSENT
     from .study.server import StudyServer, is_loopback
@@ -105,13 +103,7 @@ def serve_command(
     typer.echo(f"PainDiffusion study: {where}  (Ctrl-C to stop)")
     if code:
         typer.echo(f"access code: {code.strip()}")
-    sys.stdout.flush()
-    if open_browser:
-        webbrowser.open(url)
-    try:
-        _wait(seconds)
-    finally:
-        server.stop()
+    serve_until_stopped(server, url, open_browser, seconds)
 
 
 def _consent(path: Path) -> tuple[str, ...]:
