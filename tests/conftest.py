@@ -111,3 +111,26 @@ def make_biovid_tree(root: Path, space: str = "flame", recordings=("r01", "r02",
 @pytest.fixture
 def biovid_tree():
     return make_biovid_tree
+
+
+@pytest.fixture(scope="session")
+def study_dir(tmp_path_factory) -> Path:
+    """``study make`` with the tiny model: 2 windows (+ 1 catch window) of 2 s, 64-pixel faces, 2 tries, the three
+    default baselines: 9 trials per participant. Treat as read-only; answer in a copy (``study_copy``)."""
+    import torch
+
+    from paindiffusion.study.make import make_study
+    from paindiffusion.study.material import StudyConfig
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("study") / "study"
+    make_study(out, tiny_model(), StudyConfig(windows=2, seconds=2.0, size=64, tries=2))
+    return out
+
+
+@pytest.fixture
+def study_copy(study_dir, tmp_path) -> Path:
+    """A fresh copy of ``study_dir`` to serve, answer and observe."""
+    import shutil
+
+    return Path(shutil.copytree(study_dir, tmp_path / "study"))

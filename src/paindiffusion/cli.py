@@ -15,6 +15,7 @@ import typer
 from .cli_evaluate import evaluate_command
 from .cli_live import demo_command, stream_command
 from .cli_render import render_command
+from .cli_study import study_app
 from .cli_track import extract_command, prepare_biovid_command
 from .errors import PainDiffusionError
 from .facespace import EMOTIONS
@@ -224,6 +225,7 @@ app.command("stream")(stream_command)
 app.command("demo")(demo_command)
 app.command("extract")(extract_command)
 app.command("prepare-biovid")(prepare_biovid_command)
+app.add_typer(study_app, name="study")
 
 def main() -> None:
     """Entry point: any user error, usage error or OS error is one line and exit status 2; SIGTERM and

@@ -35,6 +35,17 @@ def _wait(seconds: Optional[float]) -> None:
         pass
 
 
+def serve_until_stopped(server, url: str, open_browser: bool, seconds: Optional[float]) -> None:
+    """A started web server (demo, study) until --seconds have passed or Ctrl-C; then it is stopped."""
+    sys.stdout.flush()
+    if open_browser:
+        webbrowser.open(url)
+    try:
+        _wait(seconds)
+    finally:
+        server.stop()
+
+
 def demo_command(
     port: Annotated[int, typer.Option("--port", help="port on 127.0.0.1 (0 = any free port)")] = 8000,
     open_browser: Annotated[bool, typer.Option("--open", help="open the page in the default browser")] = False,
@@ -58,13 +69,7 @@ def demo_command(
     server = DemoServer(_load(checkpoint, threads), port=port, size=size, max_viewers=viewers)
     url = server.start()
     typer.echo(f"PainDiffusion live demo: {url}  (Ctrl-C to stop)", err=False)
-    sys.stdout.flush()
-    if open_browser:
-        webbrowser.open(url)
-    try:
-        _wait(seconds)
-    finally:
-        server.stop()
+    serve_until_stopped(server, url, open_browser, seconds)
 
 
 def stream_command(

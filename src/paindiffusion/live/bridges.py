@@ -155,14 +155,16 @@ class LoopThread:
         self.thread.join(timeout=5)
 
 
-async def start_site(app, host: str, port: int, what: str):
-    """Serve an aiohttp app; a port that is taken or not ours to bind gives a one-line error."""
+async def start_site(app, host: str, port: int, what: str, reuse_address: bool = False):
+    """Serve an aiohttp app; a port that is taken or not ours to bind gives a one-line error. ``reuse_address``
+    lets a restarted server bind its port again at once, beside connections of the last run still in TIME_WAIT
+    (on Linux a port another process listens on is still refused)."""
     from aiohttp import web
 
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port, reuse_address=False).start()
+        await web.TCPSite(runner, host, port, reuse_address=reuse_address).start()
     except OSError as e:
         await runner.cleanup()
         raise PainDiffusionError(f"{what} cannot listen on {host}:{port} ({e.strerror or e}); "

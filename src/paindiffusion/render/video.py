@@ -48,9 +48,10 @@ def write_mp4(path: str | os.PathLike, images: Iterable[np.ndarray], fps: int = 
 
 
 class CurvePanel:
-    """Stimulus (°C) and PSPI over time, drawn once; :meth:`frame` adds a cursor at one frame's time."""
+    """Stimulus (°C) and PSPI over time, drawn once; :meth:`frame` adds a cursor at one frame's time. With
+    ``pspi=False`` only the stimulus is drawn (a perceptual study shows the heat, not the face's score)."""
 
-    def __init__(self, seq: FaceSequence, width: int, height: int):
+    def __init__(self, seq: FaceSequence, width: int, height: int, pspi: bool = True):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
@@ -58,7 +59,9 @@ class CurvePanel:
         # a bare Figure on an Agg canvas: no pyplot, no global backend switch in the user's process
         fig = Figure(figsize=(width / 100, height / 100), dpi=100, facecolor="white")
         canvas = FigureCanvasAgg(fig)
-        ax = fig.add_axes((0.1, 0.22, 0.8, 0.68))
+        # margins for the tick labels, "°C" and "time (s)" however small the panel
+        side, bottom = min(0.3, max(0.1, 44 / width)), min(0.6, max(0.22, 38 / height))
+        ax = fig.add_axes((side, bottom, 1 - 2 * side, 0.9 - bottom))
         handles = []
         if seq.stimulus is not None:
             handles += ax.plot(t, seq.stimulus, color="tab:orange", lw=1.5, label="stimulus (°C)")
@@ -66,7 +69,7 @@ class CurvePanel:
         ax.set_xlim(t[0], max(t[-1], t[0] + 1 / seq.fps))
         ax.set_xlabel("time (s)", fontsize=8)
         ax.tick_params(labelsize=7)
-        if seq.pspi is not None:
+        if pspi and seq.pspi is not None:
             ax2 = ax.twinx()
             handles += ax2.plot(t, seq.pspi, color="tab:blue", lw=1.5, label="PSPI")
             ax2.set_ylim(0, 16)
@@ -88,24 +91,33 @@ class CurvePanel:
         return img
 
 
-def render_frames(seq: FaceSequence, size: int = 512, side_by_side: bool = False) -> Iterator[np.ndarray]:
-    """Rendered images of a ``facs`` sequence (face on top, curve panel under it when ``side_by_side``)."""
+def render_frames(seq: FaceSequence, size: int = 512, side_by_side: bool = False, beside: tuple = (),
+                  pspi: bool = True) -> Iterator[np.ndarray]:
+    """Rendered images of a ``facs`` sequence (face on top, curve panel under it when ``side_by_side``).
+    ``beside``: more sequences of the same length, drawn to the right of the first by the same renderer and
+    camera (tries side by side); the panel then spans them all and shows ``seq``'s curves (PSPI if ``pspi``)."""
     from .renderer import Renderer
     from .rig import FaceRig
 
-    if seq.space.name != "facs":
-        raise PainDiffusionError(
-            f"only facs-space sequences can be rendered (this one is {seq.space.name!r}: rendering FLAME needs "
-            "the licensed FLAME model); export it with -o out.flame.npz for a FLAME-driven avatar"
-        )
+    seqs = (seq, *beside)
+    for s in seqs:
+        if s.space.name != "facs":
+            raise PainDiffusionError(
+                f"only facs-space sequences can be rendered (this one is {s.space.name!r}: rendering FLAME needs "
+                "the licensed FLAME model); export it with -o out.flame.npz for a FLAME-driven avatar"
+            )
+        if len(s) != len(seq):
+            raise PainDiffusionError(f"sequences shown side by side must have the same length ({len(s)} vs {len(seq)} frames)")
     rig = FaceRig()
-    panel = CurvePanel(seq, size, (size * 3 // 8) // 2 * 2) if side_by_side else None
+    panel = CurvePanel(seq, size * len(seqs), (size * 3 // 8) // 2 * 2, pspi) if side_by_side else None
     renderer = Renderer(size)
     try:
         with progress(desc="render", total=len(seq), unit="frame") as bar:
             for a in range(0, len(seq), BLOCK):  # deformed meshes in blocks: memory does not grow with length
-                for i, img in enumerate(renderer.render_many(rig.deform(seq.frames[a:a + BLOCK])), start=a):
-                    yield np.concatenate([img, panel.frame(i)], 0) if panel else img
+                faces = [renderer.render_many(rig.deform(s.frames[a:a + BLOCK])) for s in seqs]
+                for i, imgs in enumerate(zip(*faces), start=a):
+                    row = imgs[0] if len(imgs) == 1 else np.concatenate(imgs, 1)
+                    yield np.concatenate([row, panel.frame(i)], 0) if panel else row
                 bar.update(min(BLOCK, len(seq) - a))
     finally:
         renderer.release()
