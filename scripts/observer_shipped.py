@@ -26,7 +26,7 @@ from paindiffusion.errors import atomic_file
 from paindiffusion.evaluation.baselines import BASELINES
 from paindiffusion.evaluation.data import fresh_cohort, training_pool
 from paindiffusion.evaluation.observer import ObserverConfig, realism_two_sample_test
-from paindiffusion.evaluation.runner import MODEL, _jobs, generate_model
+from paindiffusion.evaluation.generation import MODEL, generate_model, recording_jobs
 
 HELD_DRAW, CLIP_DRAW = 700, 710  # cohort seeds 7700 and 7710
 
@@ -50,7 +50,7 @@ def main() -> None:
     clips = fresh_cohort(args.recordings, args.minutes + 1, CLIP_DRAW).frames
     t = held.frames.shape[1]
     generated = {
-        MODEL: generate_model(model, _jobs(held, 1), seed=args.seed, progress=False),
+        MODEL: generate_model(model, recording_jobs(held, 1), seed=args.seed, show=False),
         "rules given the controls": BASELINES["rules given the controls"](held, pool, 1, rng, model.spec)[:, 0],
         "ridge ARX": BASELINES["ridge ARX"](held, pool, 1, rng, model.spec)[:, 0],
         "random clip": np.stack([np.roll(c, -int(rng.integers(len(c))), 0)[:t] for c in clips]),

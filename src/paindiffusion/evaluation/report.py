@@ -256,8 +256,8 @@ def write_report(report: dict, out: Path, plots: dict | None = None, conclusions
         images = tmp / "images"
         images.mkdir()
         report["figures"] = figures(report, plots or {}, images)
-        (tmp / "report.json").write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
-        (tmp / "plots.json").write_text(json.dumps(plots or {}, default=_json_default) + "\n")
+        (tmp / "report.json").write_text(json.dumps(report, indent=1, default=json_default) + "\n")
+        (tmp / "plots.json").write_text(json.dumps(plots or {}, default=json_default) + "\n")
         md = markdown(report, conclusions or auto_conclusions(report))
         (tmp / "report.md").write_text(md)
         (tmp / "report.html").write_text(html_page(md, f"Evaluation of {report['checkpoint']}"))
@@ -275,7 +275,7 @@ def rerender(out: Path, conclusions: str = "") -> Path:
     return write_report(report, out, plots, conclusions)
 
 
-def _json_default(o):
+def json_default(o):
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, np.ndarray):

@@ -19,7 +19,7 @@ import numpy as np
 from ..dataset import PackedData
 from ..errors import PainDiffusionError, atomic_directory
 from ..evaluation.data import training_pool
-from ..evaluation.runner import MODEL
+from ..evaluation.generation import MODEL
 from ..facespace import FACS
 from ..progress import progress
 from ..render.video import render_frames, write_mp4

@@ -3,7 +3,7 @@
 Held-out recordings are a fresh simulated cohort by default (seed 7500 + study seed: subjects never used for
 training, docs/evaluation.md), a packed dataset's test split, or stimulus files (no reference face then).
 The model and the baselines are run exactly as ``paindiffusion evaluate`` runs them
-(:func:`~paindiffusion.evaluation.runner.generate_model`, :data:`~paindiffusion.evaluation.baselines.BASELINES`),
+(:func:`~paindiffusion.evaluation.generation.generate_model`, :data:`~paindiffusion.evaluation.baselines.BASELINES`),
 on each recording from its start, and cut to the window afterwards, so a clip never shows a cold start.
 """
 
@@ -20,9 +20,8 @@ from ..errors import PainDiffusionError, PainDiffusionWarning
 from ..evaluation.baselines import BASELINES, static_mean_face
 from ..evaluation.data import Recordings, fresh_cohort, from_packed, training_pool
 from ..evaluation.metrics import episodes
-from ..evaluation.runner import MODEL, _jobs, generate_model
+from ..evaluation.generation import MODEL, generate_model, recording_jobs
 from ..facespace import FACS
-from ..progress import enabled as progress_enabled
 from ..sequence import FPS
 from .plan import REFERENCE, STATIC
 
@@ -153,8 +152,8 @@ def run_sources(model, held: Recordings, windows: list[Window], cfg: StudyConfig
     sub = dataclasses.replace(held.subset(recs), frames=held.frames[recs, :end], stimulus=held.stimulus[recs, :end],
                               label=held.label[recs, :end], pspi=held.pspi[recs, :end])
     row = {r: i for i, r in enumerate(recs)}
-    jobs = _jobs(sub, cfg.tries)  # each recording's stimulus and controls, as evaluate gives them
-    out = {MODEL: generate_model(model, jobs, seed=cfg.seed, progress=progress_enabled()).reshape(len(sub), cfg.tries, end, -1)}
+    jobs = recording_jobs(sub, cfg.tries)  # each recording's stimulus and controls, as evaluate gives them
+    out = {MODEL: generate_model(model, jobs, seed=cfg.seed).reshape(len(sub), cfg.tries, end, -1)}
     if pool is None and (cfg.baselines or cfg.catch):
         pool = training_pool(model, None, cfg.pool_subjects, max(cfg.minutes, 2.0))
     rng = np.random.default_rng([cfg.seed, 11])

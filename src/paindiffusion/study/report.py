@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..errors import PainDiffusionError, atomic_directory  # noqa: E402
-from ..evaluation.report import _fmt, _json_default, _table, html_page  # noqa: E402
+from ..evaluation.formatting import fmt, table  # noqa: E402
+from ..evaluation.report import json_default, html_page  # noqa: E402
 from .analyze import analyse  # noqa: E402
 from .make import load_manifest  # noqa: E402
 from .store import read_tables  # noqa: E402
@@ -47,40 +48,40 @@ def markdown(rep: dict, manifest: dict) -> str:
                   "indistinguishable; the paper's clinicians: " f"{_pct(rep['paper_realism'][0])} ± {_pct(rep['paper_realism'][1])} "
                   "mean ± sd over participants). Overall: how often the model was chosen. Rate = mean over participants "
                   "[95 % bootstrap interval over participants]; p: exact binomial test of the pooled answers against 50 %.", "",
-                  _table(["block", "source", "against", "rate [95 % CI]", "mean ± sd over participants", "pooled", "p (vs 50 %)",
+                  table(["block", "source", "against", "rate [95 % CI]", "mean ± sd over participants", "pooled", "p (vs 50 %)",
                           "participants"],
                          [[r["block"], r["source"], r["against"], _interval(r), f"{_pct(r['rate'])} ± {_pct(r['sd'])}",
-                           f"{r['chosen']}/{r['trials']}", _fmt(r["p_binomial"], 3), str(r["participants"])] for r in pref]), "",
+                           f"{r['chosen']}/{r['trials']}", fmt(r["p_binomial"], 3), str(r["participants"])] for r in pref]), "",
                   "![preference rates](images/preferences.png)", ""]
     if rep["ratings"]:
-        lines += ["## Ratings (1-5)", "", _table(
+        lines += ["## Ratings (1-5)", "", table(
             ["block", "source", "mean [95 % CI]", "pooled mean ± sd", "median", "counts 1-5", "participants"],
-            [[r["block"], r["source"], f"{_fmt(r['mean'], 2)} [{_fmt(r['lo'], 2)}, {_fmt(r['hi'], 2)}]",
-              f"{_fmt(r['pooled_mean'], 2)} ± {_fmt(r['pooled_sd'], 2)}", _fmt(r["median"]), " / ".join(map(str, r["counts"])),
+            [[r["block"], r["source"], f"{fmt(r['mean'], 2)} [{fmt(r['lo'], 2)}, {fmt(r['hi'], 2)}]",
+              f"{fmt(r['pooled_mean'], 2)} ± {fmt(r['pooled_sd'], 2)}", fmt(r["median"]), " / ".join(map(str, r["counts"])),
               str(r["participants"])] for r in rep["ratings"]]), "", "![ratings](images/ratings.png)", ""]
     pb = rep["position_bias"]
     if pb["answers"]:
         flagged = [x["participant"] for x in pb["participants"] if x["flagged"]]
         lines += ["## Position bias", "",
                   f"Left chosen in {pb['left']} of {pb['answers']} side-by-side answers ({_pct(pb['share_left'])}, p = "
-                  f"{_fmt(pb['p_binomial'], 3)} against 50 %). Flagged (one side only, or p < 0.01): "
+                  f"{fmt(pb['p_binomial'], 3)} against 50 %). Flagged (one side only, or p < 0.01): "
                   f"{', '.join(flagged) if flagged else 'none'}.", "",
-                  _table(["participant", "left / answers", "share left", "p", "flagged"],
-                         [[x["participant"], f"{x['left']}/{x['answers']}", _pct(x["share_left"]), _fmt(x["p_binomial"], 3),
+                  table(["participant", "left / answers", "share left", "p", "flagged"],
+                         [[x["participant"], f"{x['left']}/{x['answers']}", _pct(x["share_left"]), fmt(x["p_binomial"], 3),
                            "yes" if x["flagged"] else ""] for x in pb["participants"]]), ""]
     c = rep["catch"]
     lines += ["## Catch trials", "", f"Participants who passed every catch trial: {c['passed']}; failed: "
               f"{', '.join(c['failed']) or 'none'}.", ""]
     if rep["groups"]:
         lines += ["## By participant group", "", f"{rep['model']} taken for the real patient (realism trials).", "",
-                  _table(["by", "group", "participants", "rate [95 % CI]", "mean ± sd", "trials"],
+                  table(["by", "group", "participants", "rate [95 % CI]", "mean ± sd", "trials"],
                          [[g["by"], g["group"], str(g["participants"]), _interval(g), f"{_pct(g['rate'])} ± {_pct(g['sd'])}",
                            str(g["trials"])] for g in rep["groups"]]), ""]
     if rep["machine"]:
         lines += ["## Machine observer", "",
                   "A classifier trained on recordings outside the study answers every realism trial "
                   "(`paindiffusion study observe`); k/n with a Wilson 95 % interval. Not counted with the people.", "",
-                  _table(["participant", "source", "taken for real", "rate [95 % CI]"],
+                  table(["participant", "source", "taken for real", "rate [95 % CI]"],
                          [[m["participant"], m["source"] + (" (catch)" if m["catch"] else ""), f"{m['chosen']}/{m['trials']}",
                            _interval(m)] for m in rep["machine"]]), ""]
     return "\n".join(lines) + "\n"
@@ -128,7 +129,7 @@ def write_study_report(study: str | Path, out: str | Path, exclude_failed_catch:
     with atomic_directory(out, kind="study-report", overwrite=overwrite, inputs=(study,)) as tmp:
         (tmp / "images").mkdir()
         figures(rep, tmp / "images")
-        (tmp / "report.json").write_text(json.dumps(rep, indent=1, default=_json_default) + "\n")
+        (tmp / "report.json").write_text(json.dumps(rep, indent=1, default=json_default) + "\n")
         md = markdown(rep, manifest)
         (tmp / "report.md").write_text(md)
         (tmp / "report.html").write_text(html_page(md, f"Perceptual study {manifest['study_id']}"))
