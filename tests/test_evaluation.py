@@ -57,6 +57,9 @@ def test_report_files_and_target_numbers(report):
     assert "## Targets" in md and "stimulus copier" in md and "✗" in md  # an untrained model loses somewhere
     assert "## Where motion differs from the data" in md and "## Resting faces" in md
     assert set(rep["resting"]["emotions"]) == set(EMOTIONS)
+    # the machine observer tells an untrained model from the data, not the data process re-simulated
+    model, oracle = (rep["summary"][g]["observer_preference"]["mean"] for g in ("PainDiffusion", "oracle"))
+    assert oracle > 0.4 and oracle - model > 0.2, (model, oracle)
     assert len(rep["draws"]) == 2 and rep["held_out"][0] != rep["held_out"][1]  # new subjects per draw
 
 

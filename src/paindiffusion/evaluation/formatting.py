@@ -18,7 +18,7 @@ METRIC_NAMES = {
     "paper_PainCorr_max": "PainCorr (max r)", "paper_PainSim": "PainSim (DTW)", "paper_PainAcc": "PainAcc (DTW vs °C)",
     "frames_per_cpu_s": "frames per CPU-second", "frames_per_s": "frames/s (wall clock, busy machine: not a speed)",
     "frechet_au_frames": "Fréchet (AU frames)", "frechet_au_velocity": "Fréchet (AU velocity)",
-    "zero_share": "AU values at 0",
+    "zero_share": "AU values at 0", "observer_preference": "machine observer: taken for real",
 }
 CORRECTED = ("pspi_r", "dtw_per_frame", "frechet_motion", "xcorr_best_r", "xcorr_best_lag_s", "expressiveness_r",
              "expressiveness_mean_abs_error", "emotion_accuracy", "response_rate_max_abs_error",

@@ -87,14 +87,16 @@ def realism_markdown(report: dict) -> list[str]:
     s = report["summary"]
     groups = (("pain_aus", "pain AUs"), ("other_aus", "other AUs"), ("head", "head"))
     keys = [f"frechet_{g}_{f}" for g, _ in groups for f in ("level", "velocity")]
-    head = ["generator", "Fréchet (motion)"] + [f"{label} {f}" for _, label in groups for f in ("level", "velocity")] + [
+    head = ["generator", "machine observer: taken for real", "Fréchet (motion)"] + [f"{label} {f}" for _, label in groups for f in ("level", "velocity")] + [
         "AU frames", "AU velocity", "AU values at 0"] + [f"seam {label}" for _, label in groups] + [
         f"6.25 Hz {label}" for _, label in groups]
-    cols = ["frechet_motion", *keys, "frechet_au_frames", "frechet_au_velocity", "zero_share",
+    cols = ["observer_preference", "frechet_motion", *keys, "frechet_au_frames", "frechet_au_velocity", "zero_share",
             *(f"seam_ratio_{g}" for g, _ in groups), *(f"spectral_peak_6p25_{g}" for g, _ in groups)]
     rows = [[n] + [cell(s[n][c]) if c in s[n] else "–" for c in cols] for n in s]
     data_zero = np.mean([d["data"].get("zero_share", np.nan) for d in report["draws"]])
     lines = ["## Where motion differs from the data", "",
+             "Machine observer: the 2AFC rate at which a classifier trained on other recordings takes the generator's "
+             "first try for the real recording (50 % = indistinguishable; evaluation/observer.py). "
              "Fréchet distance of motion features (32-frame windows: each channel's level and mean |velocity|, "
              "standardised) restricted to each channel group and feature; of per-frame AU vectors and of their first "
              f"differences (AU units); share of AU values at exactly 0 (data: {fmt(data_zero)}); seam ratio and 6.25 Hz "

@@ -30,10 +30,16 @@ from .data import SWEEP_CALIBRATION, Recordings, fresh_cohort, from_packed, rest
 from .extras import run_extras
 from .generation import (MODEL, generate_model, latent_standardiser, model_pspi, recording_jobs, resting_jobs,
                          sweep_jobs, trained_range)
+from .observer import realism_two_sample_test
 from .report import write_report
 from .scoring import event_locked, resting_table, score
 from .summary import summarise
 from .targets import judge
+
+
+# Generators the machine observer judges against the held-out recordings (evaluation/observer.py): the model and
+# the two references that move like the data by construction.
+OBSERVED = (MODEL, "rules given the controls", "oracle")
 
 
 @dataclass
@@ -135,6 +141,10 @@ def run_evaluation(model, out_dir=None, data: PackedData | str | None = None, qu
                 continue
             gens[name] = BASELINES[name](held, pool, cfg.tries, rng, model.spec)
         scores = {name: score(f, held, standardise, model.config.group) for name, f in gens.items()}
+        for name in OBSERVED:  # the machine observer's 2AFC: would this try pass for the real recording?
+            if name in gens:
+                scores[name]["observer_preference"] = realism_two_sample_test(
+                    list(held.frames), list(gens[name][:, 0]), seed=cfg.seed + d)["preference"]
         sw = out[b:c].reshape(len(sweep_values) + 2, cfg.sweep_tries, frames_t, -1)
         sw_pspi = model.space.pspi(sw)
         achieved = [float(np.mean([expressiveness_of(p, sweep[d][1], definition) for p in sw_pspi[v]])) for v in range(len(sw))]

@@ -193,7 +193,7 @@ HIGHER_IS_BETTER = {"pspi_r": True, "dtw_per_frame": False, "frechet_motion": Fa
                     "response_rate_max_abs_error": False, "latency_max_abs_paired_diff_s": False,
                     "paper_PainDist": False, "paper_PainCorr_max": True, "paper_PainSim": False}
 REALISM = tuple(f"frechet_{g}_{f}" for g in CHANNEL_GROUPS for f in ("level", "velocity")) + (
-    "frechet_au_frames", "frechet_au_velocity", "zero_share") + tuple(
+    "frechet_au_frames", "frechet_au_velocity", "zero_share", "observer_preference") + tuple(
     f"{m}_{g}" for m in ("seam_ratio", "spectral_peak_6p25") for g in CHANNEL_GROUPS)
 SCALARS = ("pspi_r", "dtw_per_frame", "frechet_motion", "xcorr_best_r", "xcorr_best_lag_s", "expressiveness_r",
            "expressiveness_mean_abs_error", "emotion_accuracy", "jerk_ratio", "seam_ratio", "spectral_peak_6p25",
