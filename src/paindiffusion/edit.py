@@ -8,7 +8,8 @@ made anew. Diffusion forcing gives every frame its own level, so one pass does s
   L − round(strength · L) of the L σ levels, from the input noised to that level (strength 0: unchanged,
   1: pure noise, generated anew);
 * a kept frame is clean throughout: it is never stepped (its bits are the input's) and serves as context,
-  behind the frames after it and ahead of the frames before it, so the joins are the model's own;
+  behind the frames after it and ahead of the frames before it; the frames next to it re-run fewer levels
+  the nearer they are (a soft edge), so each join is the input's own and the edit eases in;
 * an appended frame (``extend``) starts from pure noise, as in generation.
 
 :class:`~paindiffusion.sampling.RollingSchedule` sweeps the pyramid over the whole sequence and
