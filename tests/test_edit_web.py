@@ -5,12 +5,14 @@ edited with the panel's controls, previewed beside the original, scrubbed and do
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 
 import numpy as np
 import pytest
 
-from test_live_web import CHROMIUM, WEB, pytestmark  # noqa: F401  (the same skip rules and slow mark)
+from test_live_web import CHROMIUM, ROOT, WEB, pytestmark  # noqa: F401  (the same skip rules and slow mark)
 
 SIZE = 192
 
@@ -37,6 +39,8 @@ def run(tmp_path_factory):
         result = json.loads(p.stdout.strip().splitlines()[-1])
     finally:
         server.stop()
+    if os.environ.get("UPDATE_SCREENSHOT"):
+        shutil.copy(out / "edit_panel.png", ROOT / "docs" / "images" / "edit_panel.png")
     return result, out
 
 

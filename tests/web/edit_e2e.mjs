@@ -54,7 +54,7 @@ try {
   if (out) {
     const fb = await page.locator("#edit-face").boundingBox();
     await page.screenshot({ path: `${out}/preview.png`, clip: { x: Math.round(fb.x), y: Math.round(fb.y), width: Math.round(fb.width), height: Math.round(fb.height) } });
-    await page.screenshot({ path: `${out}/panel.png`, fullPage: true });
+    await page.locator("#edit-panel").screenshot({ path: `${out}/edit_panel.png` });
   }
   let [download] = await Promise.all([page.waitForEvent("download"), page.click("#edit-download")]);
   await download.saveAs(`${out}/live_edit.npz`);
