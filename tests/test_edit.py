@@ -77,13 +77,15 @@ def test_windowed_runner_does_what_the_whole_matrix_does():
 def test_edit_costs_about_half_the_model_calls_of_generation_at_strength_half(model):
     """Cost in model calls, counted (no clock): a minute of face, the stream's 4 levels vs 2 re-run."""
     calls = []
-    model.denoiser.register_forward_hook(lambda *_: calls.append(1))
-    seq3 = generate_sequence(protocol_trace(60.0, seed=1), model=model)
-    generated = len(calls)
-    calls.clear()
-    edit(seq3, strength=0.5, model=model, desc=None)
+    hook = model.denoiser.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        seq3 = generate_sequence(protocol_trace(60.0, seed=1), model=model)
+        generated = len(calls)
+        calls.clear()
+        edit(seq3, strength=0.5, model=model, desc=None)
+    finally:
+        hook.remove()
     assert 0.4 * generated <= len(calls) <= 0.6 * generated, (len(calls), generated)
-    model.denoiser._forward_hooks.clear()
 
 
 # ---- strength, kept frames, soft edges, extension ----------------------------------------------------------
@@ -103,6 +105,16 @@ def test_kept_frames_are_bit_identical_and_the_rest_is_remade(model, seq, tmp_pa
     assert out.meta["keep_s"] == [[0.0, 2.48], [6.08, 8.0]]  # the frames kept, in seconds
     back = FaceSequence.load(out.save(tmp_path / "e.npz"))
     assert np.array_equal(back.frames[kept], seq.frames[kept])
+
+
+@pytest.mark.parametrize("sampler", [dict(order=2), dict(eta=0.5), dict(phase_filter=4.0), dict(guidance_max_sigma=3.0)])
+def test_every_sampler_setting_edits_and_keeps_kept_frames(model, seq, sampler):
+    import dataclasses
+
+    settings = dataclasses.replace(model.sampler, **sampler)
+    out = edit(seq, strength=0.75, keep="1-3", model=model, settings=settings, seed=5, desc=None)
+    plain = edit(seq, strength=0.75, keep="1-3", model=model, seed=5, desc=None)
+    assert np.array_equal(out.frames[25:75], seq.frames[25:75]) and not np.array_equal(out.frames, plain.frames)
 
 
 def test_soft_edge_next_to_kept_frames():

@@ -95,6 +95,7 @@ def test_the_live_face_the_page_sends(panel):
     (dict(path="/api/edit/info", headers={"Origin": "http://attacker.example"}), (403, "this machine only")),
     (dict(path="/api/edit/run", body=b'{"source": "1"}', kind="text/plain"), (415, "application/json")),
     (dict(path="/api/edit/run", body=b"[1, 2", kind="application/json"), (400, "JSON object")),
+    (dict(path="/api/edit/run", body=b"[" * 100_000, kind="application/json"), (400, "JSON object")),
     (dict(path="/api/edit/run", body=b'{"source": "999"}', kind="application/json"), (400, "no longer held")),
     (dict(path="/api/edit/load?name=x.txt", body=b"hello", kind="application/octet-stream"), (400, ".npz or .csv")),
     (dict(path="/api/edit/load?name=x.csv", body=b"a,b\n1,2\n", kind="application/octet-stream"), (400, "the uploaded file:")),

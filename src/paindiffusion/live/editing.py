@@ -120,7 +120,8 @@ class EditPanel:
     async def info(self, _request):
         from aiohttp import web
 
-        return web.json_response({"levels": self.model.sampler.levels, "formats": [s[1:] for s in OUTPUT_SUFFIXES if s != ".flame.npz"],  # the demo's faces are facs
+        formats = [s[1:] for s in OUTPUT_SUFFIXES if s != ".flame.npz"]  # the demo's faces are facs
+        return web.json_response({"levels": self.model.sampler.levels, "formats": formats,
                                   "max_seconds": MAX_FRAMES / FPS, "max_extend_s": MAX_EXTEND_S, "size": self.size})
 
     async def load(self, request):
@@ -142,7 +143,7 @@ class EditPanel:
         try:
             msg = json.loads(await self._body(request))
             frames = np.asarray(msg["frames"], np.float32)
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise PainDiffusionError("send {\"frames\": [[values of every channel] per frame], \"stimulus\": [°C per frame]}") from None
         if frames.ndim != 2 or not 1 <= len(frames) <= MAX_FRAMES:
             raise PainDiffusionError(f"frames must be 1-{MAX_FRAMES} rows of {self.model.space.dim} channel values")
@@ -158,7 +159,7 @@ class EditPanel:
             msg = json.loads(await self._body(request))
             if not isinstance(msg, dict):
                 raise ValueError
-        except ValueError:
+        except (ValueError, RecursionError):
             raise PainDiffusionError("an edit request is a JSON object with source, strength and the new conditions") from None
         src = self._item(str(msg.get("source")))["seq"]
         extend = msg.get("extend") or 0.0
