@@ -4,15 +4,11 @@ edited with the panel's controls, previewed beside the original, scrubbed and do
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
 
-from test_live_web import CHROMIUM, ROOT, WEB, pytestmark  # noqa: F401  (the same skip rules and slow mark)
+from test_live_web import drive, pytestmark  # noqa: F401  (the same skip rules and slow mark)
 
 SIZE = 192
 
@@ -30,17 +26,8 @@ def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("edit_e2e")
     model = PainModel.load()
     upload = generate_sequence(protocol_trace(10.0, seed=4), "high", model=model, seed=4).save(out / "upload.npz")
-    server = DemoServer(model, port=0, size=SIZE)
-    url = server.start()
-    try:
-        p = subprocess.run(["node", str(WEB / "edit_e2e.mjs"), url, str(out), str(upload)], cwd=WEB, capture_output=True,
-                           text=True, timeout=300)
-        assert p.returncode == 0, p.stderr[-2000:]
-        result = json.loads(p.stdout.strip().splitlines()[-1])
-    finally:
-        server.stop()
-    if os.environ.get("UPDATE_SCREENSHOT"):
-        shutil.copy(out / "edit_panel.png", ROOT / "docs" / "images" / "edit_panel.png")
+    result = drive(DemoServer(model, port=0, size=SIZE), "edit_e2e.mjs", out, upload, timeout=300,
+                   screenshot=("edit_panel.png", "edit_panel.png"))
     return result, out
 
 
