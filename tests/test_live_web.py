@@ -27,6 +27,24 @@ pytestmark = [
 ]
 
 
+def drive(server, script: str, out: Path, *args, timeout: int = 240, screenshot: tuple[str, str] | None = None) -> dict:
+    """Start the demo ``server``, run tests/web/SCRIPT (node, chromium) on its page, stop the server; returns the
+    JSON object the script prints last, with the generator's stats. ``screenshot`` (a picture the script saves in
+    OUT, its name in docs/images) is copied there when UPDATE_SCREENSHOT is set."""
+    url = server.start()
+    try:
+        p = subprocess.run(["node", str(WEB / script), url, str(out), *map(str, args)], cwd=WEB, capture_output=True,
+                           text=True, timeout=timeout)
+        assert p.returncode == 0, p.stderr[-2000:]
+        result = json.loads(p.stdout.strip().splitlines()[-1])
+        result["stats"] = server.generator.stats()
+    finally:
+        server.stop()
+    if screenshot and os.environ.get("UPDATE_SCREENSHOT"):
+        shutil.copy(out / screenshot[0], ROOT / "docs" / "images" / screenshot[1])
+    return result
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     import torch
@@ -36,19 +54,7 @@ def run(tmp_path_factory):
 
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("e2e")
-    server = DemoServer(PainModel.load(), port=0, size=320)
-    url = server.start()
-    try:
-        p = subprocess.run(["node", str(WEB / "e2e.mjs"), url, str(out)], cwd=WEB, capture_output=True, text=True,
-                           timeout=240)
-        assert p.returncode == 0, p.stderr[-2000:]
-        result = json.loads(p.stdout.strip().splitlines()[-1])
-        result["stats"] = server.generator.stats()
-    finally:
-        server.stop()
-    if os.environ.get("UPDATE_SCREENSHOT"):
-        shutil.copy(out / "page.png", ROOT / "docs" / "images" / "live_demo.png")
-    return result, out
+    return drive(DemoServer(PainModel.load(), port=0, size=320), "e2e.mjs", out, screenshot=("page.png", "live_demo.png")), out
 
 
 def test_page_streams_at_25_fps_and_nothing_leaves_localhost(run):

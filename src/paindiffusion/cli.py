@@ -12,6 +12,7 @@ from typing import Optional
 import numpy as np
 import typer
 
+from .cli_edit import edit_command
 from .cli_evaluate import evaluate_command
 from .cli_live import demo_command, stream_command
 from .cli_render import render_command
@@ -182,6 +183,7 @@ def generate(out: Path = typer.Option(..., "-o", "--out", help="output: .npz/.cs
 
 
 app.command("render")(render_command)
+app.command("edit")(edit_command)
 app.command("evaluate")(evaluate_command)
 
 

@@ -128,6 +128,68 @@ def full_sequence_levels(n_frames: int, n_levels: int, n_context: int = 0) -> to
     return levels
 
 
+@dataclass
+class RollingSchedule:
+    """The stream's rolling pyramid swept over a whole known sequence, every frame from its own start level
+    (editing, docs/design.md §8). With L noise levels, n = L − min(start) and ``per_row`` stacks per row group
+    (group m = ⌊stack / per_row⌋, the pyramid's uncertainty scale u = 1 / per_row), row r holds
+
+        level(r, f) = clamp(L − n + r − m_f, start_f, L)
+
+    so a frame waits at its start level until the sweep reaches it, then goes down one level per row, and a
+    frame that starts clean (level L) never moves. ``start`` 0 everywhere is the stream's own schedule."""
+
+    start: torch.Tensor  # (T,) long, T a multiple of ``group``: each frame's first level
+    n_levels: int
+    group: int
+    per_row: int = 1
+
+    @property
+    def depth(self) -> int:
+        """n: the rows a frame needs from the lowest start level to clean."""
+        return self.n_levels - int(self.start.min())
+
+    @property
+    def rows(self) -> int:
+        stacks = len(self.start) // self.group
+        return -(-stacks // self.per_row) + self.depth
+
+    def levels(self, r: int, a: int = 0, b: int | None = None) -> torch.Tensor:
+        """Row r for frames a … b − 1."""
+        b = len(self.start) if b is None else b
+        m = torch.arange(a, b) // self.group // self.per_row
+        return (self.n_levels - self.depth + r - m).clamp(max=self.n_levels).maximum(self.start[a:b])
+
+    def window(self, r: int, context: int) -> tuple[int, int]:
+        """Frames [a, b) the step from row r to r + 1 needs: the row groups that may move (levels L − n … L − 1)
+        and ``context`` clean stacks before them — the stream's window, (context + n·per_row) stacks."""
+        stacks = len(self.start) // self.group
+        first = max(0, r - self.depth + 1) * self.per_row
+        last = min(stacks, (r + 1) * self.per_row)
+        return max(0, first - context) * self.group, last * self.group
+
+
+@torch.no_grad()
+def sample_rolling(model: Callable, x: torch.Tensor, sigmas: torch.Tensor, schedule: RollingSchedule,
+                   cond_fn: Callable[[int, int], CondBatch], context: int, order: int = 1,
+                   callback: Callable | None = None) -> torch.Tensor:
+    """Run a :class:`RollingSchedule` over ``x`` (B, T, dim: each frame noised to its start level, clean frames
+    as they are) in windows: each row is one model call on :meth:`RollingSchedule.window`, and a row where no
+    frame moves costs nothing. ``cond_fn(a, b)`` gives the conditions of frames a … b − 1; ``callback`` gets
+    {"frames": frames that are final}."""
+    sig = sigmas.to(x.dtype)
+    for r in range(schedule.rows - 1):
+        a, b = schedule.window(r, context)
+        now, nxt = schedule.levels(r, a, b), schedule.levels(r + 1, a, b)
+        if not torch.equal(now, nxt):
+            s0, s1 = sig[now].expand(x.shape[0], -1), sig[nxt].expand(x.shape[0], -1)
+            x[:, a:b] = step(model, x[:, a:b], s0, s1, cond_fn(a, b), order)
+        if callback is not None:
+            done = max(0, r - schedule.depth + 2) * schedule.per_row * schedule.group
+            callback({"frames": min(done, x.shape[1])})
+    return x
+
+
 def guided(model: Callable, weights: tuple[float, float, float], max_sigma: float = 0.0) -> Callable:
     """Per-condition leave-one-out guidance, D̂ = D(c) + Σ_k w_k [D(c) − D(c without k)], with all branches
     evaluated in one batched call. Correct for any batch size: branch b of sample i is row b·B + i.

@@ -32,6 +32,7 @@ from ..controls import NAMES as CONTROL_NAMES
 from ..errors import PainDiffusionError
 from ..facespace import EMOTIONS
 from .bridges import LoopThread, frame_json, start_site
+from .editing import EditPanel
 from .session import Frame, LiveGenerator
 
 STATIC = resources.files("paindiffusion.live") / "static"
@@ -183,6 +184,7 @@ class DemoServer:
         app.router.add_get("/api/info", info)
         app.router.add_get("/api/stats", stats)
         app.router.add_get("/ws", socket)
+        EditPanel(self.model, self.size).register(app)  # the edit panel's routes (live/editing.py)
         return app
 
     def _control(self, tab: Tab, text: str) -> str | None:
