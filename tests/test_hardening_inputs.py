@@ -1,4 +1,4 @@
-"""Bad inputs, by class (issue 13): each gets one line naming the input and exit status 2, never a traceback
+"""Bad inputs, by class: each gets one line naming the input and exit status 2, never a traceback
 and never silently wrong output. Every case writes a real file and goes through ``paindiffusion.cli.main``
 (the console script's entry point, in-process to keep the suite fast). docs/bad-inputs.md lists them."""
 

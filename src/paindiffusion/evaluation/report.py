@@ -17,6 +17,7 @@ from ..errors import atomic_directory  # noqa: E402
 from ..facespace import EMOTIONS  # noqa: E402
 from .scoring import HIGHER_IS_BETTER  # noqa: E402
 
+REPORT_KIND = "evaluation report"  # the kind its folder's marker records (errors.MARKER)
 MODEL = "PainDiffusion"
 METRIC_NAMES = {
     "pspi_r": "PSPI r (mean over recordings)", "dtw_per_frame": "DTW per frame (PSPI)", "frechet_motion": "Fréchet (motion)",
@@ -283,7 +284,7 @@ def write_report(report: dict, out: Path, plots: dict | None = None, conclusions
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, REPORT_KIND) as tmp:
         images = tmp / "images"
         images.mkdir()
         report["figures"] = figures(report, plots or {}, images)
