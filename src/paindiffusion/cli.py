@@ -228,6 +228,16 @@ def options(quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress
 _shown: set = set()  # warnings already printed in this run: each text once, each ``once`` kind once
 
 
+def route_warnings() -> None:
+    """Every PainDiffusionWarning of this run reaches :func:`_show_warning` (one ``warning:`` line, each once)."""
+    import warnings
+
+    from .errors import PainDiffusionWarning
+
+    warnings.simplefilter("always", PainDiffusionWarning)
+    warnings.showwarning = _show_warning
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None):
     text = " ".join(str(message).split())
     keys = {text, getattr(message, "once", None)} - {None}
@@ -244,19 +254,16 @@ app.command("prepare-biovid")(prepare_biovid_command)
 def main() -> None:
     """Entry point: any user error, usage error or OS error is one line and exit status 2; SIGTERM and
     Ctrl-C exit 143 and 130 after the writers have removed their temporaries."""
-    import warnings
-
     try:  # typer ≥ 0.25 vendors click; older releases depend on it
         from typer._click import exceptions as click
     except ImportError:
         from click import exceptions as click
 
-    from .errors import PainDiffusionWarning, os_error
+    from .errors import os_error
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _on_signal)
-    warnings.simplefilter("always", PainDiffusionWarning)
-    warnings.showwarning = _show_warning
+    route_warnings()
     returned = False  # the command ended by itself (a live command stops on Ctrl-C and says so)
     try:
         code = app(standalone_mode=False)

@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .biovid import check_temperature
+from .biovid import check_temperature, felt_temperature, heat_notice
+from .cohort import HEAD_POSE_P999_DEG
 from .conditions import HISTORY
 from .controls import Controls
-from .errors import PainDiffusionError
-from .facespace import EMOTIONS
+from .errors import PainDiffusionError, warn
+from .facespace import EMOTIONS, HEAD_CHANNELS
 from .sampling import SamplerSettings, guided, initial_noise, pyramid_levels, sample_levels, step
 from .sequence import FPS, FaceSequence
 
@@ -34,14 +35,35 @@ __all__ = ["Chunk", "Controls", "LatentWindow", "PainStream", "SamplerSettings",
 
 @dataclass
 class Chunk:
-    """Frames emitted by one step: (B, n, dim) face frames with their stimulus (°C) and PSPI, frame index of
-    the first one, and the controls in force when they were made."""
+    """Frames emitted by one step: (B, n, dim) face frames with their stimulus (°C applied; the model feels at most
+    the patient's tolerance) and PSPI, frame index of the first one, and the controls in force when they were made."""
 
     frames: np.ndarray
     stimulus: np.ndarray
     pspi: np.ndarray | None
     start: int
     controls: dict = field(default_factory=dict)
+
+
+def soft_limit(x: np.ndarray, limit: np.ndarray, knee: float = 0.8) -> np.ndarray:
+    """Identity up to k = knee·L, then a tanh shoulder that approaches L and never reaches it:
+    y = sign(x)·(k + (L − k)·tanh((|x| − k) / (L − k))) for |x| > k. Its slope is 1 at the knee, so a motion that
+    runs into the limit slows down instead of stopping at a corner."""
+    k = knee * limit
+    a = np.abs(x)
+    shoulder = k + (limit - k) * np.tanh((a - k) / (limit - k))
+    return np.where(a > k, np.sign(x) * shoulder, x).astype(x.dtype)
+
+
+def limit_head_pose(frames: np.ndarray, space) -> np.ndarray:
+    """Keep a ``facs`` face's head pose inside the training data's range (:data:`HEAD_POSE_P999_DEG`): outside
+    it the model extrapolates, and controls at the edge of their range (the hottest heat, the highest
+    expressiveness) turned the head 50° aside."""
+    if not set(HEAD_CHANNELS) <= set(space.channels):
+        return frames
+    idx = [space.index(c) for c in HEAD_CHANNELS]
+    frames[..., idx] = soft_limit(frames[..., idx], np.array([HEAD_POSE_P999_DEG[c] for c in HEAD_CHANNELS], np.float32))
+    return frames
 
 
 class StimulusHistory:
@@ -199,6 +221,7 @@ class PainStream:
         self.emitted = 0  # frames handed out so far
         first = self._trace[:, 0] if self._trace is not None else self._controls.snapshot()["stimulus"]
         self.history = StimulusHistory(first, HISTORY + self.latents.n_context, self.window)
+        self._heat_noticed = False
         self._warming = False
         self._made_with: dict = {}
         self._filter = StackPhaseFilter(self.s.phase_filter, self.group) if self.s.phase_filter else None
@@ -235,7 +258,13 @@ class PainStream:
         """Snapshot the controls once (conditions, attached stimulus and reported controls agree), attach the
         stimulus to the window and return this step's conditions."""
         c = self._made_with = self.controls
-        stim = self.history.attach(self._future(self.window - n_known, c["stimulus"]), n_known)
+        future = self._future(self.window - n_known, c["stimulus"])
+        tolerance = c["tolerance"][:, None]
+        if not self._heat_noticed and (future > tolerance).any():
+            b, t = np.argwhere(future > tolerance)[0]
+            warn(heat_notice(float(future[b, t]), float(tolerance[b, 0])), once="heat above tolerance")
+            self._heat_noticed = True
+        stim = felt_temperature(self.history.attach(future, n_known), tolerance)  # the frames keep the heat applied
         spec = self.model.spec
         return spec.batch(stim, spec.fed_expressiveness(c["expressiveness"]), [EMOTIONS.index(e) for e in c["emotion"]], self.window,
                           calibration=np.stack([c["threshold"], c["tolerance"]], axis=1))
@@ -271,7 +300,7 @@ class PainStream:
     def _emit(self, n: int) -> Chunk:
         """Hand out the newest n clean frames (the end of the context) with their stimulus and PSPI."""
         latents = self.latents.newest_clean(n)
-        frames = self.model.decode(latents if self._filter is None else self._filter(latents))
+        frames = limit_head_pose(self.model.decode(latents if self._filter is None else self._filter(latents)), self.model.space)
         stim = self.history.emit(self.latents.n_context, n)
         space = self.model.space
         chunk = Chunk(frames, stim, space.pspi(frames) if space.has_pspi else None, self.emitted, self._made_with)
