@@ -23,7 +23,7 @@ from paindiffusion.errors import MARKER, TMP_PREFIX, PainDiffusionError, claim_f
 from paindiffusion.facespace import FACS
 from paindiffusion.sequence import FaceSequence
 from test_hardening_files import cli, one_line, snapshot
-from test_hardening_inputs import refused, run
+from test_hardening_inputs import refused, run, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -224,17 +224,7 @@ def _calibrate_here(capsys, *args) -> tuple[int, str, str]:
     """The script in this process (as ``python scripts/calibrate_expressiveness.py ARGS``): no interpreter start."""
     import runpy
 
-    capsys.readouterr()
-    old, sys.argv = sys.argv, [str(SCRIPT), *map(str, args)]
-    try:
-        runpy.run_path(str(SCRIPT), run_name="__main__")
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    finally:
-        sys.argv = old
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_main(capsys, lambda: runpy.run_path(str(SCRIPT), run_name="__main__"), [SCRIPT, *args])
 
 
 def test_calibration_script_refuses_bad_arguments_in_one_line_before_measuring(tmp_path, packed_dir, tiny_checkpoint,

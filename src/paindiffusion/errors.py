@@ -9,8 +9,12 @@ Writing rules (docs/design.md §10):
   own folder and rename it into place only when it is complete: an error, Ctrl-C, SIGTERM or a kill never
   leaves a half-written file. Temporary names are unpredictable (``.pdtmp.<pid>.<random>.<name>``), created
   exclusively (``O_EXCL``) without following symlinks, and fsynced before the rename.
-* Folders we create hold a marker file (:data:`MARKER`). ``overwrite`` replaces only a marked folder, never an
-  unmarked one, never the input, the working directory or a folder above it.
+* One overwrite policy for folders and files. Folders we create hold a marker file (:data:`MARKER`) that records
+  their kind; ``overwrite`` replaces only a folder of the same kind (:func:`check_output_dir`), and an existing
+  file only if it is ours of the same type (:func:`check_output_file`). Never an input of the command (by
+  resolved path, symlinks followed, and by file identity: :func:`check_not_input`), the working directory or a
+  folder above it. A long job's folder is claimed atomically and locked while it writes (:func:`claim_folder`,
+  :func:`folder_lock`).
 * Stale temporaries are swept on the next write into the same folder: an entry named with our prefix whose
   writer process is gone and which is older than :data:`STALE_AFTER_S` (a killed run's leftovers).
 """

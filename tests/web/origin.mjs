@@ -2,23 +2,14 @@
 //   node origin.mjs DEMO_URL FOREIGN_URL   → prints one JSON object (tests/test_live_web.py asserts)
 // The foreign page (foreign.html, served by the test) opens the demo's WebSocket every 200 ms under both
 // loopback names and counts what opens; the same-origin tab's frame rate is measured meanwhile.
-import { chromium } from "playwright-core";
+import { launch, localContext } from "./browser.mjs";
 
 const [demo, foreign] = process.argv.slice(2);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const result = { outside: [] };
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-timer-throttling",
-         "--disable-renderer-backgrounding", "--disable-backgrounding-occluded-windows"],
-});
+const browser = await launch();
 try {
-  const context = await browser.newContext({ viewport: { width: 1060, height: 900 }, deviceScaleFactor: 1 });
-  await context.route("**/*", (route) => {
-    const u = new URL(route.request().url());
-    if (u.hostname !== "127.0.0.1" && u.hostname !== "localhost") { result.outside.push(u.href); return route.abort(); }
-    return route.continue();
-  });
+  const context = await localContext(browser, result.outside, ["127.0.0.1", "localhost"]);
   const evil = await context.newPage();
   await evil.goto(foreign);
   const page = await context.newPage();
