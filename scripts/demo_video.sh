@@ -4,7 +4,7 @@
 set -euo pipefail
 . "$(dirname "$0")/setup.sh"
 mkdir -p out
-paindiffusion generate --protocol biovid --seconds 60 --expressiveness high --seed 0 -o out/demo.npz
-paindiffusion render out/demo.npz -o out/demo.mp4 --side-by-side
-paindiffusion render out/demo.npz -o out/demo.arkit.json
+paindiffusion generate --protocol biovid --seconds 60 --expressiveness high --seed 0 -o out/demo.npz --overwrite
+paindiffusion render out/demo.npz -o out/demo.mp4 --side-by-side --overwrite
+paindiffusion render out/demo.npz -o out/demo.arkit.json --overwrite
 echo "done: out/demo.mp4 (video), out/demo.npz (frames, PSPI, stimulus), out/demo.arkit.json (ARKit-52 weights)"

@@ -5,6 +5,7 @@ the one set of tiny models (a real Denoiser with every weight random; real check
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -134,3 +135,15 @@ def study_copy(study_dir, tmp_path) -> Path:
     import shutil
 
     return Path(shutil.copytree(study_dir, tmp_path / "study"))
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A real 256 KiB tmpfs (needs root and mount; skipped with the reason otherwise)."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip() or 'not root'}): full/read-only FS not tested")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)

@@ -124,7 +124,7 @@ def test_sample_chunked_reaches_the_denoised_signal_with_both_schedules():
 def test_cli_refuses_a_folder_that_is_not_a_report(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     res = CliRunner().invoke(app, ["evaluate", "-o", str(tmp_path), "--draws", "1"])
-    assert res.exit_code != 0 and "not an earlier report" in str(res.exception)
+    assert res.exit_code != 0 and "only folders written by paindiffusion" in str(res.exception)
     res = CliRunner().invoke(app, ["evaluate", "-o", str(tmp_path / "new"), "--draws", "0"])
     assert res.exit_code != 0 and "--draws" in str(res.exception)
 

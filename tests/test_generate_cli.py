@@ -167,7 +167,8 @@ def test_protocol_controls_and_seeds(tmp_path, ckpt, capsys):
                         (["--expressiveness", "low"], {"expressiveness": PRESETS["low"]})):
         d = tmp_path / "d.npz"
         code, _, err = cli_inproc(["generate", "--protocol", "biovid", "--seconds", 8, "--checkpoint", ckpt, "-o", d,
-                                   "--expressiveness", "3.5", "--emotion", "Sadness", "--seed", 7, *extra], capsys)
+                                   "--expressiveness", "3.5", "--emotion", "Sadness", "--seed", 7, "--overwrite", *extra],
+                                  capsys)
         assert code == 0, err
         zd = load_npz(d)
         for k, v in meta.items():

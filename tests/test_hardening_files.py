@@ -1,4 +1,4 @@
-"""No data loss (issue 13, first class): --overwrite replaces only what we wrote, every file is written through
+"""No data loss: --overwrite replaces only what we wrote, every file is written through
 one atomic helper (unique exclusive temp, no symlink following), SIGTERM to a real process leaves nothing
 half-written, killed runs' temporaries are swept, training resume never unpickles, and write errors (a full
 or read-only file system, a file in the path, a folder as output) are one line.
@@ -226,7 +226,7 @@ class _Payload:
 def test_resume_never_runs_a_pickle(tmp_path, packed_dir):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
-    (run / MARKER).write_text("{}")
+    (run / MARKER).write_text('{"written_by": "paindiffusion", "kind": "training run"}')
     flag = tmp_path / "pwned"
     with open(run / "checkpoints" / "last.ckpt", "wb") as f:
         pickle.dump({"state_dict": _Payload(str(flag))}, f)
@@ -237,18 +237,6 @@ def test_resume_never_runs_a_pickle(tmp_path, packed_dir):
 
 
 # ---- write errors: one line, nothing left ----------------------------------------------------------------
-@pytest.fixture
-def small_fs(tmp_path):
-    """A real 256 KiB tmpfs (needs root and mount; skipped with the reason otherwise)."""
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip() or 'not root'}): full/read-only FS not tested")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
-
-
 def test_full_and_read_only_file_systems(small_fs, tmp_path):
     big = sequence(20000)
     big.save(tmp_path / "big.npz")

@@ -1,4 +1,4 @@
-"""Bad inputs, by class (issue 13): each gets one line naming the input and exit status 2, never a traceback
+"""Bad inputs, by class: each gets one line naming the input and exit status 2, never a traceback
 and never silently wrong output. Every case writes a real file and goes through ``paindiffusion.cli.main``
 (the console script's entry point, in-process to keep the suite fast). docs/bad-inputs.md lists them."""
 
@@ -25,11 +25,12 @@ from paindiffusion.stimulus import stimulus_from_csv
 torch.set_num_threads(1)
 
 
-def run(capsys, *args) -> tuple[int, str, str]:
+def run_main(capsys, main, argv: list) -> tuple[int, str, str]:
+    """``main()`` in this process as if started with ``argv``: (exit status, stdout, stderr)."""
     capsys.readouterr()
-    old, sys.argv = sys.argv, ["paindiffusion", *map(str, args)]
+    old, sys.argv = sys.argv, [str(a) for a in argv]
     try:
-        cli_module.main()
+        main()
         code = 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
@@ -37,6 +38,10 @@ def run(capsys, *args) -> tuple[int, str, str]:
         sys.argv = old
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+def run(capsys, *args) -> tuple[int, str, str]:
+    return run_main(capsys, cli_module.main, ["paindiffusion", *args])
 
 
 def refused(capsys, *args, words=()) -> str:

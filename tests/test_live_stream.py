@@ -130,7 +130,7 @@ def test_websocket_clients_come_and_go_100_times_while_25_fps_holds(model):
         got = 0
         async with aiohttp.ClientSession() as session:
             for i in range(100):
-                async with session.ws_connect(f"http://127.0.0.1:{port}/") as ws:
+                async with session.ws_connect(ws_out.url) as ws:  # a non-browser client: the token
                     if i % 10 == 0:  # every tenth client reads a frame before leaving
                         msg = await ws.receive(timeout=5)
                         doc = json.loads(msg.data)
@@ -205,7 +205,7 @@ def test_stdin_lines_with_garbage_hold_the_last_good_value(model, capfd):
 
     gen = LiveGenerator(model)
     p = gen.join(lambda f: None)
-    lines = io.StringIO("44\nwarm\nwarm\n99\nemotion Fear\n@0 expressiveness high\n\nemotion Boredom\n")
+    lines = io.BytesIO(b"44\nwarm\nwarm\n99\nemotion Fear\n@0 expressiveness high\n\nemotion Boredom\n")
     src = StdinIn(lambda patient, **c: p.set(**c), lines).start()
     src.thread.join(timeout=5)
     c = p.controls

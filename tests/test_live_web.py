@@ -125,3 +125,61 @@ def test_four_tabs_at_once_and_one_closing(run):
     alive = [f for f in r["after_close_fps"] if f is not None]
     assert r["after_close_fps"][1] is None and len(alive) == 3 and min(alive) >= 20
     assert max(r["lags"]) < 200  # the tabs that stayed were not held up
+
+
+FOREIGN_PAGE = """<!doctype html><meta charset="utf-8"><title>some other site</title>
+<script>
+window.attack = {tries: 0, opened: 0, frames: 0, errors: 0};
+function attempt(url) {
+  const ws = new WebSocket(url);
+  window.attack.tries++;
+  ws.onopen = () => { window.attack.opened++; ws.send(JSON.stringify({new_patient: 1})); };
+  ws.onmessage = () => { window.attack.frames++; };
+  ws.onerror = () => { window.attack.errors++; };
+}
+setInterval(() => { attempt("ws://127.0.0.1:PORT/ws"); attempt("ws://localhost:PORT/ws"); }, 200);
+</script><p>a page of another origin on this machine</p>"""
+
+
+def test_a_page_from_another_origin_cannot_use_the_demo_while_its_own_tab_keeps_25_fps(tmp_path):
+    """Cross-site WebSocket hijacking, tried by a real page in chromium: a page served from another origin on
+    localhost opens the demo's WebSocket every 200 ms under both loopback names; every attempt is refused (no
+    frame, no patient slot), while the demo's own tab keeps its frame rate. The heat slider's top (above the
+    default tolerance) shows the notice on the page."""
+    import torch
+    from aiohttp import web
+
+    from paindiffusion.checkpoint import PainModel
+    from paindiffusion.live.bridges import LoopThread, start_site
+    from paindiffusion.live.server import DemoServer
+
+    torch.set_num_threads(1)
+    server = DemoServer(PainModel.load(), port=0, size=320)
+    url = server.start()
+    port = url.rstrip("/").rsplit(":", 1)[1]
+    page = FOREIGN_PAGE.replace("PORT", port)
+    async def foreign_page(_):
+        return web.Response(text=page, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", foreign_page)
+    io = LoopThread("foreign-site")
+    runner = io.run(start_site(app, "127.0.0.1", 0, "foreign"))
+    foreign = f"http://localhost:{runner.addresses[0][1]}/"
+    try:
+        p = subprocess.run(["node", str(WEB / "origin.mjs"), url, foreign], cwd=WEB, capture_output=True, text=True,
+                           timeout=180)
+        assert p.returncode == 0, p.stderr[-2000:]
+        r = json.loads(p.stdout.strip().splitlines()[-1])
+        refused = server.guard.refused
+    finally:
+        io.run(runner.cleanup())
+        io.stop()
+        server.stop()
+    attack = r["foreign"]
+    assert attack["tries"] >= 30 and attack["opened"] == 0 and attack["frames"] == 0
+    # refused at the handshake (chromium spaces out its retries after refusals, so fewer reach the server than were
+    # tried); only the own tab is a patient
+    assert refused >= 10 and r["stats"]["patients"] == 1
+    assert r["fps"] >= 24 and r["errors"] == [] and r["outside"] == [], r
+    assert "felt as" in r["notice"]

@@ -121,7 +121,7 @@ def test_labels_file(tmp_path):
     p.write_text("video,emotion,subject\nclips/a.mp4,happiness,S1\nb,Fear,\n")
     assert read_labels(p) == {"a": {"emotion": "Happiness", "subject": "S1"}, "b": {"emotion": "Fear"}}
     p.write_text("video,emotion\nc,bored\n")
-    with pytest.raises(PainDiffusionError, match="row 2.*bored"):
+    with pytest.raises(PainDiffusionError, match="line 2.*bored"):
         read_labels(p)
     p.write_text("file,mood\nc,Fear\n")
     with pytest.raises(PainDiffusionError, match="header"):

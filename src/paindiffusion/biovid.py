@@ -53,3 +53,18 @@ def check_temperature(values, what: str = "stimulus", path: str | os.PathLike | 
         bad = v.flat[int(np.argmax((v < lo) | (v > hi)))]
         raise PainDiffusionError(f"{what} {bad:g} °C is outside {lo:g}-{hi:g} °C; is it in °C?", path)
     return v.astype(np.float32)
+
+
+def felt_temperature(celsius, tolerance):
+    """Heat as the patient feels it: min(T, tolerance). BioVid heats a subject up to their pain tolerance and
+    never above it (level 4 is the tolerance), so the data holds no face for hotter heat; a model fed more
+    extrapolates (50 °C at a 47.5 °C tolerance turned the head 48-90° aside and pinned every AU at 5)."""
+    return np.minimum(celsius, tolerance)
+
+
+def heat_notice(celsius: float, tolerance: float) -> str | None:
+    """The one-line notice for heat above the patient's tolerance (None when it is not above)."""
+    if not celsius > tolerance:
+        return None
+    return (f"heat {celsius:g} °C is above the patient's pain tolerance {tolerance:g} °C and is felt as "
+            f"{tolerance:g} °C (BioVid never heats above the tolerance); set a higher tolerance for a tougher patient")

@@ -67,7 +67,8 @@ class PainModel:
 
     # ---- files ------------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, half: bool = False) -> Path:
-        """Write the folder atomically; ``half`` stores fp16 weights (loaded back as fp32)."""
+        """Write the folder atomically; ``half`` stores fp16 weights (loaded back as fp32). The folder is loaded
+        back before it replaces ``path``: a checkpoint that :meth:`load` would refuse is never written."""
         path = Path(path)
         state = {f"denoiser.{k}": v for k, v in self.denoiser.state_dict().items()}
         state.update({f"standardizer.{k}": v for k, v in self.standardizer.state_dict().items()})
@@ -83,6 +84,11 @@ class PainModel:
             # The header's own checks miss flipped bytes inside tensor data: the config records a checksum.
             config["weights_sha256"] = hashlib.sha256((tmp / WEIGHTS).read_bytes()).hexdigest()
             (tmp / CONFIG).write_text(json.dumps(config, indent=1) + "\n")
+            try:
+                PainModel.load(tmp)
+            except PainDiffusionError as e:
+                raise PainDiffusionError(f"the checkpoint would not load ({str(e).split(': ', 1)[-1]}); nothing was "
+                                         "written", path) from None
         return path
 
     @classmethod
@@ -90,6 +96,9 @@ class PainModel:
         """Load a checkpoint folder (or its ``config.json`` / ``model.safetensors``); None = the shipped model."""
         path = default_checkpoint() if path is None else Path(path)
         if path.is_file():
+            if path.name not in (WEIGHTS, CONFIG):
+                raise PainDiffusionError(f"is a file, not a checkpoint folder; pass the folder that holds {WEIGHTS} and "
+                                         f"{CONFIG} (from 'paindiffusion train')", path)
             path = path.parent
         wpath, cpath = path / WEIGHTS, path / CONFIG
         for p in (wpath, cpath):

@@ -61,13 +61,16 @@ def pack(raw: Path = typer.Argument(..., help="BioVid-layout tree (from 'cohort'
 def plot(data: Path = typer.Argument(..., help="packed dataset folder"),
          recording: str = typer.Option(..., "--recording", "-r", help="recording name, e.g. s001"),
          out: Path = typer.Option(..., "-o", "--out", help="figure file (.png/.pdf/.svg)"),
-         seconds: Optional[float] = typer.Option(None, help="plot only the first SECONDS")):
+         seconds: Optional[float] = typer.Option(None, help="plot only the first SECONDS"),
+         overwrite: bool = typer.Option(False, help="replace OUT if it is a figure written earlier by this tool")):
     """Plot temperature, label and PSPI over time for one recording."""
     from .dataset import PackedData
-    from .plots import plot_stimulus_response
+    from .errors import check_output_file
+    from .plots import is_our_figure, plot_stimulus_response
 
     if seconds is not None and not (np.isfinite(seconds) and seconds > 0):
         raise PainDiffusionError(f"--seconds must be a positive number, got {seconds}")
+    check_output_file(out, overwrite, (data,), "figure", is_our_figure)
     d = PackedData(data)
     i = d.find(recording)
     r = d.recordings[i]
@@ -145,7 +148,8 @@ def generate(out: Path = typer.Option(..., "-o", "--out", help="output: .npz/.cs
              order: Optional[int] = typer.Option(None, help="override the sampler order (1 or 2)"),
              side_by_side: bool = typer.Option(False, "--side-by-side", help="mp4: add stimulus and PSPI curves under the face"),
              size: int = typer.Option(512, min=64, max=4096, help="mp4 frame size in pixels (even)"),
-             threads: Optional[int] = typer.Option(None, min=1, max=1024, help="CPU threads for torch")):
+             threads: Optional[int] = typer.Option(None, min=1, max=1024, help="CPU threads for torch"),
+             overwrite: bool = typer.Option(False, help="replace OUT if it is an output of the same type written earlier by this tool")):
     """Generate a face sequence from a stimulus with the shipped model (or --rule-based) and save or render it."""
     import dataclasses
 
@@ -153,10 +157,11 @@ def generate(out: Path = typer.Option(..., "-o", "--out", help="output: .npz/.cs
 
     from .conditions import ConditionSpec
     from .generate import generate_sequence, rule_based_sequence
-    from .render import check_output, save_output
+    from .render import check_new_output, save_output
     from .stimulus import protocol_trace, stimulus_from_csv
 
-    check_output(out, side_by_side)  # refuse a bad output name before any work
+    inputs = tuple(p for p in (stimulus, checkpoint) if p is not None)
+    check_new_output(out, side_by_side, overwrite, inputs)  # refuse a bad or taken output before any work
     if stimulus is not None and protocol is not None:
         raise PainDiffusionError("give either --stimulus FILE or --protocol biovid, not both")
     if protocol not in (None, "biovid"):
@@ -177,6 +182,7 @@ def generate(out: Path = typer.Option(..., "-o", "--out", help="output: .npz/.cs
             settings = dataclasses.replace(settings, **{k: v for k, v in (("levels", levels), ("order", order)) if v is not None}).validate()
             check_sampler_bounds(settings, model.config)
         seq = generate_sequence(trace, expressiveness, emotion, seed, model, settings, thr, tol)
+    check_new_output(out, side_by_side, overwrite, inputs)  # still allowed after the work
     save_output(out, seq, side_by_side=side_by_side, size=size)
     typer.echo(f"wrote {out}: {len(seq)} frames ({seq.seconds:.1f} s), mean PSPI {seq.pspi.mean():.2f}, "
                f"peak {seq.pspi.max():.2f}")
@@ -220,8 +226,28 @@ def options(quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress
     set_quiet(quiet)
 
 
+_shown: set = set()  # warnings already printed in this run: each text once, each ``once`` kind once
+
+
+def route_warnings() -> None:
+    """Every PainDiffusionWarning of this run reaches :func:`_show_warning` (one ``warning:`` line, each once)."""
+    import warnings
+
+    from .errors import PainDiffusionWarning
+
+    _shown.clear()  # a new run: each warning once again
+    warnings.simplefilter("always", PainDiffusionWarning)
+    warnings.showwarning = _show_warning
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    typer.echo(f"warning: {' '.join(str(message).split())}", err=True)
+    text = " ".join(str(message).split())
+    keys = {text, getattr(message, "once", None)} - {None}
+    if keys & _shown:
+        return
+    _shown.update(keys)
+    typer.echo(f"warning: {text}", err=True)
+
 
 app.command("stream")(stream_command)
 app.command("demo")(demo_command)
@@ -229,24 +255,24 @@ app.command("extract")(extract_command)
 app.command("prepare-biovid")(prepare_biovid_command)
 app.add_typer(study_app, name="study")
 
+
 def main() -> None:
     """Entry point: any user error, usage error or OS error is one line and exit status 2; SIGTERM and
     Ctrl-C exit 143 and 130 after the writers have removed their temporaries."""
-    import warnings
-
     try:  # typer ≥ 0.25 vendors click; older releases depend on it
         from typer._click import exceptions as click
     except ImportError:
         from click import exceptions as click
 
-    from .errors import PainDiffusionWarning, os_error
+    from .errors import os_error
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _on_signal)
-    warnings.simplefilter("always", PainDiffusionWarning)
-    warnings.showwarning = _show_warning
+    route_warnings()
+    returned = False  # the command ended by itself (a live command stops on Ctrl-C and says so)
     try:
         code = app(standalone_mode=False)
+        returned = code != 130
     except click.NoArgsIsHelpError as e:  # bare 'paindiffusion': the help, not an error
         typer.echo(e.format_message())
         code = 0
@@ -266,7 +292,8 @@ def main() -> None:
         typer.echo(f"error: {os_error(e, doing='failed')}", err=True)
         sys.exit(2)
     if _received or code == 130:  # typer turns KeyboardInterrupt into exit code 130
-        typer.echo("interrupted; no partial output was left", err=True)
+        if not returned:
+            typer.echo("interrupted; no partial output was left", err=True)
         sys.exit(128 + (_received[0] if _received else signal.SIGINT))
     sys.exit(code if isinstance(code, int) else 0)
 

@@ -17,10 +17,10 @@ def evaluate_command(
     quick: Annotated[bool, typer.Option("--quick/--full", help="quick (≤ 5 min on 2 cores) or the full run "
                                         "(all baselines, ablations, 20-min drift; ≤ 30 min)")] = True,
     draws: Annotated[Optional[int], typer.Option(help="held-out draws (new subjects and seeds each; default 3)")] = None,
-    seed: Annotated[int, typer.Option(help="sampling seed of the run (same seed, same report)")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=2**63 - 1, help="sampling seed of the run (same seed, same report)")] = 0,
     drift_minutes: Annotated[Optional[float], typer.Option(help="length of the long rollout in the full run "
                                                            "(default 20; 60 for the one-hour check)")] = None,
-    threads: Annotated[int, typer.Option(help="CPU threads for torch (1 is the most efficient on a shared machine: 'OpenMP threads spin-wait')")] = 1,
+    threads: Annotated[int, typer.Option(min=1, max=1024, help="CPU threads for torch (1 is the most efficient on a shared machine: 'OpenMP threads spin-wait')")] = 1,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show progress bars")] = True,
     as_seen: Annotated[bool, typer.Option("--as-seen", help="also score PSPI as a viewer sees it: render each "
                                           "generated sequence, read it back with the face tracker (needs .[track]; "
@@ -28,11 +28,12 @@ def evaluate_command(
 ) -> None:
     """Evaluate a model: paper-compatible and corrected metrics, baselines, controls, timing; one report."""
     from .checkpoint import PainModel
-    from .errors import PainDiffusionError
+    from .errors import PainDiffusionError, check_output_dir
     from .evaluation import EvalConfig, run_evaluation
+    from .evaluation.report import REPORT_KIND
 
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "report.json").is_file())):
-        raise PainDiffusionError("output exists and is not an earlier report folder; choose another -o", out)
+    inputs = tuple(p for p in (checkpoint, data) if p is not None)
+    check_output_dir(out, True, inputs, kind=REPORT_KIND)  # only an earlier report is replaced
     if draws is not None and draws < 1:
         raise PainDiffusionError(f"--draws must be at least 1 (got {draws})")
     if drift_minutes is not None and not drift_minutes > 0:

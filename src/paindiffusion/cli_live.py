@@ -3,6 +3,7 @@ streaming to robots and avatars over OSC, WebSocket or stdout, controlled over O
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 import webbrowser
@@ -26,13 +27,19 @@ def _load(checkpoint: Optional[Path], threads: int):
 
 
 def _wait(seconds: Optional[float]) -> None:
-    """Until --seconds have passed (forever without it) or Ctrl-C."""
+    """Until --seconds have passed (forever without it) or Ctrl-C / SIGTERM, the usual way to stop a live
+    command: it then says "stopped" (it writes no files, so there is no partial output to speak of)."""
     end = None if seconds is None else time.monotonic() + seconds
     try:
         while end is None or time.monotonic() < end:
             time.sleep(0.2 if end is None else max(0.0, min(0.2, end - time.monotonic())))
     except KeyboardInterrupt:
-        pass
+        typer.echo("stopped", err=True)
+
+
+def _check_token(token: Optional[str]) -> None:
+    if token is not None and not re.fullmatch(r"[A-Za-z0-9_.~-]{8,128}", token):
+        raise PainDiffusionError("--token must be 8-128 letters, digits or _.~- (it goes into a URL)")
 
 
 def serve_until_stopped(server, url: str, open_browser: bool, seconds: Optional[float]) -> None:
@@ -54,8 +61,11 @@ def demo_command(
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="model folder (default: the shipped one)")] = None,
     threads: Annotated[int, typer.Option("--threads", help="torch CPU threads")] = 1,
     seconds: Annotated[Optional[float], typer.Option("--seconds", help="stop after SECONDS (default: until Ctrl-C)")] = None,
+    token: Annotated[Optional[str], typer.Option("--token", help="token that non-browser WebSocket clients add as "
+                                                 "?token=… (default: a new random one, printed at start)")] = None,
 ) -> None:
-    """A live face that reacts to heat, in a local web page (127.0.0.1; no network needed)."""
+    """A live face that reacts to heat, in a local web page (127.0.0.1; no network needed). Only the page itself
+    (Host and Origin 127.0.0.1/localhost at this port) can use it; other pages on the web are refused."""
     from .live.server import DemoServer
 
     if not 0 <= port < 65536:
@@ -66,9 +76,10 @@ def demo_command(
         raise PainDiffusionError(f"--viewers {viewers} must be 1-64")
     if seconds is not None and not seconds > 0:
         raise PainDiffusionError(f"--seconds {seconds} must be positive")
-    server = DemoServer(_load(checkpoint, threads), port=port, size=size, max_viewers=viewers)
+    _check_token(token)
+    server = DemoServer(_load(checkpoint, threads), port=port, size=size, max_viewers=viewers, token=token)
     url = server.start()
-    typer.echo(f"PainDiffusion live demo: {url}  (Ctrl-C to stop)", err=False)
+    typer.echo(f"PainDiffusion live demo: {url}  (Ctrl-C to stop; non-browser clients: {server.client_url})", err=False)
     serve_until_stopped(server, url, open_browser, seconds)
 
 
@@ -76,7 +87,11 @@ def stream_command(
     osc: Annotated[Optional[list[str]], typer.Option("--osc", help="send OSC to HOST:PORT (repeatable)")] = None,
     fmt: Annotated[str, typer.Option("--format", help="OSC content: facs (/paindiffusion/... addresses) or "
                                      "arkit (VMC /VMC/Ext/Blend/Val + Apply)")] = "facs",
-    websocket: Annotated[Optional[int], typer.Option("--websocket", help="serve JSON frames on ws://127.0.0.1:PORT/")] = None,
+    websocket: Annotated[Optional[int], typer.Option("--websocket", help="serve JSON frames on ws://127.0.0.1:PORT/ "
+                                                     "(non-browser clients add ?token=…, printed at start)")] = None,
+    token: Annotated[Optional[str], typer.Option("--token", help="the --websocket token (default: a new random one)")] = None,
+    allow_origin: Annotated[Optional[list[str]], typer.Option("--allow-origin", help="a web page origin that may read "
+                                                              "--websocket, e.g. http://localhost:3000 (repeatable)")] = None,
     stdout: Annotated[bool, typer.Option("--stdout", help="write one JSON line per frame")] = False,
     inputs: Annotated[Optional[list[str]], typer.Option("--input", help="controls from osc:PORT, serial:DEVICE, "
                                                         "stdin or FILE.csv (repeatable)")] = None,
@@ -110,6 +125,11 @@ def stream_command(
         raise PainDiffusionError(f"--seed {seed} must be 0 or more")
     if websocket is not None and not 0 <= websocket < 65536:
         raise PainDiffusionError(f"--websocket {websocket} must be a port 0-65535")
+    _check_token(token)
+    for origin in allow_origin or []:
+        if not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise PainDiffusionError(f"--allow-origin {origin!r} must be an origin: scheme and host[:port], "
+                                     "e.g. http://localhost:3000")
     mapped = RangeMap(mapping)
     if mapping is not None and not any(s.startswith("serial:") for s in inputs or []):
         raise PainDiffusionError("--map applies to --input serial:DEVICE; add one or drop --map")
@@ -118,7 +138,7 @@ def stream_command(
     try:
         outputs += [OscOut(target, fmt, batch, model.space) for target in osc or []]
         if websocket is not None:
-            outputs.append(WebSocketOut(websocket))
+            outputs.append(WebSocketOut(websocket, token=token, allow=tuple(allow_origin or ())))
         if stdout:
             outputs.append(StdoutOut())
         generator = LiveGenerator(model)
@@ -148,7 +168,7 @@ def stream_command(
         generator.start()
         for s in sources:
             s.start()
-        what = ", ".join([f"OSC {fmt} → {t}" for t in osc or []] + ([f"ws://127.0.0.1:{websocket}/"] if websocket is not None else [])
+        what = ", ".join([f"OSC {fmt} → {t}" for t in osc or []] + [o.url for o in outputs if isinstance(o, WebSocketOut)]
                          + (["stdout"] if stdout else []))
         typer.echo(f"streaming {batch} patient(s) at 25 fps: {what}; inputs: {', '.join(inputs or []) or 'none'}", err=True)
         _wait(seconds)

@@ -16,11 +16,14 @@ def render_command(
                                                "under the face (mp4 only)")] = False,
     size: Annotated[int, typer.Option("--size", min=64, max=4096, help="video frame width and height in pixels (even); "
                                       "the face fills about 3/4 of the height")] = 512,
+    overwrite: Annotated[bool, typer.Option(help="replace OUT if it is an output of the same type written "
+                                            "earlier by this tool")] = False,
 ) -> None:
     """Render a saved face sequence to an mp4 (25 fps, H.264), or export it for avatars and robots."""
-    from .render import save_output
+    from .render import check_new_output, save_output
     from .sequence import FaceSequence
 
+    check_new_output(out, side_by_side, overwrite, (frames,))
     seq = FaceSequence.load(frames)
     path = save_output(out, seq, side_by_side=side_by_side, size=size)
     typer.echo(f"wrote {path} ({len(seq)} frames, {seq.seconds:.1f} s)")

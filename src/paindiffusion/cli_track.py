@@ -14,7 +14,7 @@ def extract_command(
     out: Annotated[Path, typer.Option("-o", "--out", help="folder for one OUT/<name>.npz face sequence per video")],
     shard: Annotated[Optional[str], typer.Option(help="K/N: process only every N-th video starting at K (0-based), "
                                                  "e.g. $SLURM_ARRAY_TASK_ID/16 in a Slurm job array")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="parallel worker processes (default: one per core)")] = None,
+    workers: Annotated[Optional[int], typer.Option(min=1, max=1024, help="parallel worker processes (default: one per core)")] = None,
     labels: Annotated[Optional[Path], typer.Option(help="CSV with columns name (or video) and emotion (optional subject); "
                                                    "without it the emotion comes from the AU rule")] = None,
 ) -> None:
@@ -45,11 +45,11 @@ def prepare_biovid_command(
                                                        "or a FLAME <rec>.npz with expr/jaw_pose) instead of tracking")] = None,
     face_space: Annotated[str, typer.Option(help="face space of --faces-from arrays: facs or flame")] = "facs",
     labels: Annotated[Optional[Path], typer.Option(help="CSV with name and emotion (optional subject) per recording")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="parallel extraction processes (default: one per core)")] = None,
+    workers: Annotated[Optional[int], typer.Option(min=1, max=1024, help="parallel extraction processes (default: one per core)")] = None,
     val: Annotated[float, typer.Option(help="share of subjects held out for validation")] = 0.15,
     test: Annotated[float, typer.Option(help="share of subjects held out for testing")] = 0.15,
-    seed: Annotated[int, typer.Option(help="seed of the subject split")] = 0,
-    overwrite: Annotated[bool, typer.Option(help="replace OUT if it exists")] = False,
+    seed: Annotated[int, typer.Option(min=0, max=2**63 - 1, help="seed of the subject split")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="replace OUT if it is a packed dataset written earlier by this tool")] = False,
 ) -> None:
     """Turn a BioVid-style tree of videos and 32 Hz streams into a packed dataset for 'paindiffusion train'."""
     from .dataset import PackedData

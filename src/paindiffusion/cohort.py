@@ -36,6 +36,10 @@ from .sequence import FPS
 from .biovid import BASELINE_C, STIMULUS_HZ, stimulus_index  # noqa: F401  (stimulus_index: re-exported)
 from .biovid import MAX_LEVEL_C as MAX_C
 
+# |head angle| at the 99.9th percentile of all frames (degrees), measured on the shipped model's training cohort
+# (300 subjects × 10 min, seed 2026; max 29.2 / 38.9 / 18.6); tests/test_heat_limits.py re-measures a sample.
+# Generated faces stay inside it whatever the controls (stream.limit_head_pose).
+HEAD_POSE_P999_DEG = {"head_pitch": 15.7, "head_yaw": 20.6, "head_roll": 9.0}
 MAX_MINUTES = 240.0  # per recording: a recording is simulated in memory (~0.5 MB per minute)
 MAX_SUBJECTS = 10_000
 PLATEAU_S = 4.0

@@ -205,8 +205,9 @@ class ConditionSpec:
         lo, hi = self.expressiveness_range
         if not lo <= value <= hi:
             clamped = float(min(max(value, lo), hi))
-            warnings.warn(f"expressiveness {value:g} is outside the range this model was trained on ({lo:g}-{hi:g}); "
-                          f"using {clamped:g}", PainDiffusionWarning, stacklevel=2)
+            warnings.warn(PainDiffusionWarning(f"expressiveness {value:g} is outside the range this model was trained on "
+                                               f"({lo:g}-{hi:g}); using {clamped:g}", once="expressiveness clamped"),
+                          stacklevel=2)
             return clamped
         return float(value)
 

@@ -31,6 +31,7 @@ from .sequence import FPS
 
 FORMAT = "paindiffusion-packed"
 VERSION = 1
+KIND = "packed dataset"  # the kind its folder's marker records (errors.MARKER)
 
 
 EXPRESSIVENESS_DEFINITIONS = ("reactivity", "mean_pspi")
@@ -124,55 +125,63 @@ def split_subjects(subjects: list[str], seed: int, val: float, test: float) -> d
     return {s: ("test" if i < n_test else "val" if i < n_test + n_val else "train") for i, s in enumerate(order)}
 
 
+def write_npy(path: Path, parts, dtype, shape: tuple) -> None:
+    """Write an .npy of ``shape`` from ``parts`` (arrays whose rows concatenate to it) with plain sequential
+    writes. A memory-mapped file would fault (SIGBUS, no error, no clean-up) when a full disk or tmpfs cannot
+    back a page; a write raises ENOSPC, which the atomic writer reports in one line after removing its folder."""
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": np.dtype(dtype).str, "fortran_order": False, "shape": shape})
+        for a in parts:
+            f.write(np.ascontiguousarray(a, dtype=dtype).tobytes())
+
+
+def input_files(dirs: list[Path]) -> list[Path]:
+    """Every recording folder and every file in it: what ``pack`` reads, so that an output reached through a
+    symlink among them counts as overlapping the input."""
+    return [*dirs, *(f for d in dirs for f in d.iterdir())]
+
+
 def pack(raw: str | os.PathLike, out: str | os.PathLike, *, val: float = 0.15, test: float = 0.15,
-         seed: int = 0, default_space: str = "facs", overwrite: bool = False) -> Path:
-    """Validate every recording under ``raw`` and write the packed store ``out`` (all or nothing)."""
+         seed: int = 0, default_space: str = "facs", overwrite: bool = False, source: str | None = None) -> Path:
+    """Validate every recording under ``raw`` and write the packed store ``out`` (all or nothing); ``source``
+    is what the store records as its origin (default: ``raw``)."""
     raw, out = Path(raw), Path(out)
     if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
         raise PainDiffusionError(f"split shares must be in [0, 1) and leave room for training (got val {val}, test {test})")
-    check_output_dir(out, overwrite, inputs=(raw,))  # before reading every recording
+    check_output_dir(out, overwrite, inputs=(raw,), kind=KIND)  # before reading every recording
     dirs = find_recordings(raw)
+    inputs = (raw, *input_files(dirs))
+    check_output_dir(out, overwrite, inputs=inputs, kind=KIND)
     recs = [load_recording(d, default_space) for d in progress(dirs, "pack: reading", unit="recording")]  # validates everything before writing anything
     spaces = {r.space.name for r in recs}
     if len(spaces) > 1:
         raise PainDiffusionError(f"recordings mix face spaces {sorted(spaces)}; pack each space separately", raw)
     split = split_subjects([r.subject for r in recs], seed, val, test)
-    with atomic_directory(out, "packed dataset", overwrite, inputs=(raw,)) as tmp:
+    with atomic_directory(out, KIND, overwrite, inputs=inputs) as tmp:
         n = sum(len(r.frames) for r in recs)
-        dim = recs[0].space.dim
-        arrays = {
-            "frames": np.lib.format.open_memmap(tmp / "frames.npy", "w+", np.float32, (n, dim)),
-            "stimulus": np.lib.format.open_memmap(tmp / "stimulus.npy", "w+", np.float32, (n,)),
-            "label": np.lib.format.open_memmap(tmp / "label.npy", "w+", np.int8, (n,)),
-            "pspi": np.lib.format.open_memmap(tmp / "pspi.npy", "w+", np.float32, (n,)),
-        }
+        write_npy(tmp / "frames.npy", (r.frames for r in recs), np.float32, (n, recs[0].space.dim))
+        write_npy(tmp / "stimulus.npy", (r.stimulus for r in recs), np.float32, (n,))
+        write_npy(tmp / "label.npy", (r.label for r in recs), np.int8, (n,))
+        write_npy(tmp / "pspi.npy", (r.pspi if r.pspi is not None else np.full(len(r.frames), np.nan) for r in recs),
+                  np.float32, (n,))
         index, offset = [], 0
         for r in recs:
-            s = slice(offset, offset + len(r.frames))
-            arrays["frames"][s] = r.frames
-            arrays["stimulus"][s] = r.stimulus
-            arrays["label"][s] = r.label
-            arrays["pspi"][s] = r.pspi if r.pspi is not None else np.nan
             index.append({"name": r.name, "subject": r.subject, "offset": offset, "length": len(r.frames),
                           "split": split[r.subject], "emotion": r.emotion,
                           "expressiveness": expressiveness_of(r.pspi, r.label)})
             offset += len(r.frames)
-        for a in arrays.values():
-            a.flush()
-        train = np.concatenate([np.arange(e["offset"], e["offset"] + e["length"]) for e in index if e["split"] == "train"] or [np.arange(0)])
-        stats_rows = train if len(train) else np.arange(n)
-        f = arrays["frames"][stats_rows]
-        st = arrays["stimulus"][stats_rows]
+        train = [r for r in recs if split[r.subject] == "train"] or recs
+        f = np.concatenate([np.asarray(r.frames, np.float32) for r in train])
+        st = np.concatenate([np.asarray(r.stimulus, np.float32) for r in train])
         meta = {
             "format": FORMAT, "version": VERSION, "face_space": recs[0].space.name,
-            "channels": list(recs[0].space.channels), "fps": FPS, "source": str(raw), "split_seed": seed,
+            "channels": list(recs[0].space.channels), "fps": FPS, "source": source or str(raw), "split_seed": seed,
             "expressiveness_definition": EXPRESSIVENESS_DEFINITIONS[0],
             # Per-channel statistics of the training split: the model standardises latents with them (docs/design.md §2).
             "stats": {"frames_mean": f.mean(0).tolist(), "frames_std": f.std(0).tolist(),
                       "stimulus_mean": float(st.mean()), "stimulus_std": float(st.std())},
             "recordings": index,
         }
-        del arrays
         (tmp / "index.json").write_text(json.dumps(meta, indent=1) + "\n")
     return out
 

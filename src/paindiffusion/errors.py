@@ -9,8 +9,12 @@ Writing rules (docs/design.md §10):
   own folder and rename it into place only when it is complete: an error, Ctrl-C, SIGTERM or a kill never
   leaves a half-written file. Temporary names are unpredictable (``.pdtmp.<pid>.<random>.<name>``), created
   exclusively (``O_EXCL``) without following symlinks, and fsynced before the rename.
-* Folders we create hold a marker file (:data:`MARKER`). ``overwrite`` replaces only a marked folder, never an
-  unmarked one, never the input, the working directory or a folder above it.
+* One overwrite policy for folders and files. Folders we create hold a marker file (:data:`MARKER`) that records
+  their kind; ``overwrite`` replaces only a folder of the same kind (:func:`check_output_dir`), and an existing
+  file only if it is ours of the same type (:func:`check_output_file`). Never an input of the command (by
+  resolved path, symlinks followed, and by file identity: :func:`check_not_input`), the working directory or a
+  folder above it. A long job's folder is claimed atomically and locked while it writes (:func:`claim_folder`,
+  :func:`folder_lock`).
 * Stale temporaries are swept on the next write into the same folder: an entry named with our prefix whose
   writer process is gone and which is older than :data:`STALE_AFTER_S` (a killed run's leftovers).
 """
@@ -40,14 +44,20 @@ class PainDiffusionError(ValueError):
 
 
 class PainDiffusionWarning(UserWarning):
-    """Input that is accepted but probably not what was meant (the CLI prints it as one ``warning:`` line)."""
+    """Input that is accepted but probably not what was meant (the CLI prints it as one ``warning:`` line).
+    ``once`` names a kind of warning the CLI shows once per run, however often it recurs (a clamped value in
+    every one of 700 generated sequences is one fact)."""
+
+    def __init__(self, message: str, once: str | None = None):
+        super().__init__(message)
+        self.once = once
 
 
-def warn(message: str, path: object | None = None) -> None:
+def warn(message: str, path: object | None = None, once: str | None = None) -> None:
     import warnings
 
     message = " ".join(str(message).split())
-    warnings.warn(f"{path}: {message}" if path is not None else message, PainDiffusionWarning, stacklevel=3)
+    warnings.warn(PainDiffusionWarning(f"{path}: {message}" if path is not None else message, once), stacklevel=3)
 
 
 _OS_ADVICE = {
@@ -181,17 +191,70 @@ def atomic_file(path: str | os.PathLike, text: bool = False):
             pass
 
 
-def is_ours(folder: Path, known_files: tuple[str, ...] = ()) -> bool:
-    """A folder we wrote: it holds :data:`MARKER` (or, written before markers existed, only ``known_files``)."""
+def marker_kind(folder: Path) -> str | None:
+    """The kind of output recorded in ``folder``'s :data:`MARKER` ("cohort", "packed dataset", "training run",
+    "checkpoint", "evaluation report"); None when there is no readable marker."""
+    try:
+        doc = json.loads((Path(folder) / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    kind = doc.get("kind") if isinstance(doc, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def is_ours(folder: Path, kind: str | None = None, known_files: tuple[str, ...] = ()) -> bool:
+    """A folder we wrote: it holds :data:`MARKER` (of ``kind``, when given), or, written before markers existed,
+    only ``known_files``."""
+    folder = Path(folder)
     if (folder / MARKER).is_file():
-        return True
+        return kind is None or marker_kind(folder) == kind
     names = {p.name for p in folder.iterdir()}
     return bool(known_files) and names <= set(known_files) and bool(names)
 
 
-def check_output_dir(out: Path, overwrite: bool, inputs: tuple = (), known_files: tuple[str, ...] = ()) -> None:
+def identity(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of the file or folder ``path`` names, symlinks followed; None if there is none."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def overlapping_input(out: Path, inputs) -> Path | None:
+    """The first input that is the output, lies inside it or holds it. Paths are compared resolved (symlinks of
+    the inputs followed, so a link into the output counts as the output) and by file identity (a hard link,
+    a bind mount or another spelling of the same file)."""
+    real, same = Path(out).resolve(), identity(out)
+    for i in inputs:
+        ri = Path(i).resolve()
+        if real == ri or real in ri.parents or ri in real.parents or (same is not None and identity(i) == same):
+            return Path(i)
+    return None
+
+
+def check_not_input(out: Path, inputs) -> None:
+    """Refuse an output that is (or holds, or lies in) one of the command's inputs: it is never written."""
+    hit = overlapping_input(out, inputs)
+    if hit is not None:
+        raise PainDiffusionError(f"the output overlaps the input {hit}; write to a separate path", out)
+
+
+def _nested_output(folder: Path) -> Path | None:
+    """An output of ours inside ``folder`` (a training run's model, a report in a cohort): replacing the
+    folder would delete it too."""
+    for root, dirs, files in os.walk(folder):
+        if root != str(folder) and MARKER in files:
+            return Path(root)
+        dirs[:] = [d for d in dirs if not d.startswith(TMP_PREFIX)]
+    return None
+
+
+def check_output_dir(out: Path, overwrite: bool, inputs: tuple = (), known_files: tuple[str, ...] = (),
+                     kind: str = "output") -> None:
     """Refuse an output folder that may not be (re)written: a file; a non-empty folder without ``overwrite``;
-    with ``overwrite``, anything we did not write, an input, the working directory or a folder above it."""
+    with ``overwrite``, anything that is not a ``kind`` we wrote, an input, the working directory or a folder
+    above it, or a folder that holds another of our outputs."""
     out = Path(out)
     if out.is_symlink():
         raise PainDiffusionError("the output is a symbolic link; give a real folder path", out)
@@ -206,38 +269,89 @@ def check_output_dir(out: Path, overwrite: bool, inputs: tuple = (), known_files
     if real == cwd or real in cwd.parents:
         raise PainDiffusionError("--overwrite would delete the working directory or a folder above it; "
                                  "give a new folder for the output", out)
-    for i in inputs:
-        ri = Path(i).resolve()
-        if real == ri or real in ri.parents or ri in real.parents:
-            raise PainDiffusionError(f"the output overlaps the input {i}; write to a separate folder", out)
-    if not is_ours(out, known_files):
-        raise PainDiffusionError(f"--overwrite replaces only folders written by paindiffusion (they hold {MARKER}); "
+    check_not_input(out, inputs)
+    if not is_ours(out, None, known_files):
+        raise PainDiffusionError(f"paindiffusion replaces only folders written by paindiffusion (they hold {MARKER}); "
                                  "this one was not, so it is left alone: choose another path", out)
+    if not is_ours(out, kind, known_files):
+        raise PainDiffusionError(f"paindiffusion replaces only a {kind} written by paindiffusion; this folder holds a "
+                                 f"{marker_kind(out) or 'paindiffusion output of unknown kind'}, so it is left alone: "
+                                 "choose another path", out)
+    nested = _nested_output(out)
+    if nested is not None:
+        raise PainDiffusionError(f"it holds another paindiffusion output ({nested}, a {marker_kind(nested)}) that "
+                                 "replacing it would delete; move that away or choose another path", out)
+
+
+def check_output_file(out: Path, overwrite: bool, inputs: tuple = (), kind: str = "output file",
+                      recognise=None) -> None:
+    """The file counterpart of :func:`check_output_dir`: an input is never written; an existing file is
+    replaced only with ``overwrite`` and only if ``recognise(out)`` says it is a ``kind`` we wrote."""
+    out = Path(out)
+    if out.is_dir() and not out.is_symlink():
+        raise PainDiffusionError("the output is a folder; give a file name", out)
+    check_not_input(out, inputs)
+    if not (out.exists() or out.is_symlink()):
+        return
+    if not overwrite:
+        raise PainDiffusionError("output file exists; choose another path or pass --overwrite", out)
+    if out.is_symlink() or recognise is None or not recognise(out):
+        raise PainDiffusionError(f"--overwrite replaces only a {kind} written by paindiffusion; this file is not "
+                                 "one, so it is left alone: choose another path", out)
 
 
 def claim_folder(out: Path, kind: str, inputs: tuple = ()) -> Path:
-    """A folder that a long job writes into directly (a training run): new or empty, or one of ours (it is
-    continued, e.g. resumed). Never an input or an unmarked folder; marked as ours."""
+    """A folder that a long job writes into directly (a training run): new or empty, or a ``kind`` of ours (it
+    is continued, e.g. resumed). Never an input, an unmarked folder or another kind; marked as ours. A new
+    folder appears with its marker in one rename, so a refused or failed claim leaves nothing."""
     out = Path(out)
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise PainDiffusionError("the output exists and is not a folder; choose another path", out)
-    real = out.resolve()
-    for i in inputs:
-        ri = Path(i).resolve()
-        if real == ri or real in ri.parents or ri in real.parents:
-            raise PainDiffusionError(f"the output overlaps the input {i}; write to a separate folder", out)
-    if out.exists() and any(out.iterdir()) and not is_ours(out):
-        raise PainDiffusionError(f"folder is not empty and was not written by paindiffusion (no {MARKER}); "
+    check_not_input(out, inputs)
+    if out.exists() and any(out.iterdir()) and not is_ours(out, kind):
+        what = marker_kind(out)
+        raise PainDiffusionError(f"folder holds a {what} of paindiffusion, not a {kind}; choose a new folder" if what
+                                 else f"folder is not empty and was not written by paindiffusion (no {MARKER}); "
                                  "choose a new folder", out)
-    _prepare_parent(out)
-    try:
-        out.mkdir(exist_ok=True)
-        if not (out / MARKER).is_file():
-            with atomic_file(out / MARKER, text=True) as f:
-                f.write(json.dumps({"written_by": "paindiffusion", "kind": kind}) + "\n")
-    except OSError as e:
-        raise os_error(e, out) from None
+    if out.is_dir() and (out / MARKER).is_file():
+        return out
+    with atomic_directory(out, kind, overwrite=False):  # an empty folder is replaced by the marked one
+        pass
     return out
+
+
+LOCK = ".paindiffusion-lock"
+
+
+@contextmanager
+def folder_lock(folder: Path, what: str):
+    """Hold an exclusive lock on ``folder`` (``flock`` on :data:`LOCK` inside it) while the block runs: a
+    second writer is refused at once, in one line, instead of both writing the same files."""
+    import fcntl
+
+    path = Path(folder) / LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError as e:
+        raise os_error(e, path, "cannot lock the folder") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "another process"
+            raise PainDiffusionError(f"another {what} (process {holder}) is writing into this folder; wait for it "
+                                     "to finish or choose another folder", folder) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:
+            yield folder
+        finally:
+            try:
+                os.unlink(path)  # before unlocking: a later writer starts from a fresh lock file
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
 
 
 @contextmanager
@@ -245,9 +359,9 @@ def atomic_directory(out: Path, kind: str = "output", overwrite: bool = True, in
                      known_files: tuple[str, ...] = ()):
     """Build a folder under a temporary name beside ``out``; it replaces ``out`` only if the block succeeds,
     so an error (or a kill) never leaves a half-written dataset, cohort or checkpoint behind. The folder gets
-    :data:`MARKER`; an existing ``out`` is replaced only as :func:`check_output_dir` allows."""
+    :data:`MARKER` naming ``kind``; an existing ``out`` is replaced only as :func:`check_output_dir` allows."""
     out = Path(out)
-    check_output_dir(out, overwrite, inputs, known_files)
+    check_output_dir(out, overwrite, inputs, known_files, kind)
     _prepare_parent(out)
     tmp = _tmp_name(out)
     try:
@@ -259,7 +373,7 @@ def atomic_directory(out: Path, kind: str = "output", overwrite: bool = True, in
         try:
             yield tmp
             (tmp / MARKER).write_text(json.dumps({"written_by": "paindiffusion", "kind": kind}) + "\n")
-            check_output_dir(out, overwrite, inputs, known_files)  # still allowed after the (long) build
+            check_output_dir(out, overwrite, inputs, known_files, kind)  # still allowed after the (long) build
             if out.exists():
                 old = _tmp_name(out, ".old")
                 os.replace(out, old)  # set aside, so the swap is one rename and the old one goes only after it

@@ -45,9 +45,28 @@ def plot_stimulus_response(path: str | os.PathLike, stimulus: np.ndarray, pspi: 
     axes[-1].set_xlabel("time (s)")
     if title:
         ax_t.set_title(title, fontsize=10)
+    fmt = path.suffix.lower()[1:]
     try:
         with atomic_file(path) as f:
-            fig.savefig(f, dpi=110, format=path.suffix.lower()[1:])
+            fig.savefig(f, dpi=110, format=fmt, metadata={FIGURE_TAG_KEY[fmt]: FIGURE_TAG})
     finally:
         plt.close(fig)
     return path
+
+
+FIGURE_TAG = "paindiffusion"  # written into every figure's metadata: what --overwrite recognises as ours
+FIGURE_TAG_KEY = {"png": "Software", "pdf": "Creator", "svg": "Creator"}
+FIGURE_TAG_BYTES = (b"Software\x00paindiffusion", b"/Creator (paindiffusion)", b"<dc:title>paindiffusion</dc:title>")
+
+
+def is_our_figure(path: str | os.PathLike) -> bool:
+    """A figure that :func:`plot_stimulus_response` wrote: its metadata names us (PNG tEXt chunk near the
+    start, PDF info dictionary near the end, SVG metadata near the start)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+            f.seek(max(0, os.fstat(f.fileno()).st_size - (1 << 16)))
+            tail = f.read()
+    except OSError:
+        return False
+    return any(tag in head or tag in tail for tag in FIGURE_TAG_BYTES)

@@ -93,8 +93,8 @@ def _read_face(d: Path, name: str, space: FaceSpace) -> np.ndarray:
     raise PainDiffusionError(f"missing face array; each recording needs {name}_face.npy or {name}_face.csv", d)
 
 
-def load_recording(d: Path, default_space: str = "facs") -> RawRecording:
-    """Read and validate one recording folder."""
+def read_meta(d: Path, default_space: str = "facs") -> tuple[dict, FaceSpace, str | None]:
+    """A recording's optional ``<rec>.json``: (meta, face space, emotion or None), checked."""
     name = d.name
     meta_path = d / f"{name}.json"
     meta = {}
@@ -113,14 +113,28 @@ def load_recording(d: Path, default_space: str = "facs") -> RawRecording:
         emotion = None if emotion is None else EMOTIONS[emotion_index(emotion)]
     except PainDiffusionError as e:  # name the file that holds the bad value
         raise PainDiffusionError(str(e), meta_path if meta_path.is_file() else d) from None
-    t_temp, temp = read_stream(d / f"{name}_temp.csv", "temperature")
-    t_lab, label = read_stream(d / f"{name}_label.csv", "label")
+    return meta, space, emotion
+
+
+def read_streams(d: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A recording's 32 Hz temperature (°C) and label (0-4) streams, checked and of equal length."""
+    name = d.name
+    _, temp = read_stream(d / f"{name}_temp.csv", "temperature")
+    _, label = read_stream(d / f"{name}_label.csv", "label")
     check_temperature(temp, "temperature", d / f"{name}_temp.csv")
     if np.any((label < 0) | (label > 4) | (label != np.round(label))):
         bad = label[(label < 0) | (label > 4) | (label != np.round(label))][0]
         raise PainDiffusionError(f"label {bad:g} is not one of 0-4 (0 = baseline, 1-4 = pain level)", d / f"{name}_label.csv")
     if len(temp) != len(label):
         raise PainDiffusionError(f"temperature has {len(temp)} samples but label has {len(label)}; both must be the same 32 Hz stream", d)
+    return temp, label
+
+
+def load_recording(d: Path, default_space: str = "facs") -> RawRecording:
+    """Read and validate one recording folder."""
+    name = d.name
+    meta, space, emotion = read_meta(d, default_space)
+    temp, label = read_streams(d)
     frames = _read_face(d, name, space)
     # BioVid alignment (docs/design.md §1): frame f reads stream sample floor(f / 25 × 32). Video a little longer than
     # the stream (< 1 s, e.g. a trailing partial second) is cut; a bigger gap means mismatched files.

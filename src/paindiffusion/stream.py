@@ -1,16 +1,17 @@
 """Rolling diffusion-forcing generation: one code path for live streams and offline sequences.
 
-The window holds ``context`` clean stacks followed by ``levels`` noisy stacks, stack j at the j-th noise
-level counted from the clean end (the u = 1 pyramid, docs/design.md). Every :meth:`PainStream.step` makes one
-guided model call that moves every noisy stack one level down the σ grid; the stack that reaches σ = 0 is
-emitted, joins the context, and a fresh stack of pure noise enters at the far end. So each frame is denoised
+The window holds ``context`` clean stacks followed by ``levels`` stacks of noisy frames, each at a fixed rank
+from the clean end (the u = 1 pyramid, docs/design.md; stack by stack or frame by frame, ``SamplerSettings.ramp``).
+Every :meth:`PainStream.step` makes one guided model call that moves every noisy frame one level down; the
+stack that reaches σ = 0 is emitted, joins the context, and a fresh stack of noise enters at the far end. So each frame is denoised
 exactly once per level as the window rolls, the state is a fixed-size window (bounded memory, no drift from an
 ever-growing history), and controls set from another thread take effect at the next step for every frame not
 yet emitted.
 
-Four small pieces, one job each: :class:`~paindiffusion.controls.Controls` (the controls in force, thread-safe, validated),
-:class:`StimulusHistory` (°C per frame for the lagged stimulus features), :class:`LatentWindow` (the latents
-and the roll) and :class:`PainStream` (puts them together and hands out :class:`Chunk` s).
+Small pieces, one job each: :class:`~paindiffusion.controls.Controls` (the controls in force, thread-safe, validated),
+:class:`StimulusHistory` (°C per frame for the lagged stimulus features), :class:`~paindiffusion.window.LatentWindow`
+(the latents and the roll, window.py), :class:`PatientFaces` (each patient's resting face) and :class:`PainStream`
+(puts them together and hands out :class:`Chunk` s).
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .biovid import check_temperature
+from .biovid import check_temperature, felt_temperature, heat_notice
+from .cohort import HEAD_POSE_P999_DEG
 from .conditions import HISTORY
 from .controls import Controls
-from .errors import PainDiffusionError
-from .facespace import EMOTIONS
-from .sampling import SamplerSettings, guided, initial_noise, karras_sigmas, pyramid_levels, sample_levels, step
+from .errors import PainDiffusionError, warn
+from .facespace import EMOTIONS, HEAD_CHANNELS
+from .sampling import SamplerSettings, guided
 from .sequence import FPS, FaceSequence
+from .window import LatentWindow, StackPhaseFilter
 
 __all__ = ["Chunk", "Controls", "LatentWindow", "PainStream", "PatientFaces", "SamplerSettings", "StackPhaseFilter",
            "StimulusHistory"]
@@ -35,14 +38,35 @@ __all__ = ["Chunk", "Controls", "LatentWindow", "PainStream", "PatientFaces", "S
 
 @dataclass
 class Chunk:
-    """Frames emitted by one step: (B, n, dim) face frames with their stimulus (°C) and PSPI, frame index of
-    the first one, and the controls in force when they were made."""
+    """Frames emitted by one step: (B, n, dim) face frames with their stimulus (°C applied; the model feels at most
+    the patient's tolerance) and PSPI, frame index of the first one, and the controls in force when they were made."""
 
     frames: np.ndarray
     stimulus: np.ndarray
     pspi: np.ndarray | None
     start: int
     controls: dict = field(default_factory=dict)
+
+
+def soft_limit(x: np.ndarray, limit: np.ndarray, knee: float = 0.8) -> np.ndarray:
+    """Identity up to k = knee·L, then a tanh shoulder that approaches L and never reaches it:
+    y = sign(x)·(k + (L − k)·tanh((|x| − k) / (L − k))) for |x| > k. Its slope is 1 at the knee, so a motion that
+    runs into the limit slows down instead of stopping at a corner."""
+    k = knee * limit
+    a = np.abs(x)
+    shoulder = k + (limit - k) * np.tanh((a - k) / (limit - k))
+    return np.where(a > k, np.sign(x) * shoulder, x).astype(x.dtype)
+
+
+def limit_head_pose(frames: np.ndarray, space) -> np.ndarray:
+    """Keep a ``facs`` face's head pose inside the training data's range (:data:`HEAD_POSE_P999_DEG`): outside
+    it the model extrapolates, and controls at the edge of their range (the hottest heat, the highest
+    expressiveness) turned the head 50° aside."""
+    if not set(HEAD_CHANNELS) <= set(space.channels):
+        return frames
+    idx = [space.index(c) for c in HEAD_CHANNELS]
+    frames[..., idx] = soft_limit(frames[..., idx], np.array([HEAD_POSE_P999_DEG[c] for c in HEAD_CHANNELS], np.float32))
+    return frames
 
 
 class StimulusHistory:
@@ -70,119 +94,6 @@ class StimulusHistory:
         stim = self.window[:, end - n: end].copy()
         self.past = np.concatenate([self.past[:, n:], stim], axis=1)
         return stim
-
-
-class LatentWindow:
-    """The (B, window, dim) latents: ``context`` clean stacks, then the noisy frames, each at a fixed *rank* (how
-    many steps of the σ grid it is from clean). Every step moves every noisy frame ``per_step`` ranks down, the
-    frames that reach rank 0 are clean and emitted, and a stack of fresh noise enters at the far end.
-
-    ``ramp`` "stack" (the paper's pyramid, u = 1): the 4 frames of a stack share a rank, 1 … levels, on a grid of
-    ``levels`` σ values, and a step moves one rank. "frame": frame j of the noisy part has rank j + 1 on a grid of
-    levels × group σ values and a step moves ``group`` ranks, so each frame still takes ``levels`` steps, but
-    neighbouring frames differ by a quarter level instead of 0 within a stack and a full level across it. The
-    stack layout gives every 4-frame stack its own σ history and the frames a 6.25 Hz judder (v5 without the
-    stack-phase filter: spectral peak 1.88, seam ratio 1.14 on the pain AUs); the ramp has no such period
-    (0.90 / 0.91, the data 0.95 / 1.0, MODEL_CARD.md)."""
-
-    def __init__(self, denoise, settings: SamplerSettings, group: int, dim: int):
-        self.denoise, self.s, self.group, self.dim = denoise, settings, group, dim
-        frame = settings.ramp == "frame"
-        self.per_step = group if frame else 1
-        self.sigmas = karras_sigmas(settings.levels * self.per_step, settings.sigma_min, settings.sigma_max, settings.rho)
-        self.size = (settings.context + settings.levels) * group
-        self.n_context = settings.context * group
-        n_noisy = settings.levels * group
-        rank = torch.arange(n_noisy) + 1 if frame else torch.arange(n_noisy) // group + 1
-        self.rank = torch.cat([torch.zeros(self.n_context, dtype=torch.long), rank])  # (window,) 0 = clean
-        self.sigma_now = self._sigma(self.rank)
-        self.sigma_next = self._sigma((self.rank - self.per_step).clamp(min=0))
-        self.x: torch.Tensor | None = None
-
-    def _sigma(self, rank: torch.Tensor) -> torch.Tensor:
-        n = len(self.sigmas) - 1  # sigmas[n] = 0: rank 0
-        return self.sigmas[n - rank]
-
-    def build(self, batch: int, cond, generator: torch.Generator) -> None:
-        """A pyramid from pure noise (each stack, or each frame, one step behind the previous), stopped when the
-        context is clean and every noisy frame sits at its rank."""
-        n = len(self.sigmas) - 1
-        unit = self.group if self.per_step == 1 else 1  # frames that start together
-        first = self.s.context * (self.group // unit)  # rows until the last context frame is clean
-        levels = pyramid_levels(self.size, n, unit, 1.0)[: n + first]
-        x = initial_noise((batch, self.size, self.dim), self.sigmas, levels[0], generator=generator)
-        self.x = sample_levels(self.denoise, x, self.sigmas, levels, cond, self.s.order)
-
-    def advance(self, cond, noise: torch.Tensor) -> None:
-        """One guided call: every noisy frame moves down by ``per_step`` ranks; the frames that became clean join
-        the context and ``noise`` ((B, group, dim) unit Gaussian) enters at the far end, scaled to the entering
-        ranks' σ and, with ``enter_at_context``, centred on the newest clean stack."""
-        b = self.x.shape[0]
-        x = step(self.denoise, self.x, self.sigma_now[None].expand(b, -1), self.sigma_next[None].expand(b, -1), cond,
-                 self.s.order)
-        fresh = noise * self.sigma_now[-self.group:][None, :, None]
-        if self.s.enter_at_context:
-            fresh = fresh + x[:, self.n_context: self.n_context + self.group].mean(1, keepdim=True)
-        self.x = torch.cat([x[:, self.group:], fresh], dim=1)
-
-    def newest_clean(self, n: int) -> torch.Tensor:
-        return self.x[:, self.n_context - n: self.n_context]
-
-
-class StackPhaseFilter:
-    """Removes from the emitted latents the part that repeats with the stack period (a 4-frame pattern, 6.25 Hz
-    and 12.5 Hz at 25 fps), causally and without delay.
-
-    Diffusion forcing denoises 4-frame stacks on a fixed grid, so a model can put a small offset on each frame
-    position of a stack (measured on an ``interp_sigma`` model: ≤ 0.05 standardised units, 2-3× the spectral
-    power of the neighbouring frequencies once its frames are smooth). The data has no such pattern: frames are
-    not aligned to any grid. Every new stack updates, per frame position and channel, an exponential mean
-    (time constant ``tau`` stacks) of the previous stack's residual against a centred moving average spanning
-    exactly one period (taps 1, 2, …, 2, 1 over group + 1 frames: zero gain at every multiple of the stack
-    frequency, so the residual keeps all of the periodic part), and the new stack is emitted minus that mean.
-    Motion that is not locked to the grid averages out of the estimate; the window itself is left as it is."""
-
-    def __init__(self, tau: float, group: int):
-        self.a, self.group = 1.0 / tau, group
-        self.taps = torch.tensor([1.0] + [2.0] * (group - 1) + [1.0]) / (2 * group)
-        self.recent: torch.Tensor | None = None  # (B, ≤ 2·group, dim) the last raw frames
-        self.bias: torch.Tensor | None = None  # (B, group, dim) the estimated offset of each frame position
-
-    def prime(self, frames: torch.Tensor) -> None:
-        """Start from clean frames the stream already has (B, ≥ group, dim; the first repeated when there are
-        fewer than 2·group), with no offset estimated yet, so that every started stream has a state of its full
-        batch (patients can join before any frame is out)."""
-        g = self.group
-        pad = frames[:, :1].expand(-1, max(0, 2 * g - frames.shape[1]), -1)
-        self.recent = torch.cat([pad, frames], dim=1)[:, -2 * g:].clone()
-        self.bias = torch.zeros_like(self.recent[:, :g])
-
-    def __call__(self, raw: torch.Tensor) -> torch.Tensor:
-        """Take the next raw stack (B, group, dim) and return it filtered."""
-        g = self.group
-        if self.bias is None:
-            self.bias = torch.zeros_like(raw)
-        if self.recent is not None and self.recent.shape[1] == 2 * g:
-            h = g // 2  # the previous stack's frames with h neighbours on each side
-            seg = torch.cat([self.recent[:, g - h:], raw[:, :h]], dim=1)
-            smooth = sum(w * seg[:, k: k + g] for k, w in enumerate(self.taps))
-            resid = self.recent[:, g:] - smooth
-            resid = resid - resid.mean(dim=1, keepdim=True)  # no level shift: only the pattern across positions
-            self.bias = self.bias + self.a * (resid - self.bias)
-        self.recent = raw if self.recent is None else torch.cat([self.recent[:, -g:], raw], dim=1)
-        return raw - self.bias
-
-    def rows(self, keep) -> None:
-        """Keep only these batch rows (a patient left)."""
-        self.recent, self.bias = self.recent[keep], self.bias[keep]
-
-    def join(self, other: "StackPhaseFilter", slot: int | None = None) -> None:
-        """Take another (primed) stream's single-row state: appended (``slot`` None) or in place of row ``slot``."""
-        if slot is None:
-            self.recent = torch.cat([self.recent, other.recent])
-            self.bias = torch.cat([self.bias, other.bias])
-        else:
-            self.recent[slot], self.bias[slot] = other.recent[0], other.bias[0]
 
 
 class PatientFaces:
@@ -257,6 +168,7 @@ class PainStream:
         self.emitted = 0  # frames handed out so far
         first = self._trace[:, 0] if self._trace is not None else self._controls.snapshot()["stimulus"]
         self.history = StimulusHistory(first, HISTORY + self.latents.n_context, self.window)
+        self._heat_noticed = False
         self._warming = False
         self._made_with: dict = {}
         self._filter = StackPhaseFilter(self.s.phase_filter, self.group) if self.s.phase_filter else None
@@ -294,7 +206,13 @@ class PainStream:
         """Snapshot the controls once (conditions, attached stimulus and reported controls agree), attach the
         stimulus to the window and return this step's conditions."""
         c = self._made_with = self.controls
-        stim = self.history.attach(self._future(self.window - n_known, c["stimulus"]), n_known)
+        future = self._future(self.window - n_known, c["stimulus"])
+        tolerance = c["tolerance"][:, None]
+        if not self._heat_noticed and (future > tolerance).any():
+            b, t = np.argwhere(future > tolerance)[0]
+            warn(heat_notice(float(future[b, t]), float(tolerance[b, 0])), once="heat above tolerance")
+            self._heat_noticed = True
+        stim = felt_temperature(self.history.attach(future, n_known), tolerance)  # the frames keep the heat applied
         spec = self.model.spec
         return spec.batch(stim, spec.fed_expressiveness(c["expressiveness"]), [EMOTIONS.index(e) for e in c["emotion"]], self.window,
                           calibration=np.stack([c["threshold"], c["tolerance"]], axis=1),
@@ -330,7 +248,7 @@ class PainStream:
     def _emit(self, n: int) -> Chunk:
         """Hand out the newest n clean frames (the end of the context) with their stimulus and PSPI."""
         latents = self.latents.newest_clean(n)
-        frames = self.model.decode(latents if self._filter is None else self._filter(latents))
+        frames = limit_head_pose(self.model.decode(latents if self._filter is None else self._filter(latents)), self.model.space)
         stim = self.history.emit(self.latents.n_context, n)
         space = self.model.space
         chunk = Chunk(frames, stim, space.pspi(frames) if space.has_pspi else None, self.emitted, self._made_with)

@@ -93,13 +93,10 @@ class Table:
                                      + ", ".join(repr(n) for n in names), self.path)
         return [self.header.index(n) for n in names]
 
-    def chunks(self, columns: list[int] | None = None, rows: int = CHUNK_ROWS) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield (first line number, float64 array (n, len(columns))) per chunk of ``rows`` data rows. Every
-        row must have as many cells as the header; every cell a plain number."""
+    def rows(self) -> Iterator[tuple[int, list[str]]]:
+        """Yield (line number, cells) for every data row (blank lines skipped); every row must have as many
+        cells as the header. For tables with text columns; :meth:`chunks` reads numeric ones."""
         width = len(self.header)
-        cols = list(range(width)) if columns is None else columns
-        buf: list[list[str]] = []
-        start = self.line + 1
         try:
             for row in self._rows:
                 self.line += 1
@@ -108,12 +105,23 @@ class Table:
                 if len(row) != width:
                     raise PainDiffusionError(f"line {self.line} has {len(row)} cell(s) but the header has {width} "
                                              "(a ragged or truncated row); fix or remove it", self.path)
-                buf.append([row[c] for c in cols])
-                if len(buf) == rows:
-                    yield start, self._numbers(buf, start)
-                    buf, start = [], self.line + 1
+                yield self.line, row
         except (UnicodeDecodeError, csv.Error) as e:
             raise self._bad(e) from None
+
+    def chunks(self, columns: list[int] | None = None, rows: int = CHUNK_ROWS) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield (first line number, float64 array (n, len(columns))) per chunk of ``rows`` data rows. Every
+        row must have as many cells as the header; every cell a plain number."""
+        cols = list(range(len(self.header))) if columns is None else columns
+        buf: list[list[str]] = []
+        start = self.line + 1
+        for line, row in self.rows():
+            if not buf:
+                start = line
+            buf.append([row[c] for c in cols])
+            if len(buf) == rows:
+                yield start, self._numbers(buf, start)
+                buf = []
         if buf:
             yield start, self._numbers(buf, start)
 

@@ -1,24 +1,14 @@
 // Drives the live demo page in Debian's headless chromium (playwright-core). Usage:
 //   node e2e.mjs URL OUT_DIR        → prints one JSON object of measurements (tests/test_live_web.py asserts)
 // Every request the browser makes is recorded; anything not to 127.0.0.1 is aborted and reported.
-import { chromium } from "playwright-core";
+import { launch, localContext } from "./browser.mjs";
 
 const [url, out] = process.argv.slice(2);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const result = { outside: [], requests: 0 };
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-timer-throttling",
-         "--disable-renderer-backgrounding", "--disable-backgrounding-occluded-windows"],
-});
+const browser = await launch();
 try {
-  const context = await browser.newContext({ viewport: { width: 1060, height: 900 }, deviceScaleFactor: 1 });
-  await context.route("**/*", (route) => {
-    const u = new URL(route.request().url());
-    result.requests++;
-    if (u.hostname !== "127.0.0.1") { result.outside.push(u.href); return route.abort(); }
-    return route.continue();
-  });
+  const context = await localContext(browser, result.outside);
   context.on("websocket", (ws) => { const u = new URL(ws.url()); if (u.hostname !== "127.0.0.1") result.outside.push(ws.url()); });
   const page = await context.newPage();
   const data = (expr) => page.evaluate(expr);
@@ -90,6 +80,7 @@ try {
   c1 = await counts(); dt = (Date.now() - t0) / 1000;
   result.after_close_fps = c1.map((c, i) => (c == null ? null : (c - c0[i]) / dt));
   result.lags = await Promise.all(tabs.filter((p) => !p.isClosed()).map((p) => p.evaluate(() => Math.max(...window.paindiffusion.frames.slice(-50).map((f) => f.lag_ms)))));
+  result.requests = context.requests();
 } finally {
   await browser.close();
 }

@@ -11,10 +11,14 @@ feed so that the achieved mean equals the request.
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
+from pathlib import Path
 
 import numpy as np
 
 from ..dataset import PackedData, expressiveness_of
+from ..errors import PainDiffusionError, check_not_input
 from .data import from_packed
 from .generation import generate_model, model_pspi
 
@@ -49,7 +53,8 @@ def measure_response(model, data: PackedData, recordings: int = 16, points: int 
     finally:
         model.spec = spec
     pairs = [i for _ in grid for i in idx]
-    achieved = np.array([expressiveness_of(p, train.label[i], spec.expressiveness_definition) for p, i in zip(pspi, pairs)])
+    achieved = np.array([expressiveness_of(p, train.label[i], spec.expressiveness_definition) for p, i in zip(pspi, pairs)],
+                        np.float64)  # None (nothing measurable) becomes NaN
     return Response(grid, achieved.reshape(len(grid), len(idx)))
 
 
@@ -65,4 +70,42 @@ def invert_response(grid: np.ndarray, achieved_mean: np.ndarray, knots: int = 17
     return tuple((round(float(r), 4), round(float(x), 4)) for r, x in zip(requested, fed))
 
 
-__all__ = ["Response", "measure_response", "invert_response"]
+def check_calibration_request(out: Path, inputs: tuple, recordings: int, points: int, seconds: float) -> None:
+    """Everything :func:`calibrate_checkpoint` can refuse without measuring, so a bad request costs no minutes."""
+    if isinstance(recordings, bool) or not isinstance(recordings, int) or not 1 <= recordings <= 10_000:
+        raise PainDiffusionError(f"--recordings {recordings!r} must be a whole number in 1-10000")
+    if isinstance(points, bool) or not isinstance(points, int) or not 2 <= points <= 101:
+        raise PainDiffusionError(f"--points {points!r} must be a whole number in 2-101 (the map needs two ends)")
+    if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and 20 <= seconds <= 3600):
+        raise PainDiffusionError(f"--seconds {seconds!r} must be 20-3600 (a protocol's first heat episode ends after ~20 s)")
+    out = Path(out)
+    if out.exists() or out.is_symlink():
+        raise PainDiffusionError("exists; the calibrated checkpoint is written to a new folder: choose another -o", out)
+    check_not_input(out, inputs)
+
+
+def calibrate_checkpoint(model_dir: str | os.PathLike, data_dir: str | os.PathLike, out: str | os.PathLike,
+                         recordings: int = 16, points: int = 9, seconds: float = 180.0, seed: int = 11,
+                         progress: bool = False) -> tuple[Response, tuple]:
+    """Measure ``model_dir``'s response on ``data_dir``'s training recordings, store its inverse as the
+    expressiveness map and write the result to the NEW folder ``out`` (loaded back before it appears, so a
+    checkpoint its loader would refuse is never written). Returns (response, knots)."""
+    from ..checkpoint import PainModel
+
+    check_calibration_request(out, (model_dir, data_dir), recordings, points, seconds)
+    model = PainModel.load(model_dir)
+    data = PackedData(data_dir)
+    if not model.space.has_pspi:
+        raise PainDiffusionError(f"face space {model.space.name!r} has no AUs: the map is measured on PSPI (facs models only)", model_dir)
+    resp = measure_response(model, data, recordings, points, seconds, seed, progress)
+    if not np.isfinite(resp.achieved.astype(np.float64)).all():
+        raise PainDiffusionError("some runs have no measurable expressiveness (no stimulated frames within --seconds); "
+                                 "use a longer --seconds", data_dir)
+    knots = invert_response(resp.grid, resp.mean)
+    model.spec = dataclasses.replace(model.spec, expressiveness_map=knots)
+    check_calibration_request(out, (model_dir, data_dir), recordings, points, seconds)  # still free after minutes
+    model.save(out)
+    return resp, knots
+
+
+__all__ = ["Response", "measure_response", "invert_response", "calibrate_checkpoint", "check_calibration_request"]

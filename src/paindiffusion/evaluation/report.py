@@ -21,6 +21,8 @@ from .generation import MODEL  # noqa: E402
 from .summary import summarise  # noqa: E402
 from .targets import judge  # noqa: E402
 
+REPORT_KIND = "evaluation report"  # the kind its folder's marker records (errors.MARKER)
+
 def markdown(report: dict, conclusions: str = "") -> str:
     s, cfg = report["summary"], report["config"]
     lines = [f"# Evaluation of `{report['checkpoint']}`", "",
@@ -254,7 +256,7 @@ def write_report(report: dict, out: Path, plots: dict | None = None, conclusions
     figures without generating again. ``conclusions`` default to :func:`auto_conclusions` (from the numbers)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, REPORT_KIND) as tmp:
         images = tmp / "images"
         images.mkdir()
         report["figures"] = figures(report, plots or {}, images)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import socket
 import sys
@@ -48,19 +49,24 @@ def frame_json(f: Frame) -> dict:
             "threshold": num(f.threshold, 2), "tolerance": num(f.tolerance, 2),
             "channels": dict(zip(f.channels, np.round(f.values.astype(np.float64), 4).tolist())),
             "lag_ms": num(f.lag_ms, 1), "latency_ms": num(f.latency_ms, 1), "control_seq": f.control_seq,
-            "speed_x_realtime": num(f.speed, 1)}
+            "speed_x_realtime": num(f.speed, 1), "notice": f.notice}
 
 
 class Once:
-    """Report each kind of trouble once (to stderr), not at 25 lines per second."""
+    """Report each kind of trouble once (to stderr), not at 25 lines per second. At most ``keep`` kinds are
+    remembered, so keys that come from outside (a new OSC address per message) cannot grow memory or flood
+    stderr: past that, one last line says that further kinds go unreported."""
 
-    def __init__(self, name: str):
-        self.name, self.seen = name, set()
+    def __init__(self, name: str, keep: int = 64, prefix: str = "paindiffusion stream"):
+        self.name, self.seen, self.keep, self.prefix = name, set(), keep, prefix
 
     def __call__(self, key: str, message: str) -> None:
-        if key not in self.seen:
-            self.seen.add(key)
-            print(f"paindiffusion stream: {self.name}: {message}", file=sys.stderr, flush=True)
+        if key in self.seen or len(self.seen) > self.keep:
+            return
+        self.seen.add(key)
+        if len(self.seen) > self.keep:
+            message = f"{self.keep} kinds of trouble reported; further kinds are not"
+        print(f"{self.prefix}: {self.name}: {message}", file=sys.stderr, flush=True)
 
 
 def parse_host_port(text: str, what: str) -> tuple[str, int]:
@@ -155,13 +161,37 @@ class LoopThread:
         self.thread.join(timeout=5)
 
 
-async def start_site(app, host: str, port: int, what: str, reuse_address: bool = False):
-    """Serve an aiohttp app; a port that is taken or not ours to bind gives a one-line error. ``reuse_address``
-    lets a restarted server bind its port again at once, beside connections of the last run still in TIME_WAIT
-    (on Linux a port another process listens on is still refused)."""
+def one_line_http_log(prefix: str) -> logging.Logger:
+    """The logger an aiohttp server reports request errors to (a malformed request, a client that broke off):
+    one line each, no traceback, each kind once (aiohttp answers a malformed request with 400 by itself)."""
+    log = logging.getLogger(f"paindiffusion.live.http.{prefix}")
+    if not log.handlers:
+        report = Once("http", prefix=prefix)
+
+        class OneLine(logging.Handler):
+            def emit(self, record):
+                exc = record.exc_info[1] if record.exc_info else None
+                if exc is None:
+                    report(record.getMessage()[:40], " ".join(record.getMessage().split())[:200])
+                    return
+                why = " ".join(str(getattr(exc, "message", "") or exc).split())[:120]
+                report(type(exc).__name__, f"a bad request from {record.args[0] if record.args else 'a client'} "
+                       f"was refused ({type(exc).__name__}: {why})")
+
+        log.addHandler(OneLine())
+        log.propagate = False
+    return log
+
+
+async def start_site(app, host: str, port: int, what: str, log_prefix: str = "paindiffusion stream",
+                     reuse_address: bool = False):
+    """Serve an aiohttp app; a port that is taken or not ours to bind gives a one-line error. Request errors
+    go to :func:`one_line_http_log` under ``log_prefix``. ``reuse_address`` lets a restarted server bind its
+    port again at once, beside connections of the last run still in TIME_WAIT (on Linux a port another
+    process listens on is still refused)."""
     from aiohttp import web
 
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, logger=one_line_http_log(log_prefix))
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port, reuse_address=reuse_address).start()
@@ -174,16 +204,21 @@ async def start_site(app, host: str, port: int, what: str, reuse_address: bool =
 
 class WebSocketOut:
     """A WebSocket server on 127.0.0.1:PORT (path ``/``) sending each frame as one JSON text message to every
-    connected client. A slow client's queue drops its oldest frames instead of holding the stream up."""
+    connected client. A slow client's queue drops its oldest frames instead of holding the stream up. Only
+    its own origin, the ``allow``-ed ones and non-browser clients with the token connect (:class:`LocalOrigin`)."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1", queue_frames: int = 50):
+    def __init__(self, port: int, host: str = "127.0.0.1", queue_frames: int = 50, token: str | None = None,
+                 allow: tuple[str, ...] = ()):
         from aiohttp import WSMsgType, web
+
+        from .guard import LocalOrigin
 
         self.clients: set[asyncio.Queue] = set()
         self.queue_frames, self.report = queue_frames, Once(f"WebSocket :{port}")
+        self.guard = LocalOrigin(token, allow)
 
         async def handler(request):
-            ws = web.WebSocketResponse(heartbeat=10)
+            ws = web.WebSocketResponse(heartbeat=10, max_msg_size=4096)  # it reads nothing; a big message closes it
             await ws.prepare(request)
             q: asyncio.Queue = asyncio.Queue(self.queue_frames)
             self.clients.add(q)
@@ -197,7 +232,7 @@ class WebSocketOut:
                 sender.cancel()
             return ws
 
-        app = web.Application()
+        app = web.Application(middlewares=[self.guard.middleware()])
         app.router.add_get("/", handler)
         self.io = LoopThread("paindiffusion-websocket")
         try:
@@ -205,6 +240,8 @@ class WebSocketOut:
         except BaseException:
             self.io.stop()
             raise
+        self.port = self.runner.addresses[0][1]
+        self.url = f"ws://127.0.0.1:{self.port}/?token={self.guard.token}"  # for non-browser clients
 
     async def _send(self, ws, q: asyncio.Queue) -> None:
         try:

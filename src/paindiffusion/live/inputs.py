@@ -1,7 +1,8 @@
 """Where live controls come from: OSC messages, a serial device, stdin lines, or a CSV played at wall-clock
 speed. Every source calls ``control(patient, stimulus=..., expressiveness=..., emotion=...)`` (patient None =
-all); a bad or missing value is reported once and the last good one stays in force; a lost device is
-reopened, never stopping the stream.
+all); a bad or missing value is reported once per kind and the last good one stays in force; a lost device is
+reopened, never stopping the stream. Every line, message and number is bounded (:mod:`.guard`): a line
+over 4 KiB, a 400-digit number or JSON nested 100 000 deep is refused in one line and the input keeps working.
 
 Lines (stdin and serial) are ``VALUE`` (heat; from a serial device through ``--map``), ``NAME VALUE`` with
 NAME one of stimulus / expressiveness / emotion, optionally prefixed by ``@K`` for patient K of a batch, or a
@@ -13,17 +14,18 @@ low/medium/high, ``/paindiffusion/emotion`` string; ``/paindiffusion/<K>/...`` f
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Callable
 
+from ..biovid import TEMPERATURE_RANGE_C
 from ..controls import NAMES
 from ..errors import PainDiffusionError
 from ..sequence import FPS
 from .bridges import Once
+from .guard import MAX_LINE_BYTES, TOO_LONG, BoundedLines, parse_bounded_json
 
 CONTROLS = NAMES  # what a line, JSON object or OSC address may set
 IN_CELSIUS = ("stimulus", "threshold", "tolerance")  # text lines carry these as numbers
@@ -44,6 +46,10 @@ class RangeMap:
                                      "e.g. 0:150:32:50 (arm angle 0-150° → 32-50 °C)") from None
         if a == b or not all(abs(x) < 1e9 for x in (a, b, c, d)):
             raise PainDiffusionError(f"--map {text!r} needs two different finite input ends, e.g. 0:150:32:50")
+        lo, hi = TEMPERATURE_RANGE_C
+        if not (lo <= min(c, d) and max(c, d) <= hi):
+            raise PainDiffusionError(f"--map {text!r} maps to {min(c, d):g}-{max(c, d):g} °C, outside the accepted "
+                                     f"{lo:g}-{hi:g} °C; the last two numbers are temperatures, e.g. 0:150:32:50")
         self.ab_cd = (a, b, c, d)
 
     def __call__(self, x: float) -> float:
@@ -57,11 +63,10 @@ class RangeMap:
 def parse_line(line: str, mapped: RangeMap | None = None) -> tuple[int | None, dict]:
     """One text line → (patient or None, controls). Raises PainDiffusionError naming the problem."""
     text = line.strip()
+    if len(text) > MAX_LINE_BYTES:
+        raise PainDiffusionError(f"line of {len(text)} characters is longer than {MAX_LINE_BYTES}; not a control")
     if text.startswith("{"):
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError:
-            raise PainDiffusionError(f"line {text!r:.60} is not valid JSON") from None
+        doc = parse_bounded_json(text)
         if not isinstance(doc, dict) or not set(doc) <= {*CONTROLS, "patient"} or not set(doc) & set(CONTROLS):
             raise PainDiffusionError(f"JSON line {text!r:.60} must have {'/'.join(CONTROLS)} (and patient)")
         patient = doc.pop("patient", None)
@@ -71,7 +76,7 @@ def parse_line(line: str, mapped: RangeMap | None = None) -> tuple[int | None, d
     words = text.split()
     patient = None
     if words and words[0].startswith("@"):
-        if not words[0][1:].isdigit():
+        if not (words[0][1:].isdigit() and len(words[0]) <= 7):
             raise PainDiffusionError(f"{words[0]!r} must be @K with K a patient number")
         patient, words = int(words[0][1:]), words[1:]
     if len(words) == 1:
@@ -109,15 +114,21 @@ class Source:
     def stop(self) -> None:
         self._stop.set()
 
-    def apply_line(self, line: str, mapped: RangeMap | None = None) -> None:
+    def apply_line(self, line: str | None, mapped: RangeMap | None = None) -> None:
+        """Apply one line (``TOO_LONG``: a line over the limit, skipped); a bad one is reported, once per kind."""
+        if line is TOO_LONG:
+            self.report("long", f"a line longer than {MAX_LINE_BYTES} bytes was skipped; keeping the last good values")
+            return
         if not line.strip():
             return
+        controls: dict = {}
         try:
             patient, controls = parse_line(line, mapped)
             self.control(patient, **controls)
             self.last_good.update(controls)
-        except PainDiffusionError as e:
-            self.report(str(e).split(" ")[0] + type(e).__name__, f"{e}; keeping the last good value")
+        except (PainDiffusionError, ValueError, ArithmeticError) as e:  # bad input, never a dead source
+            kind = next(iter(controls), "line")  # a control's name or "line": a bounded set of kinds
+            self.report(kind, f"{' '.join(str(e).split())[:200]}; keeping the last good value")
 
     def _guarded(self) -> None:
         try:
@@ -130,14 +141,16 @@ class Source:
 
 
 class StdinIn(Source):
+    """Control lines on stdin (a byte stream), each at most :data:`MAX_LINE_BYTES` (:class:`BoundedLines`)."""
+
     name = "stdin"
 
     def __init__(self, control: Control, stream=None):
         super().__init__(control)
-        self.stream = stream or sys.stdin
+        self.stream = stream or sys.stdin.buffer
 
     def run(self) -> None:
-        for line in self.stream:
+        for line in BoundedLines(self.stream):
             if self._stop.is_set():
                 return
             self.apply_line(line)
@@ -180,7 +193,7 @@ class SerialIn(Source):
                 self._stop.wait(1.0)
                 continue
             *lines, buf = buf.split(b"\n")
-            buf = buf[-4096:]  # a device that never sends a newline cannot grow memory
+            buf = buf[-MAX_LINE_BYTES:]  # a device that never sends a newline cannot grow memory
             for raw in lines:
                 self.apply_line(raw.decode("utf-8", "replace").strip("\r\x00"), self.mapped)
 
@@ -219,9 +232,17 @@ class OscIn(Source):
         d = Dispatcher()
         d.map("/paindiffusion/*", self._handle)
         d.set_default_handler(lambda address, *args: self.report(
-            "address", f"unknown address {address}; use /paindiffusion/stimulus, /expressiveness or /emotion"))
+            "address", f"unknown address {address[:80]}; use /paindiffusion/stimulus, /expressiveness or /emotion"))
+        report = self.report
+
+        class Server(BlockingOSCUDPServer):
+            def handle_error(self, request, client_address):  # a datagram python-osc cannot parse
+                e = sys.exc_info()[1]
+                report("datagram", f"a malformed OSC datagram from {client_address[0]} was ignored "
+                       f"({type(e).__name__}: {' '.join(str(e).split())[:80]})")
+
         try:
-            self.server = BlockingOSCUDPServer((host, port), d)
+            self.server = Server((host, port), d)
         except OSError as e:
             raise PainDiffusionError(f"--input osc cannot listen on {host}:{port} ({e.strerror or e}); "
                                      "is the port in use? choose another") from None
@@ -233,14 +254,14 @@ class OscIn(Source):
         if len(parts) == 2 and parts[0].isdigit():
             patient, parts = int(parts[0]), parts[1:]
         if len(parts) != 1 or parts[0] not in CONTROLS or len(args) != 1:
-            self.report("address:" + address, f"{address} {args!r:.40} is not /paindiffusion/[K/]"
+            self.report("address", f"{address[:80]} {args!r:.40} is not /paindiffusion/[K/]"
                         f"{'|'.join(CONTROLS)} with one value")
             return
         try:
             self.control(patient, **{parts[0]: args[0]})
             self.last_good[parts[0]] = args[0]
-        except PainDiffusionError as e:
-            self.report(parts[0], f"{e}; keeping the last good value")
+        except (PainDiffusionError, ValueError, ArithmeticError) as e:
+            self.report(parts[0], f"{' '.join(str(e).split())[:200]}; keeping the last good value")
 
     def run(self) -> None:
         while not self._stop.is_set():

@@ -33,6 +33,7 @@ from ..errors import PainDiffusionError
 from ..facespace import EMOTIONS
 from .bridges import LoopThread, frame_json, start_site
 from .editing import EditPanel
+from .guard import LocalOrigin, MessageBudget, parse_bounded_json
 from .session import Frame, LiveGenerator
 
 STATIC = resources.files("paindiffusion.live") / "static"
@@ -114,14 +115,26 @@ class Tab:
 
 
 class DemoServer:
-    """The demo's web server; :meth:`start` binds 127.0.0.1:``port`` (0 = any free port) and returns the URL."""
+    """The demo's web server; :meth:`start` binds 127.0.0.1:``port`` (0 = any free port) and returns the URL.
 
-    def __init__(self, model, port: int = 8000, size: int = 256, max_viewers: int = 8):
-        self.model, self.port, self.size = model, port, size
+    Every route answers only this machine's own page (:class:`~paindiffusion.live.guard.LocalOrigin`); a
+    WebSocket client that is not a browser adds ``?token=`` :attr:`token` (:attr:`client_url`). Each tab has a
+    :class:`~paindiffusion.live.guard.MessageBudget` (``clock`` is injectable for tests), every message is parsed
+    within bounds, and its "new patient" requests are coalesced (:meth:`LiveGenerator.new_patient`)."""
+
+    def __init__(self, model, port: int = 8000, size: int = 256, max_viewers: int = 8, token: str | None = None,
+                 clock=time.monotonic):
+        self.model, self.port, self.size, self.clock = model, port, size, clock
         self.generator = LiveGenerator(model, max_patients=max_viewers)
+        self.guard = LocalOrigin(token)
         self.io = LoopThread("paindiffusion-demo")
         self.images: FaceImages | None = None
-        self.url = None
+        self.url = self.client_url = None
+        self.closed_floods = 0  # connections closed for flooding (the benchmark reports it)
+
+    @property
+    def token(self) -> str:
+        return self.guard.token
 
     def _info(self) -> dict:
         spec = self.model.spec
@@ -132,7 +145,7 @@ class DemoServer:
                 "calibrated": spec.calibrated, "calibration": [float(v) for v in spec.calibration]}
 
     def _app(self):
-        from aiohttp import WSMsgType, web
+        from aiohttp import WSCloseCode, WSMsgType, web
 
         async def index(_):
             return web.Response(body=(STATIC / "index.html").read_bytes(), content_type="text/html")
@@ -153,6 +166,8 @@ class DemoServer:
             return web.json_response(self.generator.stats())
 
         async def socket(request):
+            # Frames up to 64 KiB are read and, past MAX_LINE_BYTES, refused in one line (the tab stays); only a
+            # bigger frame closes the connection (aiohttp's 1009), as no page of ours sends one.
             ws = web.WebSocketResponse(heartbeat=10, max_msg_size=1 << 16)
             await ws.prepare(request)
             tab = Tab()
@@ -164,10 +179,21 @@ class DemoServer:
                 await ws.close()
                 return ws
             sender = loop.create_task(self._send(ws, tab))
+            budget = MessageBudget(clock=self.clock)
             try:
                 async for msg in ws:
-                    if msg.type == WSMsgType.TEXT:
-                        err = self._control(tab, msg.data)
+                    if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                        if not budget.take():
+                            if budget.flooding:
+                                self.closed_floods += 1
+                                await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"message flood")
+                                break
+                            if budget.refused_in_a_row == 1:
+                                await ws.send_json({"error": f"more than {budget.rate:g} messages per second; "
+                                                             "the extra ones are dropped"})
+                            continue
+                        err = self._control(tab, msg.data) if msg.type == WSMsgType.TEXT else \
+                            "control messages are JSON text, not binary"
                         if err:
                             await ws.send_json({"error": err})
                     elif msg.type == WSMsgType.ERROR:
@@ -178,7 +204,7 @@ class DemoServer:
                 sender.cancel()
             return ws
 
-        app = web.Application()
+        app = web.Application(middlewares=[self.guard.middleware()])
         app.router.add_get("/", index)
         app.router.add_get("/static/{name}", static)
         app.router.add_get("/api/info", info)
@@ -191,23 +217,22 @@ class DemoServer:
         """A tab's control message: {"stimulus"|"expressiveness"|"emotion": value, "seq": n} or {"new_patient": seed}."""
         arrived = time.monotonic()
         try:
-            msg = json.loads(text)
+            msg = parse_bounded_json(text)
             if not isinstance(msg, dict):
-                raise ValueError
-        except ValueError:
-            return "control messages are JSON objects"
-        try:
+                return "control messages are JSON objects"
             if "new_patient" in msg:
                 seed = msg["new_patient"]
-                self.generator.new_patient(tab.patient, seed if isinstance(seed, int) else random.randrange(1 << 31))
+                ok = isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 1 << 63
+                self.generator.new_patient(tab.patient, seed if ok else random.randrange(1 << 31))
                 return None
             controls = {k: msg[k] for k in CONTROL_NAMES if k in msg}
             if not controls:
                 return f"a control message needs {', '.join(CONTROL_NAMES)} or new_patient"
             seq = msg.get("seq")
-            tab.patient.set(**controls, arrived=arrived, tag=seq if isinstance(seq, int) else None)
-        except PainDiffusionError as e:
-            return str(e)
+            ok = isinstance(seq, int) and not isinstance(seq, bool)
+            tab.patient.set(**controls, arrived=arrived, tag=seq if ok else None)
+        except (PainDiffusionError, ValueError, ArithmeticError) as e:  # bad input: one line to the tab, never a crash
+            return " ".join(str(e).split())[:300]
         return None
 
     async def _send(self, ws, tab: Tab) -> None:
@@ -221,7 +246,7 @@ class DemoServer:
         loop = self.io.loop
         self.images = FaceImages(self.size, lambda tab, data: loop.call_soon_threadsafe(tab.put, data))
         try:
-            self.runner = self.io.run(start_site(self._app(), "127.0.0.1", self.port, "demo --port"))
+            self.runner = self.io.run(start_site(self._app(), "127.0.0.1", self.port, "demo --port", "paindiffusion demo"))
         except BaseException:
             self.images.close()
             self.io.stop()
@@ -229,6 +254,7 @@ class DemoServer:
         port = self.runner.addresses[0][1]
         self.generator.start()
         self.url = f"http://127.0.0.1:{port}/"
+        self.client_url = f"ws://127.0.0.1:{port}/ws?token={self.token}"
         return self.url
 
     def stop(self) -> None:

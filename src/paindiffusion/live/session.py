@@ -16,7 +16,7 @@ from its patient with one message, never stopping the stream.
 
 from __future__ import annotations
 
-import queue
+import collections
 import sys
 import threading
 import time
@@ -25,6 +25,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..biovid import heat_notice
 from ..conditions import HISTORY
 from ..errors import PainDiffusionError
 from ..sequence import FPS
@@ -53,6 +54,7 @@ class Frame:
     channels: tuple = field(default=(), repr=False)
     threshold: float = float("nan")  # the patient's pain threshold and tolerance (°C) the frame was made with
     tolerance: float = float("nan")
+    notice: str | None = None  # e.g. the heat asked for is above the tolerance and felt as the tolerance
 
 
 class Patient:
@@ -113,12 +115,14 @@ class LiveGenerator:
         self.stream: PainStream | None = None
         self.patients: list[Patient] = []  # in slot order
         self._factory = PainStream(model, settings=self.settings)  # never stepped: it only prepares patients
-        self._to_prepare: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()
+        self._to_prepare = threading.Condition(self._lock)
+        self._joins: collections.deque[Patient] = collections.deque()  # new patients, prepared first
+        self._restarts: dict[int, Patient] = {}  # at most one pending "new patient" per patient (coalesced)
         self._ready: list[tuple[Patient, PainStream, bool]] = []  # (patient, its built window, is a restart)
         self._pending = 0
         self._leaving: set[int] = set()
         self._gone: set[int] = set()  # ids that left, also while their window was still being prepared
-        self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._next_id = 0
@@ -140,20 +144,36 @@ class LiveGenerator:
                         dict(stimulus=stimulus, expressiveness=expressiveness, emotion=emotion, threshold=threshold,
                              tolerance=tolerance))
             self._pending += 1
-        self._to_prepare.put((p, False))
+            self._joins.append(p)
+            self._to_prepare.notify()
         return p
 
     def new_patient(self, patient: Patient, seed: int) -> None:
-        """Replace a patient's person (fresh latents from ``seed``; controls stay) once it is prepared."""
-        patient.seed = int(seed)
-        self._to_prepare.put((patient, True))
+        """Replace a patient's person (fresh latents from ``seed``; controls stay) once it is prepared. Requests
+        that arrive while one is pending are coalesced (the latest seed wins), so one viewer can never queue
+        more than one preparation ahead of another viewer's join."""
+        with self._lock:
+            patient.seed = int(seed)
+            if patient.id not in self._gone:
+                self._restarts[patient.id] = patient
+                self._to_prepare.notify()
 
     def leave(self, patient: Patient) -> None:
-        """Stop a patient (its sink gets at most the rest of the current step's frames); others are not disturbed."""
+        """Stop a patient (its sink gets at most the rest of the current step's frames); others are not disturbed.
+        A preparation still pending for it is dropped."""
         with self._lock:
             self._leaving.add(patient.id)
             self._gone.add(patient.id)
+            self._restarts.pop(patient.id, None)
+            if patient in self._joins:
+                self._joins.remove(patient)
+                self._pending -= 1
         self._wake.set()
+
+    def preparations_pending(self) -> int:
+        """Joins and restarts waiting for the preparer (at most one restart per patient)."""
+        with self._lock:
+            return len(self._joins) + len(self._restarts)
 
     def start(self) -> "LiveGenerator":
         self.thread.start()
@@ -163,7 +183,8 @@ class LiveGenerator:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        self._to_prepare.put(None)
+        with self._lock:
+            self._to_prepare.notify_all()
         if self.thread.is_alive() and threading.current_thread() is not self.thread:
             self.thread.join(timeout=5)
 
@@ -178,10 +199,21 @@ class LiveGenerator:
                 "speed_x_realtime": speed, **self.log.summary()}
 
     # ---- the generator thread ----------------------------------------------------------------------------
+    def _next_to_prepare(self) -> tuple[Patient, bool] | None:
+        """The next window to build: a joining patient first, then one coalesced restart; None once stopped."""
+        with self._lock:
+            while not (self._joins or self._restarts or self._stop.is_set()):
+                self._to_prepare.wait()
+            if self._stop.is_set():
+                return None
+            if self._joins:
+                return self._joins.popleft(), False
+            return self._restarts.pop(next(iter(self._restarts))), True
+
     def _prepare_loop(self) -> None:
         while True:
-            item = self._to_prepare.get()
-            if item is None or self._stop.is_set():
+            item = self._next_to_prepare()
+            if item is None:
                 return
             p, restart = item
             c = p.controls
@@ -277,7 +309,8 @@ class LiveGenerator:
                 f = Frame(p.id, p.frames, chunk.frames[b, k], float(chunk.pspi[b, k]) if chunk.pspi is not None else float("nan"),
                           float(chunk.stimulus[b, k]), float(c["expressiveness"][0]), c["emotion"][0], t, lag, seq,
                           first_seen.pop(p.id, None) if k == 0 else None, speed, self.model.space.channels,
-                          float(c["threshold"][0]), float(c["tolerance"][0]))
+                          float(c["threshold"][0]), float(c["tolerance"][0]),
+                          heat_notice(float(c["stimulus"][0]), float(c["tolerance"][0])))
                 p.frames += 1
                 self.frames_out += 1
                 try:

@@ -5,12 +5,13 @@ as a rendered mp4 or as data for avatars and robots, chosen by the file name (se
 GL and video libraries are imported only when a renderer or a video is made.
 """
 
-from .exports import ARKIT_NAMES, AU_TO_ARKIT, arkit_from_facs, arkit_weights, check_output, robot_frames, save_output
+from .exports import (ARKIT_NAMES, AU_TO_ARKIT, arkit_from_facs, arkit_weights, check_new_output, check_output, robot_frames,
+                      save_output)
 from .mesh import FaceMesh, canonical_mesh
 from .rig import FaceRig
 
 __all__ = ["ARKIT_NAMES", "AU_TO_ARKIT", "FaceMesh", "arkit_from_facs", "FaceRig", "arkit_weights", "canonical_mesh",
-           "robot_frames", "save_output", "check_output", "Renderer", "save_video"]
+           "robot_frames", "save_output", "check_output", "check_new_output", "Renderer", "save_video"]
 
 
 def __getattr__(name):  # lazy: moderngl / av load only when used

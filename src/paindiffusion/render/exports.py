@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import PainDiffusionError, atomic_file
+from ..errors import PainDiffusionError, atomic_file, check_output_file
 from ..facespace import FACS_AUS, HEAD_CHANNELS, flame_to_npz_arrays
 from ..sequence import BLOCK, FaceSequence
 
@@ -186,6 +186,56 @@ def check_output(path: str | os.PathLike, side_by_side: bool = False) -> Path:
     if side_by_side and not name.endswith(".mp4"):
         raise PainDiffusionError("--side-by-side only applies to .mp4 output", path)
     return path
+
+
+def check_new_output(path: str | os.PathLike, side_by_side: bool = False, overwrite: bool = False,
+                     inputs: tuple = ()) -> Path:
+    """:func:`check_output`, and the overwrite policy (:func:`~paindiffusion.errors.check_output_file`): never an
+    input; an existing file only with ``overwrite`` and only if it is an output of ours of the same type."""
+    path = check_output(path, side_by_side)
+    suffix = next(s for s in sorted(OUTPUT_SUFFIXES, key=len, reverse=True) if path.name.lower().endswith(s))
+    check_output_file(path, overwrite, inputs, f"{suffix} output", written_by_us)
+    return path
+
+
+def _head(path: Path, n: int) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(n)
+    except OSError:
+        return b""
+
+
+def _zip_names(path: Path) -> set[str]:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return set(z.namelist())
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return set()
+
+
+def written_by_us(path: str | os.PathLike) -> bool:
+    """Whether an existing file is an output of ours of the type its name says: an mp4 with our tag, a JSON or
+    CSV export with our header, an npz with our arrays."""
+    path = Path(path)
+    name = path.name.lower()
+    if name.endswith(".mp4"):
+        from .video import is_our_video
+        return is_our_video(path)
+    if name.endswith(".json"):
+        return _head(path, 32).startswith((b'{"format":"arkit-52"', b'{"format":"facs-au"'))
+    if name.endswith((".arkit.csv", ".facs.csv")):
+        names = list(ARKIT_NAMES) + ROBOT_NAMES[-3:] if name.endswith(".arkit.csv") else ROBOT_NAMES
+        return _head(path, 4096).split(b"\r\n")[0].decode("utf-8", "replace") == ",".join(["frame", "time", *names])
+    if name.endswith(".flame.npz"):
+        return _zip_names(path) == {"fps.npy", "jaw_pose.npy", "expr.npy"}
+    if name.endswith(".npz"):
+        return {"meta.npy", "frames.npy", "channels.npy"} <= _zip_names(path)
+    if name.endswith(".csv"):
+        return _head(path, 64).startswith(b"frame,time,stimulus,pspi,")
+    return False
 
 
 def save_output(path: str | os.PathLike, seq: FaceSequence, side_by_side: bool = False, size: int = 512) -> Path:

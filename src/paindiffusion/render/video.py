@@ -18,6 +18,7 @@ from ..progress import progress
 from ..sequence import FPS, FaceSequence
 
 CURSOR = np.array([200, 30, 30], np.uint8)
+VIDEO_TAG = "written by paindiffusion"  # the mp4's comment: what --overwrite recognises as our video
 MAX_SIZE = 4096  # pixels; one frame is size² × 3 bytes in several buffers
 BLOCK = 256  # frames deformed at once (256 × 468 vertices × 3 × 4 bytes ≈ 1.4 MB)
 
@@ -28,6 +29,7 @@ def write_mp4(path: str | os.PathLike, images: Iterable[np.ndarray], fps: int = 
 
     path = Path(path)
     with atomic_file(path) as f, av.open(f, mode="w", format="mp4") as container:
+        container.metadata["comment"] = VIDEO_TAG
         stream = None
         for img in images:
             if stream is None:
@@ -45,6 +47,17 @@ def write_mp4(path: str | os.PathLike, images: Iterable[np.ndarray], fps: int = 
         for packet in stream.encode():  # flush the encoder
             container.mux(packet)
     return path
+
+
+def is_our_video(path: str | os.PathLike) -> bool:
+    """An mp4 that :func:`write_mp4` wrote (its container comment is :data:`VIDEO_TAG`)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return container.metadata.get("comment") == VIDEO_TAG
+    except (OSError, ValueError, av.FFmpegError):
+        return False
 
 
 class CurvePanel:

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 from ..cohort import EMOTION_AUS
 from ..errors import PainDiffusionError
 from ..facespace import EMOTIONS, FACS, FACS_AUS, emotion_index
+from ..tables import Table
 
 
 def prototypes() -> np.ndarray:
@@ -55,24 +55,27 @@ def emotion_from_aus(frames: np.ndarray, pspi: np.ndarray | None = None) -> str:
 
 
 def read_labels(path: str | os.PathLike) -> dict[str, dict]:
-    """Labels file → {recording or video stem: {"emotion": class, "subject": id?}}."""
+    """Labels file → {recording or video stem: {"emotion": class, "subject": id?}}. Read with the one CSV reader
+    (:class:`~paindiffusion.tables.Table`: UTF-8 with or without BOM, comma, semicolon or tab; one-line errors)."""
     path = Path(path)
-    if not path.is_file():
-        raise PainDiffusionError("labels file not found", path)
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows or "emotion" not in rows[0] or not ({"name", "video"} & set(rows[0])):
-        raise PainDiffusionError("labels file needs a header with 'name' (or 'video') and 'emotion' columns", path)
+    what = "labels CSV with columns name (or video) and emotion"
+    with Table(path, what) as table:
+        header = table.header
+        if "emotion" not in header or not ({"name", "video"} & set(header)):
+            raise PainDiffusionError("labels file needs a header with 'name' (or 'video') and 'emotion' columns", path)
+        rows = [(line, dict(zip(header, (c.strip() for c in cells)))) for line, cells in table.rows()]
+    if not rows:
+        raise PainDiffusionError("labels file has no rows after its header", path)
     out = {}
-    for i, row in enumerate(rows, start=2):
-        key = Path((row.get("name") or row.get("video") or "").strip()).stem
+    for line, row in rows:
+        key = Path(row.get("name") or row.get("video") or "").stem
         if not key:
-            raise PainDiffusionError(f"row {i} has no name", path)
+            raise PainDiffusionError(f"line {line} has no name", path)
         try:
             entry = {"emotion": EMOTIONS[emotion_index(row["emotion"])]}
         except PainDiffusionError as e:
-            raise PainDiffusionError(f"row {i}: {e}", path) from None
+            raise PainDiffusionError(f"line {line}: {e}", path) from None
         if row.get("subject"):
-            entry["subject"] = row["subject"].strip()
+            entry["subject"] = row["subject"]
         out[key] = entry
     return out

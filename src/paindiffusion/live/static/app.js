@@ -55,6 +55,7 @@ function onFrame(buf) {
     if (head.control_seq >= seq) { state.latencies.push(now - t); state.pending.delete(seq); }
   }
   state.frames.push(head);
+  if ($("notice").textContent !== (head.notice || "")) $("notice").textContent = head.notice || "";  // e.g. heat above tolerance
   if (state.frames.length > 30 * 25) state.frames.splice(0, state.frames.length - 30 * 25);
   if (state.paused) return;  // a frozen display (tests compare a shown frame with the Python render of it)
   createImageBitmap(new Blob([new Uint8Array(buf, 4 + n)], { type: "image/jpeg" })).then((img) => {
