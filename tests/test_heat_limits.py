@@ -126,3 +126,22 @@ def test_stream_at_50_degrees_for_20_seconds():
     notices = [x for x in r.stderr.splitlines() if "tolerance" in x]
     assert len(notices) == 1 and notices[0].startswith("warning: heat 50 °C is above") and "felt as" in notices[0]
     assert all(f["notice"] and "felt as" in f["notice"] for f in frames)
+
+
+def test_heat_within_the_thermodes_scatter_of_the_tolerance_is_felt_as_it_without_a_notice():
+    """A tolerance read off a recording's plateaus is their median: the plateau's own readings scatter a few
+    hundredths above it. They are felt as the tolerance, and no notice is printed for them."""
+    from conftest import tiny_model
+    from paindiffusion.biovid import HEAT_NOTICE_SLACK_C, heat_notice
+    from paindiffusion.stream import PainStream
+
+    m = tiny_model()
+    tolerance = float(m.spec.calibration[1])
+    assert heat_notice(tolerance + HEAT_NOTICE_SLACK_C / 2, tolerance) is None
+    assert heat_notice(tolerance + 2 * HEAT_NOTICE_SLACK_C, tolerance) is not None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        near = PainStream(m, stimulus=tolerance + 0.05, seed=3).take(40).frames
+    at = PainStream(m, stimulus=tolerance, seed=3).take(40).frames
+    np.testing.assert_array_equal(near, at)
+    assert not [w for w in caught if "tolerance" in str(w.message)]

@@ -62,9 +62,15 @@ def felt_temperature(celsius, tolerance):
     return np.minimum(celsius, tolerance)
 
 
+# A thermode's readings scatter by a few hundredths of a degree around its set point, and a tolerance read off a
+# recording's plateaus (dataset.calibration_of) is their median: heat this little above it is not worth a notice.
+HEAT_NOTICE_SLACK_C = 0.1
+
+
 def heat_notice(celsius: float, tolerance: float) -> str | None:
-    """The one-line notice for heat above the patient's tolerance (None when it is not above)."""
-    if not celsius > tolerance:
+    """The one-line notice for heat above the patient's tolerance (None when it is not above by more than the
+    thermode's scatter, :data:`HEAT_NOTICE_SLACK_C`)."""
+    if not celsius > tolerance + HEAT_NOTICE_SLACK_C:
         return None
     return (f"heat {celsius:g} °C is above the patient's pain tolerance {tolerance:g} °C and is felt as "
             f"{tolerance:g} °C (BioVid never heats above the tolerance); set a higher tolerance for a tougher patient")

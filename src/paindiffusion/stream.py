@@ -209,9 +209,11 @@ class PainStream:
         future = self._future(self.window - n_known, c["stimulus"])
         tolerance = c["tolerance"][:, None]
         if not self._heat_noticed and (future > tolerance).any():
-            b, t = np.argwhere(future > tolerance)[0]
-            warn(heat_notice(float(future[b, t]), float(tolerance[b, 0])), once="heat above tolerance")
-            self._heat_noticed = True
+            b, t = np.unravel_index(np.argmax(future - tolerance), future.shape)
+            notice = heat_notice(float(future[b, t]), float(tolerance[b, 0]))
+            if notice:
+                warn(notice, once="heat above tolerance")
+                self._heat_noticed = True
         stim = felt_temperature(self.history.attach(future, n_known), tolerance)  # the frames keep the heat applied
         spec = self.model.spec
         return spec.batch(stim, spec.fed_expressiveness(c["expressiveness"]), [EMOTIONS.index(e) for e in c["emotion"]], self.window,
