@@ -107,7 +107,7 @@ def test_kept_frames_are_bit_identical_and_the_rest_is_remade(model, seq, tmp_pa
     assert np.array_equal(back.frames[kept], seq.frames[kept])
 
 
-@pytest.mark.parametrize("sampler", [dict(order=2), dict(phase_filter=4.0), dict(guidance_max_sigma=3.0)])
+@pytest.mark.parametrize("sampler", [dict(order=2), dict(phase_filter=4.0), dict(guidance_max_sigma=3.0), dict(ramp="frame")])
 def test_every_sampler_setting_edits_and_keeps_kept_frames(model, seq, sampler):
     import dataclasses
 
@@ -241,3 +241,28 @@ def test_progress_bar_on_a_terminal(model, seq, monkeypatch, capsys):
     monkeypatch.setattr(progress, "enabled", lambda: True)
     edit(seq, strength=0.5, model=model)
     assert "editing" in capsys.readouterr().err
+
+
+def test_the_frame_ramp_schedule_is_the_streams_and_moves_each_frame_a_quarter_level_from_its_neighbour():
+    """ramp 'frame' (SamplerSettings.ramp): a grid of levels × group values, frames one grid value apart, each row
+    moving every frame one level (group values); from pure noise it is the stream's frame ramp, from other starts
+    each frame still goes down monotonically to clean, kept frames never move, and the windows do what the
+    whole matrix does."""
+    g, L = 4, 3
+    start = torch.tensor([0] * 8 + [L * g] * 8 + [2 * g] * 8 + [0] * 8)
+    s = RollingSchedule(start, L * g, g, per_row=1, ramp="frame")
+    rows = torch.stack([s.levels(r) for r in range(s.rows)])
+    assert torch.equal(rows[0], start) and (rows[-1] == L * g).all()
+    steps = rows[1:] - rows[:-1]
+    assert (steps >= 0).all() and (steps <= g).all() and (steps[:, 8:16] == 0).all()
+    fresh = rows[:, :8][(rows[:, :8] > 0).all(1) & (rows[:, :8] < L * g).all(1)]
+    assert len(fresh) and (fresh.diff(dim=1) == -1).all()  # neighbouring frames one grid value apart
+    sig = karras_sigmas(L * g)
+
+    def model(x, sigma, cond):
+        return 0.6 * x / (1 + sigma[..., None])
+
+    x0 = torch.randn(1, 32, 3, generator=torch.Generator().manual_seed(0)) * sig[start][None, :, None]
+    full = sample_levels(model, x0.clone(), sig, rows, None)
+    windowed = sample_rolling(model, x0.clone(), sig, s, lambda a, b: None, context=2)
+    assert torch.equal(full, windowed)

@@ -35,7 +35,7 @@ from .dataset import resting_face_of
 from .conditions import HISTORY
 from .errors import PainDiffusionError, warn
 from .facespace import EMOTIONS, emotion_index
-from .sampling import RollingSchedule, SamplerSettings, guided, sample_rolling
+from .sampling import RollingSchedule, SamplerSettings, guided, karras_sigmas, sample_rolling
 from .sequence import FPS, FaceSequence
 from .stimulus import MAX_HOURS
 from .stream import PatientFaces, StackPhaseFilter
@@ -249,18 +249,20 @@ def edit(source, *, strength: float = 0.5, expressiveness=None, emotion: str | N
     if (start == n_levels).all():
         return FaceSequence(seq.space, seq.frames.copy(), c["stimulus"], None, FPS, meta)
     rows = n_levels - int(start.min())  # L // rows stacks share a row: the window stays the stream's
-    schedule = RollingSchedule(torch.as_tensor(start), n_levels, g, per_row=max(1, n_levels // rows))
-    if s.context + rows * schedule.per_row > model.config.max_tokens:
-        raise PainDiffusionError(f"an edit's window of {s.context + rows * schedule.per_row} stacks exceeds the "
+    unit = g if s.ramp == "frame" else 1  # the frame ramp's grid has levels × group values (window.LatentWindow)
+    schedule = RollingSchedule(torch.as_tensor(start) * unit, n_levels * unit, g, per_row=max(1, n_levels // rows),
+                               ramp=s.ramp)
+    if s.context + (rows + 1) * schedule.per_row > model.config.max_tokens:
+        raise PainDiffusionError(f"an edit's window of {s.context + (rows + 1) * schedule.per_row} stacks exceeds the "
                                  f"model's {model.config.max_tokens}; use fewer levels or context")
 
     # x_f = clean_f + σ_start(f)·ε: the input frame each sweep frame starts from, noised to its level; level 0 is
     # made anew (pure noise around the data's mean), as appended frames are.
-    sigmas = s.sigmas()
+    sigmas = karras_sigmas(n_levels * unit, s.sigma_min, s.sigma_max, s.rho)
     gen = torch.Generator().manual_seed(int(seed))
     clean = model.encode(seq.frames[np.clip(np.arange(len(start)) - lead, 0, n_in - 1)])[None]
     clean[:, torch.as_tensor(start == 0)] = 0.0
-    x = clean + torch.randn(clean.shape, generator=gen) * sigmas[torch.as_tensor(start)][None, :, None]
+    x = clean + torch.randn(clean.shape, generator=gen) * sigmas[schedule.start][None, :, None]
     cond, weights = _cond_batch(model, c, lead, len(start), s.guidance)
     x = _sweep(guided(model.denoiser, weights, s.guidance_max_sigma), x, sigmas, schedule, cond, s, desc)
     if s.phase_filter:

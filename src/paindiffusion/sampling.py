@@ -131,41 +131,63 @@ def full_sequence_levels(n_frames: int, n_levels: int, n_context: int = 0) -> to
 @dataclass
 class RollingSchedule:
     """The stream's rolling pyramid swept over a whole known sequence, every frame from its own start level
-    (editing, docs/design.md §8). With L noise levels, n = L − min(start) and ``per_row`` stacks per row group
-    (group m = ⌊stack / per_row⌋, the pyramid's uncertainty scale u = 1 / per_row), row r holds
+    (editing, docs/design.md §8). With L grid levels, n = L − min(start), ``per_row`` stacks per row group and
+    a frame's offset m_f (``ramp`` "stack": m_f = ⌊stack / per_row⌋, one level per row, the pyramid's
+    uncertainty scale u = 1 / per_row; "frame": L counts levels × group grid values, m_f = ⌊frame / per_row⌋ and
+    a row moves ``group`` of them, the stream's frame ramp), row r holds
 
-        level(r, f) = clamp(L − n + r − m_f, start_f, L)
+        level(r, f) = clamp(L − n + k·r − m_f, start_f, L),   k = 1 (stack) or group (frame)
 
-    so a frame waits at its start level until the sweep reaches it, then goes down one level per row, and a
+    so a frame waits at its start level until the sweep reaches it, then goes down one step per row, and a
     frame that starts clean (level L) never moves. ``start`` 0 everywhere is the stream's own schedule."""
 
     start: torch.Tensor  # (T,) long, T a multiple of ``group``: each frame's first level
     n_levels: int
     group: int
     per_row: int = 1
+    ramp: str = "stack"
 
     @property
     def depth(self) -> int:
-        """n: the rows a frame needs from the lowest start level to clean."""
+        """n: the grid steps from the lowest start level to clean."""
         return self.n_levels - int(self.start.min())
 
     @property
+    def per_step(self) -> int:
+        return self.group if self.ramp == "frame" else 1
+
+    def offset(self, f: torch.Tensor) -> torch.Tensor:
+        return f // self.per_row if self.ramp == "frame" else f // self.group // self.per_row
+
+    @property
     def rows(self) -> int:
-        stacks = len(self.start) // self.group
-        return -(-stacks // self.per_row) + self.depth
+        last = int(self.offset(torch.tensor(len(self.start) - 1)))  # the last frame is the last to be clean
+        return -(-(self.depth + last) // self.per_step) + 1
 
     def levels(self, r: int, a: int = 0, b: int | None = None) -> torch.Tensor:
         """Row r for frames a … b − 1."""
         b = len(self.start) if b is None else b
-        m = torch.arange(a, b) // self.group // self.per_row
-        return (self.n_levels - self.depth + r - m).clamp(max=self.n_levels).maximum(self.start[a:b])
+        return self._sweep(r, torch.arange(a, b)).clamp(max=self.n_levels).maximum(self.start[a:b])
+
+    def _sweep(self, r: int, f: torch.Tensor) -> torch.Tensor:
+        """Row r's level of frames f before the clamps: where the pyramid's front puts them."""
+        return self.n_levels - self.depth + self.per_step * r - self.offset(f)
+
+    def done(self, r: int) -> int:
+        """Frames at the start that are final after row r (the front has passed them)."""
+        f = torch.arange(len(self.start))
+        return int((self._sweep(r, f) >= self.n_levels).sum())
 
     def window(self, r: int, context: int) -> tuple[int, int]:
-        """Frames [a, b) the step from row r to r + 1 needs: the row groups that may move (levels L − n … L − 1)
-        and ``context`` clean stacks before them — the stream's window, (context + n·per_row) stacks."""
-        stacks = len(self.start) // self.group
-        first = max(0, r - self.depth + 1) * self.per_row
-        last = min(stacks, (r + 1) * self.per_row)
+        """Frames [a, b) the step from row r to r + 1 needs, in whole stacks: the frames the front is passing
+        (not yet clean at row r, reached at row r + 1) and ``context`` clean stacks before them, the stream's
+        window: (context + n·per_row) stacks for the stack ramp, about one stack more for the frame ramp."""
+        f = torch.arange(len(self.start))
+        passing = (self._sweep(r, f) < self.n_levels) & (self._sweep(r + 1, f) > self.n_levels - self.depth)
+        if not passing.any():
+            return 0, 0
+        idx = torch.nonzero(passing).flatten()
+        first, last = int(idx[0]) // self.group, -(-(int(idx[-1]) + 1) // self.group)
         return max(0, first - context) * self.group, last * self.group
 
 
@@ -185,8 +207,7 @@ def sample_rolling(model: Callable, x: torch.Tensor, sigmas: torch.Tensor, sched
             s0, s1 = sig[now].expand(x.shape[0], -1), sig[nxt].expand(x.shape[0], -1)
             x[:, a:b] = step(model, x[:, a:b], s0, s1, cond_fn(a, b), order)
         if callback is not None:
-            done = max(0, r - schedule.depth + 2) * schedule.per_row * schedule.group
-            callback({"frames": min(done, x.shape[1])})
+            callback({"frames": schedule.done(r + 1)})
     return x
 
 

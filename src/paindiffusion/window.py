@@ -52,13 +52,14 @@ class LatentWindow:
     def advance(self, cond, noise: torch.Tensor) -> None:
         """One guided call: every noisy frame moves down by ``per_step`` ranks; the frames that became clean join
         the context and ``noise`` ((B, group, dim) unit Gaussian) enters at the far end, scaled to the entering
-        ranks' σ and, with ``enter_at_context``, centred on the newest clean stack."""
+        ranks' σ and, with ``enter_at_context``, centred on the clean context's per-channel median (a level the
+        context holds, not a blink or a twitch passing through it)."""
         b = self.x.shape[0]
         x = step(self.denoise, self.x, self.sigma_now[None].expand(b, -1), self.sigma_next[None].expand(b, -1), cond,
                  self.s.order)
         fresh = noise * self.sigma_now[-self.group:][None, :, None]
         if self.s.enter_at_context:
-            fresh = fresh + x[:, self.n_context: self.n_context + self.group].mean(1, keepdim=True)
+            fresh = fresh + x[:, self.group: self.n_context + self.group].median(dim=1, keepdim=True).values
         self.x = torch.cat([x[:, self.group:], fresh], dim=1)
 
     def newest_clean(self, n: int) -> torch.Tensor:
