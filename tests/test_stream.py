@@ -408,7 +408,7 @@ def test_frame_ramp_gives_each_frame_its_own_level_and_the_same_number_of_steps(
     assert not np.allclose(a[0].frames, stack[0].frames)
 
 
-def test_entering_at_the_context_centres_the_fresh_noise_on_the_newest_clean_stack():
+def test_entering_at_the_context_centres_the_fresh_noise_on_the_clean_context_median():
     m = tiny_model(levels=2, context=2, warmup=0, enter_at_context=True)
     s = PainStream(m, seed=0)
     s.step()
@@ -416,6 +416,7 @@ def test_entering_at_the_context_centres_the_fresh_noise_on_the_newest_clean_sta
     zero = torch.zeros(1, m.config.group, m.config.dim)
     before = lw.x.clone()
     lw.advance(s._conditions(lw.n_context), zero)  # no noise: the entering stack is exactly the centre
-    emitted = lw.newest_clean(m.config.group)
-    torch.testing.assert_close(lw.x[:, -m.config.group:], emitted.mean(1, keepdim=True).expand(-1, m.config.group, -1))
+    centre = lw.x[:, :lw.n_context].median(dim=1, keepdim=True).values
+    torch.testing.assert_close(lw.x[:, -m.config.group:], centre.expand(-1, m.config.group, -1))
+    assert not torch.equal(centre.expand(-1, m.config.group, -1), lw.newest_clean(m.config.group))
     assert not torch.equal(before, lw.x)

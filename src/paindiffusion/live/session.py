@@ -185,8 +185,10 @@ class LiveGenerator:
         self._wake.set()
         with self._lock:
             self._to_prepare.notify_all()
-        if self.thread.is_alive() and threading.current_thread() is not self.thread:
-            self.thread.join(timeout=5)
+        # both threads run torch ops: one still inside an op when the interpreter exits aborts the process
+        for t in (self.thread, self.preparer):
+            if t.is_alive() and threading.current_thread() is not t:
+                t.join(timeout=5)
 
     @property
     def delay_s(self) -> float:
