@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from paindiffusion.errors import MARKER, TMP_PREFIX, PainDiffusionError, claim_folder
+from paindiffusion.errors import PainDiffusionError
+from paindiffusion.files import MARKER, TMP_PREFIX, claim_folder
 from paindiffusion.facespace import FACS
 from paindiffusion.sequence import FaceSequence
 from test_hardening_files import cli, one_line, snapshot
@@ -137,7 +138,7 @@ def test_train_onto_a_full_disk_leaves_no_folder(small_fs, packed_dir, capsys):
 
 
 def test_a_second_training_run_into_a_busy_folder_is_refused(tmp_path, capsys, packed_dir):
-    from paindiffusion.errors import LOCK, folder_lock
+    from paindiffusion.files import LOCK, folder_lock
 
     run_dir = claim_folder(tmp_path / "run", "training run")
     with folder_lock(run_dir, "training run"):
@@ -153,7 +154,7 @@ def test_two_real_training_runs_into_one_folder(tmp_path, packed_dir):
     stopped with SIGTERM, leaves its folder unlocked."""
     import signal
 
-    from paindiffusion.errors import LOCK
+    from paindiffusion.files import LOCK
 
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     args = [sys.executable, "-m", "paindiffusion.cli", "--quiet", "train", str(packed_dir), "--out", str(tmp_path / "run"),

@@ -14,7 +14,8 @@ import torch
 from conftest import tiny_model as make_tiny
 from paindiffusion.checkpoint import CONFIG, WEIGHTS, PainModel
 from paindiffusion.conditions import HISTORY
-from paindiffusion.errors import MARKER, PainDiffusionError
+from paindiffusion.errors import PainDiffusionError
+from paindiffusion.files import MARKER
 from paindiffusion.facespace import FACS
 from paindiffusion.model import Denoiser, ModelConfig
 

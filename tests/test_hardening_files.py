@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from paindiffusion.errors import MARKER, STALE_AFTER_S, TMP_PREFIX, PainDiffusionError, atomic_file, sweep_stale
+from paindiffusion.errors import PainDiffusionError
+from paindiffusion.files import MARKER, STALE_AFTER_S, TMP_PREFIX, atomic_file, sweep_stale
 from paindiffusion.facespace import FACS
 from paindiffusion.sequence import FaceSequence
 

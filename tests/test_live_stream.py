@@ -22,9 +22,9 @@ from pythonosc.udp_client import SimpleUDPClient
 
 from paindiffusion.errors import PainDiffusionError
 from paindiffusion.facespace import FACS_AUS
-from paindiffusion.live.bridges import OscOut, WebSocketOut
+from paindiffusion.live.outputs import OscOut, WebSocketOut
 from paindiffusion.live.inputs import CsvIn, OscIn, RangeMap, parse_line
-from paindiffusion.live.session import LiveGenerator
+from paindiffusion.live.generator import LiveGenerator
 from paindiffusion.render.exports import ARKIT_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -150,7 +150,7 @@ def test_a_page_from_another_origin_cannot_use_the_demo_while_its_own_tab_keeps_
     from aiohttp import web
 
     from paindiffusion.checkpoint import PainModel
-    from paindiffusion.live.bridges import LoopThread, start_site
+    from paindiffusion.live.web import LoopThread, start_site
     from paindiffusion.live.server import DemoServer
 
     torch.set_num_threads(1)

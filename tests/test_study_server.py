@@ -17,7 +17,8 @@ import urllib.request
 import pytest
 
 from paindiffusion.errors import PainDiffusionError
-from paindiffusion.study.guard import AttemptLimiter, host_allowed
+from paindiffusion.live.guard import LocalOrigin
+from paindiffusion.study.access import AttemptLimiter
 from paindiffusion.study.make import load_manifest
 from paindiffusion.study.server import MAX_BODY, StudyServer
 from paindiffusion.study.store import DB
@@ -218,7 +219,7 @@ def test_access_code_and_the_limit_on_wrong_codes(study_copy):
     ("127.0.0.1:80x", 8100, True, False), ("[::1", 8100, True, False), ("127.0.0.1", 80, True, True),
 ])
 def test_host_header_rules(host, port, loopback, ok):
-    assert host_allowed(host, port, loopback) is ok
+    assert LocalOrigin(network=not loopback).host_ok(host, port) is ok
 
 
 def _free_port() -> int:

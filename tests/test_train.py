@@ -18,7 +18,8 @@ import torch
 from paindiffusion.checkpoint import PainModel
 from paindiffusion.conditions import ConditionSpec
 from paindiffusion.dataset import PackedData
-from paindiffusion.errors import MARKER, PainDiffusionError
+from paindiffusion.errors import PainDiffusionError
+from paindiffusion.files import MARKER
 from paindiffusion.model import ModelConfig
 from paindiffusion.train import TrainConfig, train
 

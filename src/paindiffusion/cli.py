@@ -65,7 +65,7 @@ def plot(data: Path = typer.Argument(..., help="packed dataset folder"),
          overwrite: bool = typer.Option(False, help="replace OUT if it is a figure written earlier by this tool")):
     """Plot temperature, label and PSPI over time for one recording."""
     from .dataset import PackedData
-    from .errors import check_output_file
+    from .files import check_output_file
     from .plots import is_our_figure, plot_stimulus_response
 
     if seconds is not None and not (np.isfinite(seconds) and seconds > 0):

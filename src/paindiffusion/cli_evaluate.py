@@ -28,7 +28,8 @@ def evaluate_command(
 ) -> None:
     """Evaluate a model: paper-compatible and corrected metrics, baselines, controls, timing; one report."""
     from .checkpoint import PainModel
-    from .errors import PainDiffusionError, check_output_dir
+    from .errors import PainDiffusionError
+    from .files import check_output_dir
     from .evaluation import EvalConfig, run_evaluation
     from .evaluation.report import REPORT_KIND
 

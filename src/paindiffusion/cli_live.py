@@ -109,9 +109,9 @@ def stream_command(
     threads: Annotated[int, typer.Option("--threads", help="torch CPU threads")] = 1,
 ) -> None:
     """Stream live faces at 25 frames per second of wall time to robots and avatars (headless)."""
-    from .live.bridges import OscOut, StdoutOut, WebSocketOut
+    from .live.generator import LiveGenerator
     from .live.inputs import RangeMap, open_input
-    from .live.session import LiveGenerator
+    from .live.outputs import OscOut, StdoutOut, WebSocketOut
 
     if fmt not in ("facs", "arkit"):
         raise PainDiffusionError(f"unknown --format {fmt!r}; use facs or arkit")

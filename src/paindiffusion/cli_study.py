@@ -83,9 +83,10 @@ def serve_command(
 ) -> None:
     """Serve the study to participants; every answer is stored at once in STUDY/results/answers.sqlite."""
     from .cli_live import serve_until_stopped
-    from .study.guard import AccessCode
+    from .live.guard import is_loopback
+    from .study.access import AccessCode
     from .study.questions import CONSENT
-    from .study.server import StudyServer, is_loopback
+    from .study.server import StudyServer
 
     if not 0 <= port < 65536:
         raise PainDiffusionError(f"--port {port} must be 0-65535")

@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import PainDiffusionError, atomic_directory
+from .errors import PainDiffusionError
+from .files import atomic_directory
 from .progress import progress
 from .facespace import EMOTIONS, FACS
 from .sequence import FPS

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from .biovid import resting_mask
-from .errors import PainDiffusionError, atomic_directory, check_output_dir
+from .errors import PainDiffusionError
+from .files import atomic_directory, check_output_dir
 from .progress import progress
 from .facespace import EMOTIONS, get_space
 from .rawdata import find_recordings, load_recording
@@ -31,7 +32,7 @@ from .sequence import FPS
 
 FORMAT = "paindiffusion-packed"
 VERSION = 1
-KIND = "packed dataset"  # the kind its folder's marker records (errors.MARKER)
+KIND = "packed dataset"  # the kind its folder's marker records (files.MARKER)
 
 
 EXPRESSIVENESS_DEFINITIONS = ("reactivity", "mean_pspi")

@@ -11,7 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .errors import PainDiffusionError, atomic_file  # noqa: E402
+from .errors import PainDiffusionError  # noqa: E402
+from .files import atomic_file  # noqa: E402
 
 LEVEL_COLOURS = ("#ffffff", "#fde0c5", "#facba6", "#f59e72", "#e4572e")  # baseline, levels 1-4
 

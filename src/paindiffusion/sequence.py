@@ -1,6 +1,6 @@
 """A face sequence with what produced it: the unit every output (file, video, bridge) consumes.
 
-Frames carry their stimulus and PSPI so that outputs (plots, side-by-side videos, live bridges, metrics)
+Frames carry their stimulus and PSPI so that outputs (plots, side-by-side videos, live outputs, metrics)
 never have to recompute or guess them.
 """
 
@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import PainDiffusionError, atomic_file
+from .errors import PainDiffusionError
+from .files import atomic_file
 from .biovid import check_temperature
 from .facespace import FACS, FLAME, FaceSpace, flame_from_npz_arrays, get_space
 from .tables import Table

@@ -24,8 +24,7 @@ from ..biovid import TEMPERATURE_RANGE_C
 from ..controls import NAMES
 from ..errors import PainDiffusionError
 from ..sequence import FPS
-from .bridges import Once
-from .guard import MAX_LINE_BYTES, TOO_LONG, BoundedLines, parse_bounded_json
+from .guard import MAX_LINE_BYTES, TOO_LONG, BoundedLines, Once, parse_bounded_json, split_host_port
 
 CONTROLS = NAMES  # what a line, JSON object or OSC address may set
 IN_CELSIUS = ("stimulus", "threshold", "tolerance")  # text lines carry these as numbers
@@ -275,10 +274,10 @@ def open_input(spec: str, control: Control, mapped: RangeMap | None = None) -> S
         return StdinIn(control)
     if spec.startswith("osc:"):
         rest = spec[4:]
-        host, _, port = rest.rpartition(":")
-        if not port.isdigit() or not 0 < int(port) < 65536:
+        host, port = split_host_port(rest if ":" in rest else f"127.0.0.1:{rest}")
+        if not host or port is None:
             raise PainDiffusionError(f"--input {spec!r} must be osc:PORT or osc:HOST:PORT")
-        return OscIn(control, int(port), host or "127.0.0.1")
+        return OscIn(control, port, host)
     if spec.startswith("serial:"):
         return SerialIn(control, spec[7:], mapped)
     path = Path(spec)

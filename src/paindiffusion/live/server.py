@@ -1,7 +1,7 @@
 """``paindiffusion demo``: a local web app (aiohttp on 127.0.0.1) with a live face that reacts to heat.
 
 Every page and script comes from ``live/static`` in the package (no CDN, no network). Each tab opens one
-WebSocket and is one patient of the shared :class:`~paindiffusion.live.session.LiveGenerator`, so all tabs
+WebSocket and is one patient of the shared :class:`~paindiffusion.live.generator.LiveGenerator`, so all tabs
 are generated in ONE batched model call per step. Per frame the tab gets one binary message: a 4-byte
 little-endian length, a JSON header (channels, PSPI, stimulus, controls, lag, latency) and a JPEG image.
 
@@ -31,10 +31,11 @@ from ..biovid import TEMPERATURE_RANGE_C
 from ..controls import NAMES as CONTROL_NAMES
 from ..errors import PainDiffusionError
 from ..facespace import EMOTIONS
-from .bridges import LoopThread, frame_json, start_site
 from .editing import EditPanel
+from .generator import Frame, LiveGenerator
 from .guard import LocalOrigin, MessageBudget, parse_bounded_json
-from .session import Frame, LiveGenerator
+from .outputs import frame_json
+from .web import LoopThread, start_site
 
 STATIC = resources.files("paindiffusion.live") / "static"
 SEND_QUEUE = 8  # frames a tab may fall behind before its oldest are dropped (8 × 40 ms)

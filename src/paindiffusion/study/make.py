@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from ..dataset import PackedData
-from ..errors import PainDiffusionError, atomic_directory
+from ..errors import PainDiffusionError
+from ..files import atomic_directory
 from ..evaluation.data import training_pool
 from ..evaluation.generation import MODEL
 from ..facespace import FACS

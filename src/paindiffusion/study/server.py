@@ -13,8 +13,8 @@ Routes (nothing else is served: not the manifest, not the database, not a direct
 =============================  ===========================================================================
 
 A session is a random token the page keeps in localStorage and sends as ``X-Study-Session``; a header (not a
-cookie) is never attached by the browser to another site's request. Host, Origin and the access code are
-checked by :mod:`.guard`. Bodies are capped at :data:`MAX_BODY` bytes (413 above).
+cookie) is never attached by the browser to another site's request. Host and Origin are checked by the guard
+every local server shares (:class:`~paindiffusion.live.guard.LocalOrigin`), the access code by :mod:`.access`. Bodies are capped at :data:`MAX_BODY` bytes (413 above).
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from pathlib import Path
 from aiohttp import web
 
 from ..errors import PainDiffusionError
-from ..live.bridges import LoopThread, start_site
-from .guard import AccessCode, AttemptLimiter, host_origin_middleware, is_loopback
+from ..live.guard import LocalOrigin, is_loopback
+from ..live.web import LoopThread, start_site
+from .access import AccessCode, AttemptLimiter
 from .make import load_manifest
 from .plan import BLOCKS, Trial, shown
 from .questions import CONSENT, FREQUENCIES, MAX_CONSENT_CHARS, MAX_YEARS, ROLES, valid_answers
@@ -75,7 +76,7 @@ class StudyServer:
         self.consent = consent
         if sum(map(len, consent)) > MAX_CONSENT_CHARS:
             raise PainDiffusionError(f"the consent text is longer than {MAX_CONSENT_CHARS} characters; shorten it")
-        self.names = frozenset(n.lower() for n in allowed_names)
+        self.guard = LocalOrigin(network=not self.loopback, names=allowed_names)
         self.limiter = AttemptLimiter()
         self.store: Store | None = None
         self.io: LoopThread | None = None
@@ -114,7 +115,7 @@ class StudyServer:
 
     # ---- the app ------------------------------------------------------------------------------------------
     def _app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY, middlewares=[host_origin_middleware(self.loopback, self.names)])
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[self.guard.middleware()])
         app.router.add_get("/", self.page)
         app.router.add_get("/static/{name}", self.static)
         app.router.add_get("/api/study", self.info)

@@ -19,7 +19,7 @@ from ..errors import PainDiffusionError
 from ..facespace import FACS
 from ..sequence import FPS, FaceSequence
 from .fit import fit_frames
-from .landmarks import IMAGE_SUFFIXES, Landmarks, _quiet_native_stderr, track_video
+from .landmarks import IMAGE_SUFFIXES, Landmarks, quiet_native_stderr, track_video
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 MAX_GAP_S = 0.5  # gaps without a face up to this long are interpolated silently; longer ones are reported
@@ -113,7 +113,7 @@ def _extract_one(video: str, target: str, labels: dict | None) -> Outcome:
 
     name = Path(target).stem
     try:
-        with _quiet_native_stderr():  # MediaPipe's threads log notices to fd 2; our errors are returned, not printed
+        with quiet_native_stderr():  # MediaPipe's threads log notices to fd 2; our errors are returned, not printed
             seq = extract_video(video)
         label = (labels or {}).get(Path(video).stem, {})
         seq.meta["emotion"] = label.get("emotion") or emotion_from_aus(seq.frames, seq.pspi)

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import TMP_PREFIX, PainDiffusionError, check_output_dir
+from ..errors import PainDiffusionError
+from ..files import TMP_PREFIX, check_output_dir
 from ..facespace import flame_from_npz_arrays, get_space
 from ..progress import progress as progress_bar
 from ..rawdata import read_meta, read_streams
