@@ -25,7 +25,7 @@ import torch
 
 from paindiffusion.checkpoint import PainModel
 from paindiffusion.live.generator import LiveGenerator
-from paindiffusion.sequence import FPS
+from paindiffusion.biovid import FPS
 from paindiffusion.stream import PainStream
 
 

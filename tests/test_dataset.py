@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import make_biovid_tree
-from paindiffusion.dataset import PackedData, WindowSampler, balance_weights, expressiveness_of, pack, split_subjects
+from paindiffusion.dataset import (TEST_SHARE, VAL_SHARE, PackedData, WindowSampler, balance_weights, expressiveness_of, pack,
+                                   split_subjects)
 from paindiffusion.errors import PainDiffusionError
 from paindiffusion.facespace import EMOTIONS, FACS
 from paindiffusion.rawdata import load_recording
@@ -62,10 +63,10 @@ def test_split_is_subject_disjoint_and_stats_come_from_train(packed_dir):
 
 def test_split_subjects_rules():
     subjects = [f"p{i:02d}" for i in range(20)]
-    a = split_subjects(subjects, 0, 0.15, 0.15)
-    assert a == split_subjects(list(reversed(subjects)), 0, 0.15, 0.15)  # order-independent, deterministic
+    a = split_subjects(subjects, 0, VAL_SHARE, TEST_SHARE)
+    assert a == split_subjects(list(reversed(subjects)), 0, VAL_SHARE, TEST_SHARE)  # order-independent, deterministic
     assert sorted(a.values()).count("test") == 3 and sorted(a.values()).count("val") == 3
-    assert a != split_subjects(subjects, 1, 0.15, 0.15)
+    assert a != split_subjects(subjects, 1, VAL_SHARE, TEST_SHARE)
     assert set(split_subjects(["a", "b"], 0, 0.15, 0.15).values()) == {"train"}
     assert sorted(split_subjects(["a", "b", "c"], 0, 0.15, 0.15).values()) == ["test", "train", "val"]
 

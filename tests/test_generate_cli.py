@@ -25,7 +25,7 @@ from paindiffusion.conditions import ConditionSpec
 from paindiffusion.errors import PainDiffusionError
 from paindiffusion.facespace import FACS
 from paindiffusion.generate import generate_sequence, rule_based_sequence
-from paindiffusion.sequence import FPS
+from paindiffusion.biovid import FPS
 
 torch.set_num_threads(1)  # tiny tensors: extra threads only add overhead (and the CPU is shared)
 

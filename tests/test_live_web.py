@@ -57,6 +57,15 @@ def run(tmp_path_factory):
     return drive(DemoServer(PainModel.load(), port=0, size=320), "e2e.mjs", out, screenshot=("page.png", "live_demo.png")), out
 
 
+def test_the_page_sliders_span_the_model_trained_range_and_the_heat_range(run):
+    from paindiffusion.checkpoint import PainModel
+    from paindiffusion.live.server import HEAT_RANGE_C
+
+    r, _ = run
+    assert r["sliders"]["expressiveness"] == pytest.approx(list(PainModel.load().spec.expressiveness_range))
+    assert r["sliders"]["heat"] == list(HEAT_RANGE_C)
+
+
 def test_page_streams_at_25_fps_and_nothing_leaves_localhost(run):
     r, out = run
     assert r["outside"] == [] and r["requests"] >= 4  # page, 2 scripts, style, info: all from 127.0.0.1

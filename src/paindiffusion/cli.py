@@ -18,6 +18,7 @@ from .cli_live import demo_command, stream_command
 from .cli_render import render_command
 from .cli_study import study_app
 from .cli_track import extract_command, prepare_biovid_command
+from .dataset import TEST_SHARE, VAL_SHARE
 from .errors import PainDiffusionError
 from .facespace import EMOTIONS
 
@@ -40,8 +41,8 @@ def cohort(out: Path = typer.Argument(..., help="folder to write the BioVid-layo
 @app.command()
 def pack(raw: Path = typer.Argument(..., help="BioVid-layout tree (from 'cohort' or real recordings)"),
          out: Path = typer.Option(..., "-o", "--out", help="packed dataset folder to write"),
-         val: float = typer.Option(0.15, help="share of subjects held out for validation"),
-         test: float = typer.Option(0.15, help="share of subjects held out for testing"),
+         val: float = typer.Option(VAL_SHARE, help="share of subjects held out for validation"),
+         test: float = typer.Option(TEST_SHARE, help="share of subjects held out for testing"),
          seed: int = typer.Option(0, min=0, max=2**63 - 1, help="seed of the subject split"),
          face_space: str = typer.Option("facs", help="face space of recordings whose JSON does not name one"),
          overwrite: bool = typer.Option(False, help="replace OUT if it is a packed dataset written earlier by this tool")):
@@ -74,7 +75,7 @@ def plot(data: Path = typer.Argument(..., help="packed dataset folder"),
     d = PackedData(data)
     i = d.find(recording)
     r = d.recordings[i]
-    n = r["length"] if seconds is None else min(r["length"], max(2, int(seconds * d.meta.get("fps", 25))))
+    n = r["length"] if seconds is None else min(r["length"], max(2, int(seconds * d.meta["fps"])))
     w = d.window(i, 0, n)
     if not np.isfinite(w.pspi).all():
         raise PainDiffusionError(f"recording {recording} has no PSPI (its face space has no AUs and no PSPI file was packed)")

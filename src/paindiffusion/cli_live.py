@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from .biovid import BASELINE_C, FPS
 from .errors import PainDiffusionError
 
 
@@ -98,7 +99,7 @@ def stream_command(
     mapping: Annotated[Optional[str], typer.Option("--map", help="linear map of serial values to °C: "
                                                    "0:150:32:50 maps a device's 0-150 (the authors' arm angle) to 32-50 °C")] = None,
     batch: Annotated[int, typer.Option("--batch", help="patients generated together (one model call per step)")] = 1,
-    stimulus: Annotated[float, typer.Option("--stimulus", help="starting heat in °C")] = 32.0,
+    stimulus: Annotated[float, typer.Option("--stimulus", help="starting heat in °C")] = BASELINE_C,
     expressiveness: Annotated[str, typer.Option("--expressiveness", help="low, medium, high or 0-16")] = "medium",
     emotion: Annotated[str, typer.Option("--emotion", help="one of the 8 AffectNet classes")] = "Neutral",
     threshold: Annotated[Optional[float], typer.Option("--threshold", help="the patients' pain threshold, °C (default: the model's)")] = None,
@@ -170,7 +171,7 @@ def stream_command(
             s.start()
         what = ", ".join([f"OSC {fmt} → {t}" for t in osc or []] + [o.url for o in outputs if isinstance(o, WebSocketOut)]
                          + (["stdout"] if stdout else []))
-        typer.echo(f"streaming {batch} patient(s) at 25 fps: {what}; inputs: {', '.join(inputs or []) or 'none'}", err=True)
+        typer.echo(f"streaming {batch} patient(s) at {FPS} fps: {what}; inputs: {', '.join(inputs or []) or 'none'}", err=True)
         _wait(seconds)
     finally:
         for s in sources:

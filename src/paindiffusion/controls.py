@@ -8,7 +8,7 @@ import threading
 
 import numpy as np
 
-from .biovid import check_temperature
+from .biovid import BASELINE_C, check_temperature
 from .errors import PainDiffusionError
 from .facespace import EMOTIONS, emotion_index
 
@@ -43,7 +43,7 @@ class Controls:
 
     def __init__(self, spec, batch: int):
         self._spec, self._lock = spec, threading.Lock()
-        self._values = {"stimulus": np.full(batch, 32.0, np.float32),  # replaced by the first set()
+        self._values = {"stimulus": np.full(batch, BASELINE_C, np.float32),  # replaced by the first set()
                         "expressiveness": np.full(batch, np.nan, np.float32),
                         "emotion": ["Neutral"] * batch,
                         "threshold": np.full(batch, spec.calibration[0], np.float32),

@@ -22,17 +22,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .biovid import resting_mask
+from .biovid import FPS, resting_mask, true_runs
 from .errors import PainDiffusionError
 from .files import atomic_directory, check_output_dir
 from .progress import progress
 from .facespace import EMOTIONS, get_space
 from .rawdata import find_recordings, load_recording
-from .sequence import FPS
 
 FORMAT = "paindiffusion-packed"
 VERSION = 1
 KIND = "packed dataset"  # the kind its folder's marker records (files.MARKER)
+VAL_SHARE, TEST_SHARE = 0.15, 0.15  # shares of subjects held out for validation and testing (the shipped recipe's)
 
 
 EXPRESSIVENESS_DEFINITIONS = ("reactivity", "mean_pspi")
@@ -64,9 +64,8 @@ def calibration_of(stimulus: np.ndarray, label: np.ndarray) -> tuple[float, floa
     1-4 evenly from the subject's threshold to its tolerance, so a line through (level, median plateau
     temperature of that level's episodes) gives both, from any two levels present. None with fewer."""
     lab, stim = np.asarray(label), np.asarray(stimulus, np.float64)
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], (lab > 0).astype(np.int8), [0]])))
     peaks: dict[int, list[float]] = {}
-    for a, b in zip(edges[::2], edges[1::2]):
+    for a, b in true_runs(lab > 0):
         peaks.setdefault(int(lab[a:b].max()), []).append(float(stim[a:b].max()))
     levels = sorted(lv for lv in peaks if 1 <= lv <= 4)
     if len(levels) < 2:
@@ -142,7 +141,7 @@ def input_files(dirs: list[Path]) -> list[Path]:
     return [*dirs, *(f for d in dirs for f in d.iterdir())]
 
 
-def pack(raw: str | os.PathLike, out: str | os.PathLike, *, val: float = 0.15, test: float = 0.15,
+def pack(raw: str | os.PathLike, out: str | os.PathLike, *, val: float = VAL_SHARE, test: float = TEST_SHARE,
          seed: int = 0, default_space: str = "facs", overwrite: bool = False, source: str | None = None) -> Path:
     """Validate every recording under ``raw`` and write the packed store ``out`` (all or nothing); ``source``
     is what the store records as its origin (default: ``raw``)."""

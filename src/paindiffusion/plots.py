@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .biovid import true_runs  # noqa: E402
 from .errors import PainDiffusionError  # noqa: E402
 from .files import atomic_file  # noqa: E402
 
@@ -28,11 +29,9 @@ def plot_stimulus_response(path: str | os.PathLike, stimulus: np.ndarray, pspi: 
     fig, axes = plt.subplots(rows, 1, figsize=(12, 2.2 * rows + 0.6), sharex=True, constrained_layout=True)
     ax_t, ax_p = axes[0], axes[1]
     if label is not None:  # shade each stimulated episode by its level, on every panel
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], label, [0]])))
-        for a, b in zip(edges[:-1], edges[1:]):
-            if label[a] > 0:
-                for ax in axes:
-                    ax.axvspan(t[a], t[min(b, len(t) - 1)], color=LEVEL_COLOURS[int(label[a])], lw=0, zorder=0)
+        for a, b in true_runs(np.asarray(label) > 0):
+            for ax in axes:
+                ax.axvspan(t[a], t[min(b, len(t) - 1)], color=LEVEL_COLOURS[int(label[a])], lw=0, zorder=0)
     ax_t.plot(t, stimulus, color="#b2182b", lw=1.2)
     ax_t.set_ylabel("temperature (°C)")
     ax_p.plot(t, pspi, color="#2166ac", lw=0.9)

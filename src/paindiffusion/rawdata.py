@@ -22,10 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .biovid import STIMULUS_HZ, TEMPERATURE_RANGE_C, check_temperature, stimulus_index  # noqa: F401
+from .biovid import FPS, STIMULUS_HZ, check_temperature, stimulus_index
 from .errors import PainDiffusionError
 from .facespace import EMOTIONS, FaceSpace, emotion_index, get_space
-from .sequence import FPS
 from .tables import Table
 
 

@@ -18,6 +18,9 @@ try {
   let n0 = await data(() => window.paindiffusion.received); let t0 = Date.now();
   await sleep(3000);
   result.fps = ((await data(() => window.paindiffusion.received)) - n0) / ((Date.now() - t0) / 1000);
+  // the ranges the page shows, as the browser rendered them (they come from /api/info)
+  result.sliders = await data(() => Object.fromEntries(["expressiveness", "heat"].map((id) => {
+    const s = document.getElementById(id); return [id, [Number(s.min), Number(s.max)]]; })));
   const series = () => data(() => window.paindiffusion.frames.slice(-200).map((f) => [f.frame, f.stimulus, f.pspi, f.emotion]));
   result.before = await series();
   // hold "apply heat" with the mouse for 3 s, then release for 5 s

@@ -25,10 +25,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..biovid import heat_notice
-from ..conditions import HISTORY
+from ..biovid import BASELINE_C, FPS, heat_notice
 from ..errors import PainDiffusionError
-from ..sequence import FPS
 from ..controls import NAMES, Controls
 from ..stream import PainStream
 
@@ -132,7 +130,7 @@ class LiveGenerator:
         self.preparer = threading.Thread(target=self._prepare_loop, name="paindiffusion-prepare", daemon=True)
 
     # ---- any thread ---------------------------------------------------------------------------------------
-    def join(self, sink: Callable[[Frame], None], seed: int | None = None, stimulus=32.0,
+    def join(self, sink: Callable[[Frame], None], seed: int | None = None, stimulus=BASELINE_C,
              expressiveness="medium", emotion="Neutral", threshold=None, tolerance=None) -> Patient:
         """A new patient; its frames go to ``sink`` from the next step on. Bad controls: one-line error."""
         with self._lock:
@@ -187,11 +185,6 @@ class LiveGenerator:
             self._to_prepare.notify_all()
         if self.thread.is_alive() and threading.current_thread() is not self.thread:
             self.thread.join(timeout=5)
-
-    @property
-    def delay_s(self) -> float:
-        """The longest stimulus lag the model sees (its learned physiological delay lies within it)."""
-        return HISTORY / FPS
 
     def stats(self) -> dict:
         speed = self.steps * self.model.config.group / max(self.step_seconds, 1e-9) / self.fps

@@ -20,10 +20,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ..biovid import TEMPERATURE_RANGE_C
+from ..biovid import FPS, TEMPERATURE_RANGE_C
 from ..controls import NAMES
 from ..errors import PainDiffusionError
-from ..sequence import FPS
 from .guard import MAX_LINE_BYTES, TOO_LONG, BoundedLines, Once, parse_bounded_json, split_host_port
 
 CONTROLS = NAMES  # what a line, JSON object or OSC address may set

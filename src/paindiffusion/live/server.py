@@ -27,7 +27,7 @@ import threading
 import time
 from importlib import resources
 
-from ..biovid import TEMPERATURE_RANGE_C
+from ..biovid import BASELINE_C
 from ..controls import NAMES as CONTROL_NAMES
 from ..errors import PainDiffusionError
 from ..facespace import EMOTIONS
@@ -40,8 +40,7 @@ from .web import LoopThread, start_site
 STATIC = resources.files("paindiffusion.live") / "static"
 SEND_QUEUE = 8  # frames a tab may fall behind before its oldest are dropped (8 × 40 ms)
 STALE_S = 0.12  # a frame that waited 120 ms for the render thread is skipped (it would only add lag)
-HEAT_RANGE_C = (30.0, 50.0)  # the page's slider (the official demo's); within TEMPERATURE_RANGE_C
-BASELINE_C = 32.0  # BioVid's baseline: "apply heat" decays back to it
+HEAT_RANGE_C = (30.0, 50.0)  # the page's heat slider (the official demo's); within biovid.TEMPERATURE_RANGE_C
 
 
 class FaceImages:
@@ -138,11 +137,15 @@ class DemoServer:
         return self.guard.token
 
     def _info(self) -> dict:
+        """What the page reads (app.js, edit.js): every range and default it shows comes from here, so the page
+        holds none of its own: the expressiveness slider spans the model's trained range, the heat slider
+        :data:`HEAT_RANGE_C` from the baseline (it decays back there), the patient's default threshold and
+        tolerance are the model's."""
         spec = self.model.spec
         return {"emotions": list(EMOTIONS), "presets": {k: float(v) for k, v in spec.presets.items()},
-                "expressiveness_range": [0.0, 16.0], "heat_range": list(HEAT_RANGE_C), "baseline": BASELINE_C,
-                "fps": self.generator.fps, "size": self.size, "delay_window_s": self.generator.delay_s,
-                "channels": list(self.model.space.channels), "temperature_range": list(TEMPERATURE_RANGE_C),
+                "expressiveness_range": [float(v) for v in spec.expressiveness_range], "heat_range": list(HEAT_RANGE_C),
+                "baseline": BASELINE_C, "fps": self.generator.fps, "size": self.size,
+                "channels": list(self.model.space.channels),
                 "calibrated": spec.calibrated, "calibration": [float(v) for v in spec.calibration]}
 
     def _app(self):

@@ -22,7 +22,7 @@ from ..evaluation.data import Recordings, fresh_cohort, from_packed, training_po
 from ..evaluation.metrics import episodes
 from ..evaluation.generation import MODEL, generate_model, recording_jobs
 from ..facespace import FACS
-from ..sequence import FPS
+from ..biovid import FPS
 from .plan import REFERENCE, STATIC
 
 STUDY_DRAW, OBSERVER_DRAW = 500, 600  # cohort seeds 7500 + seed (the study) and 7600 + seed (the observer's training)

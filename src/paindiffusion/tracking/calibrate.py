@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..biovid import FPS
 from ..facespace import FACS, FACS_AUS
 from ..render.rig import FaceRig
 from ..sequence import FaceSequence
@@ -28,7 +29,7 @@ POSE_RANGE_DEG = (12.0, 25.0, 10.0)  # pitch, yaw, roll amplitudes of the calibr
 def random_sequence(frames: int, rng: np.random.Generator, active: float = 0.4, knot_s: float = 0.6) -> np.ndarray:
     """``facs`` frames with every AU an independent piecewise-linear trajectory (knots every ``knot_s``
     seconds, each 0 with probability 1 − ``active``, else uniform on 0-5) and a wandering head pose."""
-    step = max(2, int(knot_s * 25))
+    step = max(2, int(knot_s * FPS))
     t = np.arange(frames)
     knots = np.arange(0, frames + step, step)
     out = np.zeros((frames, FACS.dim), np.float32)

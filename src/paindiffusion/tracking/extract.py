@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..biovid import true_runs
 from ..errors import PainDiffusionError
 from ..facespace import FACS
 from ..sequence import FPS, FaceSequence
@@ -32,8 +33,7 @@ def fill_gaps(frames: np.ndarray, found: np.ndarray, max_gap: int) -> tuple[np.n
     out = frames.copy()
     for c in range(frames.shape[1]):
         out[:, c] = np.interp(t, t[found], frames[found, c])
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], (~found).astype(np.int8), [0]])))
-    long_gaps = [[int(a), int(b)] for a, b in zip(edges[::2], edges[1::2]) if b - a > max_gap]
+    long_gaps = [[a, b] for a, b in true_runs(~found) if b - a > max_gap]
     return out, long_gaps
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PainDiffusionError
-from ..sequence import FPS
+from ..biovid import FPS
 
 N_LANDMARKS = 468
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..dataset import TEST_SHARE, VAL_SHARE
 from ..errors import PainDiffusionError
 from ..files import TMP_PREFIX, check_output_dir
 from ..facespace import flame_from_npz_arrays, get_space
@@ -90,7 +91,7 @@ def find_biovid_recordings(root: Path, videos: bool) -> list[Path]:
 
 def prepare_biovid(root: str | os.PathLike, out: str | os.PathLike, *, faces_from: str | os.PathLike | None = None,
                    face_space: str = "facs", labels: dict | None = None, workers: int | None = None,
-                   val: float = 0.15, test: float = 0.15, seed: int = 0, overwrite: bool = False,
+                   val: float = VAL_SHARE, test: float = TEST_SHARE, seed: int = 0, overwrite: bool = False,
                    progress: bool = True) -> tuple[Path, list]:
     """Build the packed dataset ``out`` from a BioVid-style tree; returns (out, extraction outcomes).
 

@@ -76,7 +76,7 @@
 
   async function loadLive() {  // the frames the live view received, as the model made them
     const frames = app.frames.filter((f) => f.channels);
-    if (frames.length < 25) { say("the live face has less than a second of frames yet", true); return; }
+    if (frames.length < live.fps) { say("the live face has less than a second of frames yet", true); return; }
     const last = frames.at(-1);
     const body = { frames: frames.map((f) => live.channels.map((c) => f.channels[c])), stimulus: frames.map((f) => f.stimulus),
                    expressiveness: last.expressiveness, emotion: last.emotion, threshold: last.threshold, tolerance: last.tolerance };
@@ -139,14 +139,14 @@
     a.classList.remove("disabled");
   }
 
-  function play() {  // as fast as the server draws, at most 25 frames per second of sequence time
+  function play() {  // as fast as the server draws, at most the sequence's own frame rate
     playing = !playing;
     $("edit-play").textContent = playing ? "pause" : "play";
     const next = () => {
       if (!playing || !ed.result) return;
       const t = performance.now();
       $("edit-face").addEventListener("load", () => {
-        const step = Math.max(1, Math.round((performance.now() - t) / 40));
+        const step = Math.max(1, Math.round((performance.now() - t) * live.fps / 1000));
         if (ed.shown + step >= ed.result.frames) { playing = false; $("edit-play").textContent = "play"; return; }
         show(ed.shown + step); next();
       }, { once: true });
