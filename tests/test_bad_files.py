@@ -293,6 +293,23 @@ def test_options_are_checked_before_any_work(tmp_path, capsys):
     assert sorted(os.listdir(tmp_path)) == ["afile", "labels.csv"]
 
 
+def test_extract_writes_only_into_a_folder_of_extracted_faces(tmp_path, capsys):
+    """extract's output follows the one overwrite policy (a claimed folder, as a training run's): never a folder
+    of other files, never the folder of its inputs; the faces of an earlier run are continued."""
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"not a video")  # refused before any tracking: the folder is claimed first
+    refused(capsys, "extract", video, "-o", tmp_path, words=["overlaps the input"])
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("keep me")
+    refused(capsys, "extract", video, "-o", tmp_path / "notes", words=["not written by paindiffusion"])
+    assert os.listdir(tmp_path / "notes") == ["mine.txt"]
+    claim_folder(tmp_path / "faces", "extracted faces")
+    assert claim_folder(tmp_path / "faces", "extracted faces") == tmp_path / "faces"  # continued (a resumed run)
+    claim_folder(tmp_path / "a-cohort", "cohort")
+    (tmp_path / "a-cohort" / "s001").mkdir()
+    refused(capsys, "extract", video, "-o", tmp_path / "a-cohort", words=["holds a cohort"])
+
+
 def test_a_sequence_file_written_by_us_is_recognised(tmp_path):
     from paindiffusion.render.exports import written_by_us
 

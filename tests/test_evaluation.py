@@ -133,14 +133,14 @@ def test_cli_refuses_a_folder_that_is_not_a_report(tmp_path):
 def test_cli_quick_run_on_a_saved_checkpoint(tmp_path):
     ckpt = tiny_model().save(tmp_path / "ckpt")
     out = tmp_path / "rep"
-    res = CliRunner().invoke(app, ["evaluate", str(ckpt), "-o", str(out), "--quick", "--draws", "1", "--no-progress",
+    res = CliRunner().invoke(app, ["evaluate", str(ckpt), "-o", str(out), "--quick", "--draws", "1",
                                    "--threads", "1"])
     assert res.exit_code == 0, res.output
     assert "expressiveness_r" in res.output and (out / "report.html").is_file()
     rep = json.loads((out / "report.json").read_text())
     assert rep["config"]["draws"] == 1 and "oracle" in rep["summary"]
     # running again replaces the earlier report (same seed → same numbers)
-    res2 = CliRunner().invoke(app, ["evaluate", str(ckpt), "-o", str(out), "--draws", "1", "--no-progress", "--threads", "1"])
+    res2 = CliRunner().invoke(app, ["evaluate", str(ckpt), "-o", str(out), "--draws", "1", "--threads", "1"])
     assert res2.exit_code == 0, res2.output
     assert json.loads((out / "report.json").read_text())["summary"] == rep["summary"]
 

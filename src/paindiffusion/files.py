@@ -249,8 +249,8 @@ def check_output_file(out: Path, overwrite: bool, inputs: tuple = (), kind: str 
 
 
 def claim_folder(out: Path, kind: str, inputs: tuple = ()) -> Path:
-    """A folder that a long job writes into directly (a training run): new or empty, or a ``kind`` of ours (it
-    is continued, e.g. resumed). Never an input, an unmarked folder or another kind; marked as ours. A new
+    """A folder that a long job writes into directly (a training run, extracted faces): new or empty, or a
+    ``kind`` of ours (it is continued, e.g. resumed). Never an input, an unmarked folder or another kind; marked as ours. A new
     folder appears with its marker in one rename, so a refused or failed claim leaves nothing."""
     out = Path(out)
     if out.is_symlink() or (out.exists() and not out.is_dir()):
@@ -263,8 +263,12 @@ def claim_folder(out: Path, kind: str, inputs: tuple = ()) -> Path:
                                  "choose a new folder", out)
     if out.is_dir() and (out / MARKER).is_file():
         return out
-    with atomic_directory(out, kind, overwrite=False):  # an empty folder is replaced by the marked one
-        pass
+    try:
+        with atomic_directory(out, kind, overwrite=False):  # an empty folder is replaced by the marked one
+            pass
+    except PainDiffusionError:
+        if not is_ours(out, kind):  # else another process claimed it first for the same job (a cluster's shards)
+            raise
     return out
 
 
