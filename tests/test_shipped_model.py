@@ -11,7 +11,8 @@ import torch
 from paindiffusion.checkpoint import PainModel, default_checkpoint
 from paindiffusion.cohort import write_cohort
 from paindiffusion.dataset import PackedData, pack, split_subjects
-from paindiffusion.evaluate import expressiveness_response, pearson, pspi_following, smooth
+from paindiffusion.evaluation.metrics import pearson, smooth
+from paindiffusion.heldout_checks import expressiveness_response, pspi_following
 from paindiffusion.generate import generate_sequence
 from paindiffusion.stimulus import protocol_trace
 
