@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import cli, cli_here, cli_process, make_biovid_tree, one_line, refused, run_main, tiny_model
 from paindiffusion.errors import PainDiffusionError
-from paindiffusion.files import MARKER, TMP_PREFIX, claim_folder
 from paindiffusion.facespace import FACS
+from paindiffusion.files import MARKER, TMP_PREFIX, claim_folder
 from paindiffusion.sequence import FaceSequence
-from test_hardening_files import cli, one_line, snapshot
-from test_hardening_inputs import refused, run, run_main
+from test_hardening_files import snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,7 +39,6 @@ def test_overwrite_replaces_only_an_output_of_the_same_kind(tmp_path, capsys, co
     run_dir = claim_folder(tmp_path / "run1", "training run")
     (run_dir / "notes.txt").write_text("a training run's files")
     model = tmp_path / "run1" / "model"
-    from conftest import tiny_model
     tiny_model().save(model)
     before_run, before_model = snapshot(run_dir), snapshot(model)
     refused(capsys, "cohort", run_dir, "--subjects", 1, "--minutes", 1, "--overwrite",
@@ -48,11 +47,11 @@ def test_overwrite_replaces_only_an_output_of_the_same_kind(tmp_path, capsys, co
     assert snapshot(run_dir) == before_run and snapshot(model) == before_model
     # a cohort that holds another output of ours (a run inside it) is not replaced either
     c = tmp_path / "c"
-    assert run(capsys, "cohort", c, "--subjects", 1, "--minutes", 1)[0] == 0
+    assert cli_here(capsys, "cohort", c, "--subjects", 1, "--minutes", 1)[0] == 0
     claim_folder(c / "run", "training run")
     refused(capsys, "cohort", c, "--subjects", 1, "--minutes", 1, "--overwrite", words=["holds another paindiffusion output"])
     shutil.rmtree(c / "run")
-    assert run(capsys, "cohort", c, "--subjects", 1, "--minutes", 1, "--overwrite", "--seed", 2)[0] == 0  # same kind
+    assert cli_here(capsys, "cohort", c, "--subjects", 1, "--minutes", 1, "--overwrite", "--seed", 2)[0] == 0  # same kind
     assert json.loads((c / MARKER).read_text())["kind"] == "cohort" and leftovers(tmp_path) == []
     # a training run continues only in a training run's folder
     with pytest.raises(PainDiffusionError, match="holds a cohort of paindiffusion, not a training run"):
@@ -72,22 +71,22 @@ def test_an_output_file_is_never_an_input_and_exists_only_with_overwrite(tmp_pat
     assert stim.read_bytes() == original and (tmp_path / "link.csv").is_symlink()
     # an existing file: only with --overwrite, and only one of ours of the same type
     mine = tmp_path / "face.npz"
-    assert run(capsys, "generate", "--rule-based", "--stimulus", stim, "-o", mine)[0] == 0
+    assert cli_here(capsys, "generate", "--rule-based", "--stimulus", stim, "-o", mine)[0] == 0
     refused(capsys, "generate", "--rule-based", "--stimulus", stim, "-o", mine, words=["exists", "--overwrite"])
-    assert run(capsys, "generate", "--rule-based", "--stimulus", stim, "-o", mine, "--overwrite", "--seed", 2)[0] == 0
+    assert cli_here(capsys, "generate", "--rule-based", "--stimulus", stim, "-o", mine, "--overwrite", "--seed", 2)[0] == 0
     thesis = tmp_path / "thesis.csv"
     thesis.write_text("chapter,pages\n1,20\n")
     refused(capsys, "generate", "--rule-based", "--stimulus", stim, "-o", thesis, "--overwrite", words=["not one"])
     assert thesis.read_text() == "chapter,pages\n1,20\n"
     refused(capsys, "render", mine, "-o", mine, "--overwrite", words=["input"])
     for name in ("a.csv", "a.facs.json", "a.arkit.csv"):  # every type recognises its own files
-        assert run(capsys, "render", mine, "-o", tmp_path / name)[0] == 0
-        assert run(capsys, "render", mine, "-o", tmp_path / name, "--overwrite")[0] == 0, name
+        assert cli_here(capsys, "render", mine, "-o", tmp_path / name)[0] == 0
+        assert cli_here(capsys, "render", mine, "-o", tmp_path / name, "--overwrite")[0] == 0, name
     fig = tmp_path / "f.png"
     fig.write_bytes(b"\x89PNG\r\n\x1a\n a photo of the cat")
     refused(capsys, "plot", packed_dir, "-r", "s001", "-o", fig, "--overwrite", words=["not one"])
-    assert run(capsys, "plot", packed_dir, "-r", "s001", "-o", tmp_path / "g.svg")[0] == 0
-    assert run(capsys, "plot", packed_dir, "-r", "s001", "-o", tmp_path / "g.svg", "--overwrite")[0] == 0
+    assert cli_here(capsys, "plot", packed_dir, "-r", "s001", "-o", tmp_path / "g.svg")[0] == 0
+    assert cli_here(capsys, "plot", packed_dir, "-r", "s001", "-o", tmp_path / "g.svg", "--overwrite")[0] == 0
     assert leftovers(tmp_path) == []
 
 
@@ -95,7 +94,7 @@ def test_pack_never_deletes_recordings_linked_into_its_output(tmp_path, capsys, 
     """The recordings kept inside an earlier packed store, linked from the raw tree: packing onto that store
     would delete what it reads."""
     out = tmp_path / "data"
-    assert run(capsys, "pack", cohort_dir, "-o", out)[0] == 0
+    assert cli_here(capsys, "pack", cohort_dir, "-o", out)[0] == 0
     raw = tmp_path / "raw"
     raw.mkdir()
     for d in sorted(cohort_dir.glob("s*")):
@@ -156,15 +155,14 @@ def test_two_real_training_runs_into_one_folder(tmp_path, packed_dir):
 
     from paindiffusion.files import LOCK
 
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    args = [sys.executable, "-m", "paindiffusion.cli", "--quiet", "train", str(packed_dir), "--out", str(tmp_path / "run"),
-            "--steps", "100000", "--batch", "2", "--window", "32", "--threads", "1"]
-    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    args = ["--quiet", "train", packed_dir, "--out", tmp_path / "run", "--steps", "100000", "--batch", "2", "--window", "32",
+            "--threads", "1"]
+    first = cli_process(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         end = time.time() + 120
         while not (tmp_path / "run" / LOCK).exists() and time.time() < end and first.poll() is None:
             time.sleep(0.05)
-        second = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
+        second = cli(*args)
         assert first.poll() is None, "the first run ended before the second started"
         first.send_signal(signal.SIGTERM)
         first.communicate(timeout=120)
@@ -176,7 +174,6 @@ def test_two_real_training_runs_into_one_folder(tmp_path, packed_dir):
 
 # ---- prepare-biovid: checked before anything is written ------------------------------------------------------
 def _tree(root: Path, n: int = 3) -> Path:
-    from conftest import make_biovid_tree
 
     make_biovid_tree(root / "biovid", space="facs", recordings=tuple(f"rec{i}" for i in range(n)), seconds=12.0)
     faces = root / "faces"
@@ -195,7 +192,7 @@ def test_a_refused_prepare_biovid_writes_nothing(tmp_path, capsys):
             words=["rec2_label.csv", "label 7"])
     assert sorted(os.listdir(tmp_path)) == before  # no data/, no data.work/, no temporary copy
     label.write_text(label.read_text().replace("\t7\n", "\t0\n", 1))
-    code, _, err = run(capsys, "prepare-biovid", tree, "-o", tmp_path / "data", "--faces-from", tmp_path / "faces")
+    code, _, err = cli_here(capsys, "prepare-biovid", tree, "-o", tmp_path / "data", "--faces-from", tmp_path / "faces")
     assert code == 0, err
     assert sorted(os.listdir(tmp_path)) == sorted(before + ["data"])  # the raw copy was a temporary
     from paindiffusion.dataset import PackedData
@@ -252,7 +249,6 @@ def test_calibration_script_refuses_bad_arguments_in_one_line_before_measuring(t
 def test_a_checkpoint_its_loader_refuses_is_never_written(tmp_path):
     import dataclasses
 
-    from conftest import tiny_model
 
     m = tiny_model()
     m.spec = dataclasses.replace(m.spec, expressiveness_map=((1.0, 1.0), (1.0, 2.0)))  # requested not increasing
@@ -267,7 +263,6 @@ def test_calibration_script_never_saves_a_checkpoint_that_does_not_load(tmp_path
     loader refuses; the script says so in one line and writes nothing (it used to print "saved")."""
     import dataclasses
 
-    from conftest import tiny_model
 
     m = tiny_model()
     m.spec = dataclasses.replace(m.spec, expressiveness_range=(1.0, 1.0002))

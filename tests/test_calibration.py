@@ -4,14 +4,12 @@ stimulus condition, and carried by every path a user sets them on (stream, gener
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_model
+from conftest import TINY_NET, cli, tiny_model
 from paindiffusion.checkpoint import PainModel
 from paindiffusion.conditions import HISTORY, ConditionSpec
 from paindiffusion.dataset import PackedData, calibration_of
@@ -87,16 +85,15 @@ def test_live_text_inputs_carry_threshold_and_tolerance():
 
 
 def test_generate_cli_refuses_a_tolerance_below_the_threshold(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "paindiffusion.cli", "generate", "-o", str(tmp_path / "x.npz"),
-                        "--protocol", "biovid", "--seconds", "20", "--rule-based", "--threshold", "46", "--tolerance", "44"],
-                       capture_output=True, text=True, timeout=120)
+    r = cli("generate", "-o", tmp_path / "x.npz", "--protocol", "biovid", "--seconds", "20", "--rule-based",
+            "--threshold", "46", "--tolerance", "44")
     assert r.returncode != 0 and "above the threshold" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "x.npz").exists()
 
 
 def test_calibrated_training_stores_the_training_median(tmp_path, packed_dir):
     cfg = TrainConfig(steps=2, batch=4, window=32, val_every=2, val_batches=1, calibrated=True)
-    model = train(packed_dir, tmp_path / "run", cfg, mcfg=ModelConfig(width=32, depth=1, heads=2), progress=False)
+    model = train(packed_dir, tmp_path / "run", cfg, mcfg=ModelConfig(**TINY_NET), progress=False)
     d = PackedData(packed_dir)
     cal = np.median([r["calibration"] for r in d.recordings if r["split"] == "train"], axis=0)
     loaded = PainModel.load(tmp_path / "run" / "model")

@@ -15,16 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import need
+
 ROOT = Path(__file__).resolve().parents[1]
 WEB = ROOT / "tests" / "web"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists() or shutil.which("node") is None
-                       or not (WEB / "node_modules" / "playwright-core").is_dir(),
-                       reason="needs chromium, node and tests/web/node_modules (scripts/setup.sh installs them)"),
-]
+pytestmark = pytest.mark.slow
+need(Path(CHROMIUM).exists() and shutil.which("node") is not None and (WEB / "node_modules" / "playwright-core").is_dir(),
+     "chromium, node and tests/web/node_modules (scripts/setup.sh installs them)")
 
 
 def drive(server, script: str, out: Path, *args, timeout: int = 240, screenshot: tuple[str, str] | None = None) -> dict:

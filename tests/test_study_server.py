@@ -4,18 +4,17 @@ a server killed mid-study and restarted, and tampered requests that are refused 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import urllib.error
 import urllib.request
 
 import pytest
 
+from conftest import cli_process
 from paindiffusion.errors import PainDiffusionError
 from paindiffusion.live.guard import LocalOrigin
 from paindiffusion.study.access import AttemptLimiter
@@ -229,9 +228,7 @@ def _free_port() -> int:
 
 
 def _serve(study, port):
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    p = subprocess.Popen([sys.executable, "-m", "paindiffusion.cli", "study", "serve", str(study), "--port", str(port)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    p = cli_process("study", "serve", study, "--port", port, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = p.stdout.readline()
     assert f"127.0.0.1:{port}" in line, (line, p.stderr.read() if p.poll() is not None else "")
     return p

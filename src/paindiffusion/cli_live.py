@@ -165,7 +165,7 @@ def stream_command(
             for p in targets[1:]:
                 p.set(**values)
 
-        sources = [open_input(spec, control, mapped) for spec in inputs or []]
+        sources = [open_input(spec, control, mapped, generator.clock) for spec in inputs or []]
         generator.start()
         for s in sources:
             s.start()

@@ -267,7 +267,7 @@ def claim_folder(out: Path, kind: str, inputs: tuple = ()) -> Path:
         with atomic_directory(out, kind, overwrite=False):  # an empty folder is replaced by the marked one
             pass
     except PainDiffusionError:
-        if not is_ours(out, kind):  # else another process claimed it first for the same job (a cluster's shards)
+        if not (out.is_dir() and is_ours(out, kind)):  # else another process claimed it first (a cluster's shards)
             raise
     return out
 

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Callable
 
 from ..biovid import FPS, TEMPERATURE_RANGE_C
 from ..controls import NAMES
 from ..errors import PainDiffusionError
+from .generator import WallClock
 from .guard import MAX_LINE_BYTES, TOO_LONG, BoundedLines, Once, parse_bounded_json, split_host_port
 
 CONTROLS = NAMES  # what a line, JSON object or OSC address may set
@@ -197,21 +197,23 @@ class SerialIn(Source):
 
 
 class CsvIn(Source):
-    """A stimulus CSV (time, temperature; as for ``generate --stimulus``) played at wall-clock speed; its
-    last value holds when it ends."""
+    """A stimulus CSV (time, temperature; as for ``generate --stimulus``) played at wall-clock speed (``clock``:
+    the generator's :class:`~paindiffusion.live.generator.WallClock`, or a test's); its last value holds when it
+    ends."""
 
     name = "csv"
 
-    def __init__(self, control: Control, path: str | Path):
+    def __init__(self, control: Control, path: str | Path, clock: WallClock | None = None):
         from ..stimulus import stimulus_from_csv
 
         super().__init__(control)
         self.trace = stimulus_from_csv(path)  # °C per frame at 25 fps; one-line errors for bad files
+        self.clock = clock or WallClock()
 
     def run(self) -> None:
-        t0 = time.monotonic()
+        t0 = self.clock()
         for i, v in enumerate(self.trace.tolist()):
-            if self._stop.wait(max(0.0, t0 + i / FPS - time.monotonic())):
+            if self.clock.wait(self._stop, t0 + i / FPS - self.clock()):
                 return
             self.control(None, stimulus=v)
         self.report("end", f"the CSV ended after {len(self.trace) / FPS:.1f} s; its last value holds")
@@ -267,8 +269,8 @@ class OscIn(Source):
         self.server.server_close()
 
 
-def open_input(spec: str, control: Control, mapped: RangeMap | None = None) -> Source:
-    """``osc:PORT`` / ``osc:HOST:PORT``, ``serial:DEVICE``, ``stdin`` or a CSV file path."""
+def open_input(spec: str, control: Control, mapped: RangeMap | None = None, clock: WallClock | None = None) -> Source:
+    """``osc:PORT`` / ``osc:HOST:PORT``, ``serial:DEVICE``, ``stdin`` or a CSV file path (played on ``clock``)."""
     if spec == "stdin":
         return StdinIn(control)
     if spec.startswith("osc:"):
@@ -281,5 +283,5 @@ def open_input(spec: str, control: Control, mapped: RangeMap | None = None) -> S
         return SerialIn(control, spec[7:], mapped)
     path = Path(spec)
     if path.suffix.lower() in (".csv", ".tsv", ".txt") or path.exists():
-        return CsvIn(control, path)
+        return CsvIn(control, path, clock)
     raise PainDiffusionError(f"--input {spec!r} is not osc:PORT, serial:DEVICE, stdin or a CSV file")

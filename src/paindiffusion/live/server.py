@@ -119,7 +119,7 @@ class DemoServer:
 
     Every route answers only this machine's own page (:class:`~paindiffusion.live.guard.LocalOrigin`); a
     WebSocket client that is not a browser adds ``?token=`` :attr:`token` (:attr:`client_url`). Each tab has a
-    :class:`~paindiffusion.live.guard.MessageBudget` (``clock`` is injectable for tests), every message is parsed
+    :class:`~paindiffusion.live.guard.MessageBudget` (its ``clock`` is injectable for tests), every message is parsed
     within bounds, and its "new patient" requests are coalesced (:meth:`LiveGenerator.new_patient`)."""
 
     def __init__(self, model, port: int = 8000, size: int = 256, max_viewers: int = 8, token: str | None = None,
@@ -219,7 +219,7 @@ class DemoServer:
 
     def _control(self, tab: Tab, text: str) -> str | None:
         """A tab's control message: {"stimulus"|"expressiveness"|"emotion": value, "seq": n} or {"new_patient": seed}."""
-        arrived = time.monotonic()
+        arrived = self.generator.clock()  # on the clock the generator measures latency with
         try:
             msg = parse_bounded_json(text)
             if not isinstance(msg, dict):
