@@ -208,24 +208,24 @@ def test_prepare_biovid_refuses_a_recording_whose_stream_is_misnamed(tmp_path, c
     assert "rec0" not in line and not (tmp_path / "data").exists()
 
 
-# ---- the calibration script -----------------------------------------------------------------------------------
-SCRIPT = ROOT / "scripts" / "calibrate_expressiveness.py"
+# ---- the expressiveness map's script -----------------------------------------------------------------------------------
+SCRIPT = ROOT / "scripts" / "fit_expressiveness_map.py"
 
 
-def _calibrate(*args, timeout=300):
+def _fit_map(*args, timeout=300):
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, env=env,
                           timeout=timeout, cwd=ROOT)
 
 
-def _calibrate_here(capsys, *args) -> tuple[int, str, str]:
-    """The script in this process (as ``python scripts/calibrate_expressiveness.py ARGS``): no interpreter start."""
+def _fit_map_here(capsys, *args) -> tuple[int, str, str]:
+    """The script in this process (as ``python scripts/fit_expressiveness_map.py ARGS``): no interpreter start."""
     import runpy
 
     return run_main(capsys, lambda: runpy.run_path(str(SCRIPT), run_name="__main__"), [SCRIPT, *args])
 
 
-def test_calibration_script_refuses_bad_arguments_in_one_line_before_measuring(tmp_path, packed_dir, tiny_checkpoint,
+def test_map_script_refuses_bad_arguments_in_one_line_before_measuring(tmp_path, packed_dir, tiny_checkpoint,
                                                                                 capsys):
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "x").write_text("x")
@@ -240,7 +240,7 @@ def test_calibration_script_refuses_bad_arguments_in_one_line_before_measuring(t
         ((m, d), "-o"),
     ]
     for args, words in cases:
-        code, out, err = _calibrate_here(capsys, *args)
+        code, out, err = _fit_map_here(capsys, *args)
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 1 and lines[0].startswith("error:") and words in lines[0], (args, err)
         assert "saved" not in out and not o.exists()
@@ -258,16 +258,16 @@ def test_a_checkpoint_its_loader_refuses_is_never_written(tmp_path):
 
 
 @pytest.mark.slow
-def test_calibration_script_never_saves_a_checkpoint_that_does_not_load(tmp_path, packed_dir):
+def test_map_script_never_saves_a_checkpoint_that_does_not_load(tmp_path, packed_dir):
     """A model trained on a narrow expressiveness range: its map's knots round to equal values, which the
-    loader refuses; the script says so in one line and writes nothing (it used to print "saved")."""
+    loader refuses; the script says so in one line, writes nothing and never prints "saved"."""
     import dataclasses
 
 
     m = tiny_model()
     m.spec = dataclasses.replace(m.spec, expressiveness_range=(1.0, 1.0002))
     model = m.save(tmp_path / "narrow")
-    r = _calibrate(model, packed_dir, "-o", tmp_path / "mapped", "--recordings", 2, "--points", 3, "--seconds", 20)
+    r = _fit_map(model, packed_dir, "-o", tmp_path / "mapped", "--recordings", 2, "--points", 3, "--seconds", 20)
     one_line(r, "would not load", "expressiveness_map")
     assert "saved" not in r.stdout and not (tmp_path / "mapped").exists() and leftovers(tmp_path) == []
 

@@ -83,7 +83,7 @@ def test_refuses_non_empty_output_unless_overwrite(tmp_path):
         write_cohort(out, 1, 1.0, 0, overwrite=True)  # not ours: left alone even with --overwrite
     assert (out / "keep.txt").exists()
     (out / "keep.txt").unlink()
-    write_cohort(out, 1, 1.0, 0)  # empty: fine; the folder is now marked as ours
+    write_cohort(out, 1, 1.0, 0)  # empty: fine; the folder is then marked as ours
     write_cohort(out, 1, 1.0, 1, overwrite=True)
     assert (out / "s001" / "s001_face.npy").is_file() and json.loads((out / "cohort.json").read_text())["seed"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]  # no temp folder left

@@ -158,7 +158,7 @@ def test_balanced_sampler_draws_rare_subjects_more_often(packed_dir):
 
 def test_expressiveness_of():
     lab = np.array([0, 0, 1, 2, 0])
-    # reactivity: mean while stimulated (5) minus the resting median (1); v1's mean PSPI: 5
+    # reactivity: mean while stimulated (5) minus the resting median (1); the mean PSPI scale: 5
     assert expressiveness_of(np.array([1.0, 1, 4, 6, 1]), lab) == 4.0
     assert expressiveness_of(np.array([1.0, 1, 4, 6, 1]), lab, "mean_pspi") == 5.0
     # a resting face that counts toward PSPI (anger's AU4/AU7) is not pain: same reactivity, higher mean PSPI
@@ -171,8 +171,8 @@ def test_expressiveness_of():
         expressiveness_of(np.ones(5), lab, "peak")
 
 
-def test_stores_packed_before_v2_get_reactivity(packed_dir, tmp_path):
-    """A store whose index predates the definition field holds v1 values; loading recomputes reactivity."""
+def test_a_store_without_the_definition_field_gets_reactivity(packed_dir, tmp_path):
+    """A store whose index has no expressiveness_definition holds mean PSPI values; loading recomputes reactivity."""
     old = tmp_path / "old"
     shutil.copytree(packed_dir, old)
     meta = json.loads((old / "index.json").read_text())

@@ -254,7 +254,7 @@ BAD_FLAGS = [
     ("generate", "--rule-based", "-o", "{t}/o.mp4", "--size", "100000"),
     ("generate", "--rule-based", "-o", "{t}/o.npz", "--seconds", "nan"),
     ("generate", "--rule-based", "-o", "{t}/o.npz", "--seconds", "-3"),
-    ("generate", "-o", "{t}/o.npz", "--levels", "1000000000"),
+    ("generate", "-o", "{t}/o.npz", "--noise-levels", "1000000000"),
     ("render", "{t}/s.npz", "-o", "{t}/o.mp4", "--size", "100000"),
     ("render", "{t}/s.npz", "-o", "{t}/o.mp4", "--size", "63"),
     ("train", "{p}", "--out", "{t}/r", "--window", "0"),

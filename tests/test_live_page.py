@@ -36,10 +36,10 @@ def test_api_info_gives_the_model_trained_range_and_its_defaults(served):
     info = json.loads(get(url + "api/info"))
     assert info["expressiveness_range"] == pytest.approx(list(model.spec.expressiveness_range))
     assert info["presets"] == pytest.approx(model.spec.presets)
-    assert info["calibration"] == pytest.approx(list(model.spec.calibration))
+    assert info["pain_range"] == pytest.approx(list(model.spec.calibration))
     assert info["baseline"] == BASELINE_C and info["fps"] == FPS
     assert set(info) == {"emotions", "presets", "expressiveness_range", "heat_range", "baseline", "fps", "size",
-                         "channels", "calibrated", "calibration"}  # each read by app.js or edit.js
+                         "channels", "reads_pain_range", "pain_range"}  # each read by app.js or edit.js
 
 
 def test_the_page_holds_no_range_or_default_of_its_own(served):

@@ -88,12 +88,12 @@ def test_holding_apply_heat_raises_pspi_and_releasing_lowers_it(run):
     assert r["space_heat"] > 34  # the space bar holds "apply heat" too
 
 
-def test_threshold_field_is_shown_for_calibrated_models_and_reaches_the_frames(run):
+def test_threshold_field_is_shown_for_models_that_read_the_pain_range_and_reaches_the_frames(run):
     from paindiffusion.checkpoint import PainModel
 
     r, _ = run
     spec = PainModel.load().spec
-    assert r["calibration_shown"] == spec.calibrated
+    assert r["pain_range_shown"] == spec.calibrated
     want = 44.2 if spec.calibrated else spec.calibration[0]  # edited on the page, else the model's default
     assert r["threshold"] == [pytest.approx(want)] * 5
 

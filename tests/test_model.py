@@ -79,7 +79,7 @@ def test_per_frame_sigma_reaches_the_network():
 
 def test_default_config_parameter_budget():
     n = sum(p.numel() for p in Denoiser(ModelConfig()).parameters())
-    assert 0.5e6 <= n <= 6e6  # the issue's ≤ 6M; the paper's model has 5.4M
+    assert 0.5e6 <= n <= 6e6  # at most 6M, about the paper's model (5.4M)
 
 
 def test_denoiser_is_deterministic_and_batch_independent():

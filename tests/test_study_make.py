@@ -36,7 +36,7 @@ def test_manifest_lists_windows_sources_clips_trials_and_plan(study_dir):
     assert [b["name"] for b in m["blocks"]] == ["realism", "reaction", "diversity", "overall"]
     assert m["generators"] == [MODEL, "rules given the controls", "ridge ARX", "random clip"]
     assert len(m["windows"]) == 3 and [w["catch"] for w in m["windows"]] == [False, False, True]
-    assert all(w["seconds"] == 2.0 and w["start_s"] >= 20 and w["level"] > 0 for w in m["windows"])
+    assert all(w["seconds"] == 2.0 and w["start_s"] >= 20 and w["stimulus_level"] > 0 for w in m["windows"])
     assert m["plan"]["trials_per_participant"] == 9 and len(m["plan"]["rows"]) == m["plan"]["cycle"]
     clip_ids = {c["id"] for c in m["clips"]}
     assert all(c in clip_ids for t in m["trials"] for c in t["clips"])  # every trial's clips exist

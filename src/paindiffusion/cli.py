@@ -141,11 +141,11 @@ def generate(out: Path = typer.Option(..., "-o", "--out", help="output: .npz/.cs
                                                   "range are clamped with a warning"),
              emotion: str = typer.Option("Neutral", help="AffectNet class: " + ", ".join(EMOTIONS)),
              seed: int = typer.Option(0, min=0, max=2**63 - 1, help="random seed (same seed, same face)"),
-             threshold: Optional[float] = typer.Option(None, help="the patient's pain threshold, °C (BioVid level 1; default: the model's training median); also sets the --protocol levels"),
-             tolerance: Optional[float] = typer.Option(None, help="the patient's pain tolerance, °C (BioVid level 4; default: the model's training median)"),
+             threshold: Optional[float] = typer.Option(None, help="the patient's pain threshold, °C (BioVid stimulus level 1; default: the model's training median); also sets the --protocol's stimulus levels"),
+             tolerance: Optional[float] = typer.Option(None, help="the patient's pain tolerance, °C (BioVid stimulus level 4; default: the model's training median)"),
              checkpoint: Optional[Path] = typer.Option(None, help="checkpoint folder (default: the shipped model)"),
              rule_based: bool = typer.Option(False, "--rule-based", help="use the cohort's hand-written rules instead of the model"),
-             levels: Optional[int] = typer.Option(None, help="override the sampler's noise levels"),
+             noise_levels: Optional[int] = typer.Option(None, help="override the sampler's noise levels (σ grid size)"),
              order: Optional[int] = typer.Option(None, help="override the sampler order (1 or 2)"),
              side_by_side: bool = typer.Option(False, "--side-by-side", help="mp4: add stimulus and PSPI curves under the face"),
              size: int = typer.Option(512, min=64, max=4096, help="mp4 frame size in pixels (even)"),
@@ -179,8 +179,9 @@ def generate(out: Path = typer.Option(..., "-o", "--out", help="output: .npz/.cs
         seq = rule_based_sequence(trace, expressiveness, emotion, seed, threshold=thr, tolerance=tol)
     else:
         settings = model.sampler
-        if levels is not None or order is not None:  # SamplerSettings.validate and PainStream refuse bad values
-            settings = dataclasses.replace(settings, **{k: v for k, v in (("levels", levels), ("order", order)) if v is not None}).validate()
+        if noise_levels is not None or order is not None:  # SamplerSettings.validate and PainStream refuse bad values
+            given = (("levels", noise_levels), ("order", order))
+            settings = dataclasses.replace(settings, **{k: v for k, v in given if v is not None}).validate()
             check_sampler_bounds(settings, model.config)
         seq = generate_sequence(trace, expressiveness, emotion, seed, model, settings, thr, tol)
     check_new_output(out, side_by_side, overwrite, inputs)  # still allowed after the work

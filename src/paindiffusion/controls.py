@@ -36,8 +36,9 @@ NUMERIC = ("stimulus", "expressiveness", "threshold", "tolerance")  # per-sequen
 
 
 class Controls:
-    """The controls in force, one value per sequence: stimulus (°C), expressiveness (mean-PSPI scale), emotion,
-    and the patient's pain threshold and tolerance (°C; read by calibrated checkpoints, conditions.py).
+    """The controls in force, one value per sequence: stimulus (°C), expressiveness (pain reactivity on the PSPI
+    scale, :func:`paindiffusion.dataset.expressiveness_of`), emotion, and the patient's pain threshold and
+    tolerance (°C; read by checkpoints whose stimulus is relative to them, conditions.py).
 
     Any thread may set them; a bad value raises a one-line :class:`PainDiffusionError` and changes nothing."""
 

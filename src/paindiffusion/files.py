@@ -151,8 +151,8 @@ def marker_kind(folder: Path) -> str | None:
 
 
 def is_ours(folder: Path, kind: str | None = None, known_files: tuple[str, ...] = ()) -> bool:
-    """A folder we wrote: it holds :data:`MARKER` (of ``kind``, when given), or, written before markers existed,
-    only ``known_files``."""
+    """A folder we wrote: it holds :data:`MARKER` (of ``kind``, when given), or, without a marker (a checkpoint of
+    an older release), only ``known_files``."""
     folder = Path(folder)
     if (folder / MARKER).is_file():
         return kind is None or marker_kind(folder) == kind

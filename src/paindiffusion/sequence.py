@@ -1,4 +1,4 @@
-"""A face sequence with what produced it: the unit every output (file, video, bridge) consumes.
+"""A face sequence with what produced it: the unit every output (file, video, live output) consumes.
 
 Frames carry their stimulus and PSPI so that outputs (plots, side-by-side videos, live outputs, metrics)
 never have to recompute or guess them.

@@ -41,9 +41,9 @@ try {
   await page.selectOption("#emotion", "Happiness");
   await sleep(1500);
   result.emotion = await data(() => window.paindiffusion.frames.slice(-5).map((f) => f.emotion));
-  // the patient's pain threshold (shown for calibrated models only)
-  result.calibration_shown = await page.isVisible("#calibration");
-  if (result.calibration_shown) {
+  // the patient's pain threshold (shown for models that read the pain range only)
+  result.pain_range_shown = await page.isVisible("#pain-range");
+  if (result.pain_range_shown) {
     await page.fill("#threshold", "44.2");
     await page.dispatchEvent("#threshold", "change");
     await sleep(1500);

@@ -110,7 +110,7 @@ class EditPanel:
         from aiohttp import web
 
         formats = [s[1:] for s in OUTPUT_SUFFIXES if s != ".flame.npz"]  # the demo's faces are facs
-        return web.json_response({"levels": self.model.sampler.levels, "formats": formats,
+        return web.json_response({"noise_levels": self.model.sampler.levels, "formats": formats,
                                   "max_seconds": MAX_FRAMES / FPS, "max_extend_s": MAX_EXTEND_S, "size": self.size})
 
     async def load(self, request):

@@ -139,14 +139,14 @@ class DemoServer:
     def _info(self) -> dict:
         """What the page reads (app.js, edit.js): every range and default it shows comes from here, so the page
         holds none of its own: the expressiveness slider spans the model's trained range, the heat slider
-        :data:`HEAT_RANGE_C` from the baseline (it decays back there), the patient's default threshold and
-        tolerance are the model's."""
+        :data:`HEAT_RANGE_C` from the baseline (it decays back there), the patient's default pain range (threshold,
+        tolerance) is the model's."""
         spec = self.model.spec
         return {"emotions": list(EMOTIONS), "presets": {k: float(v) for k, v in spec.presets.items()},
                 "expressiveness_range": [float(v) for v in spec.expressiveness_range], "heat_range": list(HEAT_RANGE_C),
                 "baseline": BASELINE_C, "fps": self.generator.fps, "size": self.size,
                 "channels": list(self.model.space.channels),
-                "calibrated": spec.calibrated, "calibration": [float(v) for v in spec.calibration]}
+                "reads_pain_range": spec.calibrated, "pain_range": [float(v) for v in spec.calibration]}
 
     def _app(self):
         from aiohttp import WSCloseCode, WSMsgType, web

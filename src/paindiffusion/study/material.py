@@ -78,13 +78,14 @@ def baseline_names(text: str) -> tuple[str, ...]:
 
 @dataclass
 class Window:
-    """``frames`` frames of recording ``rec`` from ``start``; ``level`` of the heat episode it shows (0: none)."""
+    """``frames`` frames of recording ``rec`` from ``start``; the BioVid stimulus level of the heat episode it shows
+    (0: none)."""
 
     id: str
     rec: int
     start: int
     frames: int
-    level: int
+    stimulus_level: int
     catch: bool = False
 
 
@@ -110,7 +111,7 @@ def held_out(cfg: StudyConfig, model, data=None, stimuli: list[np.ndarray] | Non
 
 def choose_windows(held: Recordings, cfg: StudyConfig, reference: bool) -> list[Window]:
     """One window per recording where possible, each starting ``lead`` × its length before a heat episode after the
-    burn-in; levels cycle 4, 3, 2 (level 1 rarely gets a visible reaction). The last is the catch window."""
+    burn-in; stimulus levels cycle 4, 3, 2 (level 1 rarely gets a visible reaction). The last is the catch window."""
     n, burn = cfg.frames(), int(BURN_IN_S * FPS)
     lead = int(cfg.lead * n)
     count = cfg.windows + int(cfg.catch and reference)

@@ -4,7 +4,7 @@ Input, one folder per recording (what BioVid ships, with the face video in place
 
     ROOT/<rec>/<rec>.mp4          the face video (any rate; read at 25 fps) — or any video named <rec>.*
     ROOT/<rec>/<rec>_temp.csv     32 Hz temperature (°C), columns time, temperature (tab- or comma-separated)
-    ROOT/<rec>/<rec>_label.csv    32 Hz stimulus label (0 = baseline, 1-4 = pain level), columns time, label
+    ROOT/<rec>/<rec>_label.csv    32 Hz stimulus label (0 = baseline, 1-4 = stimulus level), columns time, label
     ROOT/<rec>/<rec>.json         optional: subject, emotion
 
 Steps: check every recording (streams, JSON, video or face array) before writing anything → extract every video

@@ -73,7 +73,7 @@ function onFrame(buf) {
 function connect() {
   ws = new WebSocket(`ws://${location.host}/ws`);
   ws.binaryType = "arraybuffer";
-  ws.onopen = () => { state.open = true; lastSent.stimulus = null; setHeat(state.heat); sendExpressiveness(); sendEmotion(); sendCalibration(); };
+  ws.onopen = () => { state.open = true; lastSent.stimulus = null; setHeat(state.heat); sendExpressiveness(); sendEmotion(); sendPainRange(); };
   ws.onmessage = (e) => {
     if (typeof e.data === "string") { const m = JSON.parse(e.data); state.errors.push(m.error); $("error").textContent = m.error; }
     else onFrame(e.data);
@@ -91,8 +91,9 @@ function sendExpressiveness() {
   send({ expressiveness: v });
 }
 function sendEmotion() { send({ emotion: $("emotion").value }); }
-// A calibrated model reads heat relative to the patient's threshold and tolerance (BioVid levels 1 and 4).
-function sendCalibration() { if (state.info.calibrated) send({ threshold: Number($("threshold").value), tolerance: Number($("tolerance").value) }); }
+// A model that reads the pain range feels heat relative to the patient's threshold and tolerance (BioVid stimulus
+// levels 1 and 4).
+function sendPainRange() { if (state.info.reads_pain_range) send({ threshold: Number($("threshold").value), tolerance: Number($("tolerance").value) }); }
 
 async function main() {
   state.info = await (await fetch("/api/info")).json();
@@ -115,9 +116,9 @@ async function main() {
   $("heat").oninput = () => setHeat(Number($("heat").value), true);
   $("expressiveness").oninput = sendExpressiveness;
   $("emotion").onchange = sendEmotion;
-  $("calibration").hidden = !info.calibrated;
-  [$("threshold").value, $("tolerance").value] = info.calibration;
-  $("threshold").onchange = $("tolerance").onchange = sendCalibration;
+  $("pain-range").hidden = !info.reads_pain_range;
+  [$("threshold").value, $("tolerance").value] = info.pain_range;
+  $("threshold").onchange = $("tolerance").onchange = sendPainRange;
   $("new-patient").onclick = () => ws && ws.send(JSON.stringify({ new_patient: Math.floor(Math.random() * 2 ** 31) }));
   const button = $("apply-heat");
   button.addEventListener("pointerdown", (e) => { button.setPointerCapture(e.pointerId); hold(true); });

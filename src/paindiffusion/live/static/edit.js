@@ -95,7 +95,7 @@
       ed.result = await call("/api/edit/run", JSON.stringify(body), "application/json");
       ed.runs++;
       const r = ed.result;
-      say(`edited in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${r.levels_rerun} of ${info.levels} noise levels re-run, ` +
+      say(`edited in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${r.levels_rerun} of ${info.noise_levels} noise levels re-run, ` +
           `mean PSPI ${mean(r.pspi).toFixed(2)} (original ${mean(r.original).toFixed(2)})`);
       $("edit-time").max = r.frames - 1;
       show(Math.min(Math.max(ed.shown, 0), r.frames - 1));
@@ -159,7 +159,7 @@
     [info, live] = await Promise.all([fetch("/api/edit/info").then((r) => r.json()), fetch("/api/info").then((r) => r.json())]);
     for (const e of live.emotions) $("edit-emotion").append(new Option(e, e));
     for (const f of info.formats) $("edit-format").append(new Option(f, f, f === "npz", f === "npz"));
-    $("edit-strength").step = 1 / info.levels;
+    $("edit-strength").step = 1 / info.noise_levels;
     $("edit-face").width = 2 * info.size; $("edit-face").height = info.size;
     $("edit-face").addEventListener("load", () => { ed.drawn++; });
     $("edit-file").onchange = () => $("edit-file").files[0] && loadFile($("edit-file").files[0]);
