@@ -16,7 +16,8 @@ from .biovid import BASELINE_C, FPS
 from .errors import PainDiffusionError
 
 
-def _load(checkpoint: Optional[Path], threads: int):
+def load_model(checkpoint: Optional[Path], threads: int):
+    """The model a command runs (the shipped one without ``checkpoint``) on ``threads`` torch threads."""
     import torch
 
     from .checkpoint import PainModel
@@ -78,7 +79,7 @@ def demo_command(
     if seconds is not None and not seconds > 0:
         raise PainDiffusionError(f"--seconds {seconds} must be positive")
     _check_token(token)
-    server = DemoServer(_load(checkpoint, threads), port=port, size=size, max_viewers=viewers, token=token)
+    server = DemoServer(load_model(checkpoint, threads), port=port, size=size, max_viewers=viewers, token=token)
     url = server.start()
     typer.echo(f"PainDiffusion live demo: {url}  (Ctrl-C to stop; non-browser clients: {server.client_url})", err=False)
     serve_until_stopped(server, url, open_browser, seconds)
@@ -134,7 +135,7 @@ def stream_command(
     mapped = RangeMap(mapping)
     if mapping is not None and not any(s.startswith("serial:") for s in inputs or []):
         raise PainDiffusionError("--map applies to --input serial:DEVICE; add one or drop --map")
-    model = _load(checkpoint, threads)
+    model = load_model(checkpoint, threads)
     outputs, sources, generator = [], [], None
     try:
         outputs += [OscOut(target, fmt, batch, model.space) for target in osc or []]

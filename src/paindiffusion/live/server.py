@@ -35,7 +35,7 @@ from .editing import EditPanel
 from .generator import Frame, LiveGenerator
 from .guard import LocalOrigin, MessageBudget, parse_bounded_json
 from .outputs import frame_json
-from .web import LoopThread, start_site
+from .web import LoopThread, serve_page, start_site
 
 STATIC = resources.files("paindiffusion.live") / "static"
 SEND_QUEUE = 8  # frames a tab may fall behind before its oldest are dropped (8 × 40 ms)
@@ -151,18 +151,6 @@ class DemoServer:
     def _app(self):
         from aiohttp import WSCloseCode, WSMsgType, web
 
-        async def index(_):
-            return web.Response(body=(STATIC / "index.html").read_bytes(), content_type="text/html")
-
-        async def static(request):
-            name = request.match_info["name"]
-            types = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
-            ext = name[name.rfind("."):]
-            f = STATIC / name
-            if "/" in name or ext not in types or not f.is_file():
-                raise web.HTTPNotFound()
-            return web.Response(body=f.read_bytes(), content_type=types[ext])
-
         async def info(_):
             return web.json_response(self._info())
 
@@ -209,8 +197,7 @@ class DemoServer:
             return ws
 
         app = web.Application(middlewares=[self.guard.middleware()])
-        app.router.add_get("/", index)
-        app.router.add_get("/static/{name}", static)
+        serve_page(app, STATIC)
         app.router.add_get("/api/info", info)
         app.router.add_get("/api/stats", stats)
         app.router.add_get("/ws", socket)

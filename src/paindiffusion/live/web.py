@@ -1,6 +1,6 @@
 """The aiohttp plumbing of the package's local web servers (the demo, ``stream --websocket``, the study): an
-asyncio loop in its own thread beside the generator, a site that binds or says in one line why not, and request
-errors logged as one line each."""
+asyncio loop in its own thread beside the generator, a site that binds or says in one line why not, request
+errors logged as one line each, and the page with its scripts and styles from the package."""
 
 from __future__ import annotations
 
@@ -67,3 +67,28 @@ async def start_site(app, host: str, port: int, what: str, log_prefix: str = "pa
         raise PainDiffusionError(f"{what} cannot listen on {host}:{port} ({e.strerror or e}); "
                                  "is the port in use? choose another") from None
     return runner
+
+
+STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+
+
+def serve_page(app, folder, page_headers: dict | None = None) -> None:
+    """``GET /`` (``folder``'s index.html) and ``GET /static/NAME`` (a script, style or picture of ``folder``,
+    nothing else: no sub-folder, no other type); every page and script comes from the package, none from a CDN."""
+    from aiohttp import web
+
+    async def page(_):
+        return web.Response(body=(folder / "index.html").read_bytes(), content_type="text/html",
+                            headers=page_headers)
+
+    async def static(request):
+        name = request.match_info["name"]
+        ext = name[name.rfind("."):]
+        f = folder / name
+        if "/" in name or ext not in STATIC_TYPES or not f.is_file():
+            raise web.HTTPNotFound()
+        return web.Response(body=f.read_bytes(), content_type=STATIC_TYPES[ext])
+
+    app.router.add_get("/", page)
+    app.router.add_get("/static/{name}", static)
+

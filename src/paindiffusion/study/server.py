@@ -30,7 +30,7 @@ from aiohttp import web
 
 from ..errors import PainDiffusionError
 from ..live.guard import LocalOrigin, is_loopback
-from ..live.web import LoopThread, start_site
+from ..live.web import LoopThread, serve_page, start_site
 from .access import AccessCode, AttemptLimiter
 from .make import load_manifest
 from .plan import BLOCKS, Trial, shown
@@ -38,7 +38,6 @@ from .questions import CONSENT, FREQUENCIES, MAX_CONSENT_CHARS, MAX_YEARS, ROLES
 from .store import Store
 
 STATIC = resources.files("paindiffusion.study") / "static"
-STATIC_TYPES = {".js": "text/javascript", ".css": "text/css"}
 SESSION_HEADER = "X-Study-Session"
 MAX_BODY = 16 * 1024  # an answer with a long comment is < 3 KB
 MAX_COMMENT = 2000
@@ -116,26 +115,13 @@ class StudyServer:
     # ---- the app ------------------------------------------------------------------------------------------
     def _app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY, middlewares=[self.guard.middleware()])
-        app.router.add_get("/", self.page)
-        app.router.add_get("/static/{name}", self.static)
+        serve_page(app, STATIC, {"Cache-Control": "no-store"})
         app.router.add_get("/api/study", self.info)
         app.router.add_post("/api/participants", self.register)
         app.router.add_get("/api/session", self.session)
         app.router.add_get("/clips/{name}", self.clip)
         app.router.add_post("/api/answers", self.answer)
         return app
-
-    async def page(self, _):
-        return web.Response(body=(STATIC / "index.html").read_bytes(), content_type="text/html",
-                            headers={"Cache-Control": "no-store"})
-
-    async def static(self, request):
-        name = request.match_info["name"]
-        ext = name[name.rfind("."):]
-        f = STATIC / name
-        if "/" in name or ext not in STATIC_TYPES or not f.is_file():
-            raise web.HTTPNotFound()
-        return web.Response(body=f.read_bytes(), content_type=STATIC_TYPES[ext])
 
     async def info(self, _):
         return web.json_response({"study": self.manifest["study_id"], "code_required": self.code.required,
