@@ -12,7 +12,7 @@ from .biovid import BASELINE_C, check_temperature
 from .errors import PainDiffusionError
 from .facespace import EMOTIONS, emotion_index
 
-__all__ = ["Controls", "NAMES", "NUMERIC"]
+__all__ = ["Controls", "CONTROLS", "NUMERIC"]
 
 
 def _per_item(value, name: str, batch: int) -> list:
@@ -31,7 +31,7 @@ def _per_item(value, name: str, batch: int) -> list:
     return values
 
 
-NAMES = ("stimulus", "expressiveness", "emotion", "threshold", "tolerance")  # every control, by its keyword
+CONTROLS = ("stimulus", "expressiveness", "emotion", "threshold", "tolerance")  # every control, by its keyword
 NUMERIC = ("stimulus", "expressiveness", "threshold", "tolerance")  # per-sequence float controls
 
 

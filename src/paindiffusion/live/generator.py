@@ -30,7 +30,7 @@ import numpy as np
 
 from ..biovid import BASELINE_C, FPS, heat_notice
 from ..errors import PainDiffusionError
-from ..controls import NAMES, Controls
+from ..controls import CONTROLS, Controls
 from ..stream import PainStream
 
 __all__ = ["Frame", "LiveGenerator", "Patient", "LatencyLog", "WallClock"]
@@ -230,7 +230,7 @@ class LiveGenerator:
             p, restart = item
             c = p.controls
             try:
-                one = self._factory.prepare(p.seed, **{k: c[k][0] for k in NAMES})
+                one = self._factory.prepare(p.seed, **{k: c[k][0] for k in CONTROLS})
             except Exception as e:  # never leave the generator without its preparer
                 print(f"paindiffusion live: patient {p.id} could not start ({type(e).__name__}: {e})", file=sys.stderr)
                 if not restart:
@@ -282,7 +282,7 @@ class LiveGenerator:
             if due is not None:  # step as late as it safely can, so it picks up the newest controls
                 self.clock.wait(self._stop, due - self._step_estimate() - self.clock())
             snaps = [p.snapshot() for p in self.patients]
-            self.stream.set_controls(**{k: [s[0][k][0] for s in snaps] for k in NAMES})
+            self.stream.set_controls(**{k: [s[0][k][0] for s in snaps] for k in CONTROLS})
             t0 = self.clock()
             chunk = self.stream.step()
             made = self.clock()

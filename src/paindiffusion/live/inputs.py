@@ -1,15 +1,15 @@
 """Where live controls come from: OSC messages, a serial device, stdin lines, or a CSV played at wall-clock
-speed. Every source calls ``control(patient, stimulus=..., expressiveness=..., emotion=...)`` (patient None =
+speed. Every source calls ``control(patient, NAME=value, ...)`` with NAME one of the controls
+(:data:`~paindiffusion.controls.CONTROLS`: stimulus, expressiveness, emotion, threshold, tolerance; patient None =
 all); a bad or missing value is reported once per kind and the last good one stays in force; a lost device is
 reopened, never stopping the stream. Every line, message and number is bounded (:mod:`.guard`): a line
 over 4 KiB, a 400-digit number or JSON nested 100 000 deep is refused in one line and the input keeps working.
 
-Lines (stdin and serial) are ``VALUE`` (heat; from a serial device through ``--map``), ``NAME VALUE`` with
-NAME one of stimulus / expressiveness / emotion, optionally prefixed by ``@K`` for patient K of a batch, or a
-JSON object such as ``{"stimulus": 45, "patient": 1}``.
+Lines (stdin and serial) are ``VALUE`` (heat; from a serial device through ``--map``), ``NAME VALUE``,
+optionally prefixed by ``@K`` for patient K of a batch, or a JSON object such as ``{"stimulus": 45, "patient": 1}``.
 
-OSC (UDP): ``/paindiffusion/stimulus`` float °C, ``/paindiffusion/expressiveness`` float 0-16 or
-low/medium/high, ``/paindiffusion/emotion`` string; ``/paindiffusion/<K>/...`` for patient K only.
+OSC (UDP): ``/paindiffusion/NAME`` with one value (°C for stimulus, threshold and tolerance; expressiveness 0-16 or
+low/medium/high; emotion a class name); ``/paindiffusion/<K>/NAME`` for patient K only.
 """
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Callable
 
 from ..biovid import FPS, TEMPERATURE_RANGE_C
-from ..controls import NAMES
+from ..controls import CONTROLS
 from ..errors import PainDiffusionError
 from .generator import WallClock
 from .guard import MAX_LINE_BYTES, TOO_LONG, BoundedLines, Once, parse_bounded_json, split_host_port
 
-CONTROLS = NAMES  # what a line, JSON object or OSC address may set
 IN_CELSIUS = ("stimulus", "threshold", "tolerance")  # text lines carry these as numbers
 Control = Callable[..., None]
 

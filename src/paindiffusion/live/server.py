@@ -28,7 +28,7 @@ import time
 from importlib import resources
 
 from ..biovid import BASELINE_C
-from ..controls import NAMES as CONTROL_NAMES
+from ..controls import CONTROLS
 from ..errors import PainDiffusionError
 from ..facespace import EMOTIONS
 from .editing import EditPanel
@@ -216,9 +216,9 @@ class DemoServer:
                 ok = isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 1 << 63
                 self.generator.new_patient(tab.patient, seed if ok else random.randrange(1 << 31))
                 return None
-            controls = {k: msg[k] for k in CONTROL_NAMES if k in msg}
+            controls = {k: msg[k] for k in CONTROLS if k in msg}
             if not controls:
-                return f"a control message needs {', '.join(CONTROL_NAMES)} or new_patient"
+                return f"a control message needs {', '.join(CONTROLS)} or new_patient"
             seq = msg.get("seq")
             ok = isinstance(seq, int) and not isinstance(seq, bool)
             tab.patient.set(**controls, arrived=arrived, tag=seq if ok else None)
