@@ -198,12 +198,15 @@ class LiveGenerator:
         return self
 
     def stop(self) -> None:
+        """Stop both threads and wait for them (at most 5 s each): a thread left inside a model call while the
+        interpreter exits can abort the process."""
         self._stop.set()
         self._wake.set()
         with self._lock:
             self._to_prepare.notify_all()
-        if self.thread.is_alive() and threading.current_thread() is not self.thread:
-            self.thread.join(timeout=5)
+        for t in (self.thread, self.preparer):
+            if t.is_alive() and threading.current_thread() is not t:
+                t.join(timeout=5)
 
     def stats(self) -> dict:
         speed = self.steps * self.model.config.group / max(self.step_seconds, 1e-9) / self.fps
