@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from paindiffusion.checkpoint import PainModel
-from paindiffusion.live.session import LiveGenerator
-from paindiffusion.sequence import FPS
+from paindiffusion.live.generator import LiveGenerator
+from paindiffusion.biovid import FPS
 from paindiffusion.stream import PainStream
 
 

@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from paindiffusion.checkpoint import PainModel  # noqa: E402
-from paindiffusion.sequence import FPS  # noqa: E402
+from paindiffusion.biovid import FPS  # noqa: E402
 from paindiffusion.stimulus import protocol_trace  # noqa: E402
 from paindiffusion.stream import PainStream, SamplerSettings  # noqa: E402
 

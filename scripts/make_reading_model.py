@@ -1,7 +1,7 @@
 """Build src/paindiffusion/assets/reading_model.npz: our rig as MediaPipe reads it (docs/tracking.md).
 
 Renders random AU and head-pose clips with the shipped renderer, tracks them with MediaPipe 0.10.21 and
-regresses the tracked landmarks on the known AUs (paindiffusion.tracking.calibrate). Deterministic given the
+regresses the tracked landmarks on the known AUs (paindiffusion.tracking.measurement). Deterministic given the
 seed and the library versions; takes a few minutes on one core.
 
     .venv/bin/python scripts/make_reading_model.py [--clips 24] [--seconds 20] [--seed 1234] [--keep-data X.npz]
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from paindiffusion.tracking.calibrate import random_sequence, regress_model, track_rendered
+from paindiffusion.tracking.measurement import random_sequence, regress_model, track_rendered
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "paindiffusion" / "assets" / "reading_model.npz"
 

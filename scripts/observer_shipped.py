@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from paindiffusion.checkpoint import PainModel
-from paindiffusion.errors import atomic_file
+from paindiffusion.files import atomic_file
 from paindiffusion.evaluation.baselines import BASELINES
 from paindiffusion.evaluation.data import fresh_cohort, training_pool
 from paindiffusion.evaluation.observer import ObserverConfig, realism_two_sample_test

@@ -22,7 +22,7 @@ import torch
 
 from paindiffusion.checkpoint import PainModel
 from paindiffusion.dataset import PackedData
-from paindiffusion.evaluate import expressiveness_response, pspi_following
+from paindiffusion.heldout_checks import expressiveness_response, pspi_following
 from paindiffusion.evaluation import run_evaluation
 from paindiffusion.evaluation.summary import model_card_metrics
 

@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from paindiffusion.errors import MARKER, TMP_PREFIX, PainDiffusionError, claim_folder
+from conftest import cli, cli_here, cli_process, make_biovid_tree, one_line, refused, run_main, tiny_model
+from paindiffusion.errors import PainDiffusionError
 from paindiffusion.facespace import FACS
+from paindiffusion.files import MARKER, TMP_PREFIX, claim_folder
 from paindiffusion.sequence import FaceSequence
-from test_hardening_files import cli, one_line, snapshot
-from test_hardening_inputs import refused, run, run_main
+from test_hardening_files import snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,7 +39,6 @@ def test_overwrite_replaces_only_an_output_of_the_same_kind(tmp_path, capsys, co
     run_dir = claim_folder(tmp_path / "run1", "training run")
     (run_dir / "notes.txt").write_text("a training run's files")
     model = tmp_path / "run1" / "model"
-    from conftest import tiny_model
     tiny_model().save(model)
     before_run, before_model = snapshot(run_dir), snapshot(model)
     refused(capsys, "cohort", run_dir, "--subjects", 1, "--minutes", 1, "--overwrite",
@@ -47,11 +47,11 @@ def test_overwrite_replaces_only_an_output_of_the_same_kind(tmp_path, capsys, co
     assert snapshot(run_dir) == before_run and snapshot(model) == before_model
     # a cohort that holds another output of ours (a run inside it) is not replaced either
     c = tmp_path / "c"
-    assert run(capsys, "cohort", c, "--subjects", 1, "--minutes", 1)[0] == 0
+    assert cli_here(capsys, "cohort", c, "--subjects", 1, "--minutes", 1)[0] == 0
     claim_folder(c / "run", "training run")
     refused(capsys, "cohort", c, "--subjects", 1, "--minutes", 1, "--overwrite", words=["holds another paindiffusion output"])
     shutil.rmtree(c / "run")
-    assert run(capsys, "cohort", c, "--subjects", 1, "--minutes", 1, "--overwrite", "--seed", 2)[0] == 0  # same kind
+    assert cli_here(capsys, "cohort", c, "--subjects", 1, "--minutes", 1, "--overwrite", "--seed", 2)[0] == 0  # same kind
     assert json.loads((c / MARKER).read_text())["kind"] == "cohort" and leftovers(tmp_path) == []
     # a training run continues only in a training run's folder
     with pytest.raises(PainDiffusionError, match="holds a cohort of paindiffusion, not a training run"):
@@ -71,22 +71,22 @@ def test_an_output_file_is_never_an_input_and_exists_only_with_overwrite(tmp_pat
     assert stim.read_bytes() == original and (tmp_path / "link.csv").is_symlink()
     # an existing file: only with --overwrite, and only one of ours of the same type
     mine = tmp_path / "face.npz"
-    assert run(capsys, "generate", "--rule-based", "--stimulus", stim, "-o", mine)[0] == 0
+    assert cli_here(capsys, "generate", "--rule-based", "--stimulus", stim, "-o", mine)[0] == 0
     refused(capsys, "generate", "--rule-based", "--stimulus", stim, "-o", mine, words=["exists", "--overwrite"])
-    assert run(capsys, "generate", "--rule-based", "--stimulus", stim, "-o", mine, "--overwrite", "--seed", 2)[0] == 0
+    assert cli_here(capsys, "generate", "--rule-based", "--stimulus", stim, "-o", mine, "--overwrite", "--seed", 2)[0] == 0
     thesis = tmp_path / "thesis.csv"
     thesis.write_text("chapter,pages\n1,20\n")
     refused(capsys, "generate", "--rule-based", "--stimulus", stim, "-o", thesis, "--overwrite", words=["not one"])
     assert thesis.read_text() == "chapter,pages\n1,20\n"
     refused(capsys, "render", mine, "-o", mine, "--overwrite", words=["input"])
     for name in ("a.csv", "a.facs.json", "a.arkit.csv"):  # every type recognises its own files
-        assert run(capsys, "render", mine, "-o", tmp_path / name)[0] == 0
-        assert run(capsys, "render", mine, "-o", tmp_path / name, "--overwrite")[0] == 0, name
+        assert cli_here(capsys, "render", mine, "-o", tmp_path / name)[0] == 0
+        assert cli_here(capsys, "render", mine, "-o", tmp_path / name, "--overwrite")[0] == 0, name
     fig = tmp_path / "f.png"
     fig.write_bytes(b"\x89PNG\r\n\x1a\n a photo of the cat")
     refused(capsys, "plot", packed_dir, "-r", "s001", "-o", fig, "--overwrite", words=["not one"])
-    assert run(capsys, "plot", packed_dir, "-r", "s001", "-o", tmp_path / "g.svg")[0] == 0
-    assert run(capsys, "plot", packed_dir, "-r", "s001", "-o", tmp_path / "g.svg", "--overwrite")[0] == 0
+    assert cli_here(capsys, "plot", packed_dir, "-r", "s001", "-o", tmp_path / "g.svg")[0] == 0
+    assert cli_here(capsys, "plot", packed_dir, "-r", "s001", "-o", tmp_path / "g.svg", "--overwrite")[0] == 0
     assert leftovers(tmp_path) == []
 
 
@@ -94,7 +94,7 @@ def test_pack_never_deletes_recordings_linked_into_its_output(tmp_path, capsys, 
     """The recordings kept inside an earlier packed store, linked from the raw tree: packing onto that store
     would delete what it reads."""
     out = tmp_path / "data"
-    assert run(capsys, "pack", cohort_dir, "-o", out)[0] == 0
+    assert cli_here(capsys, "pack", cohort_dir, "-o", out)[0] == 0
     raw = tmp_path / "raw"
     raw.mkdir()
     for d in sorted(cohort_dir.glob("s*")):
@@ -137,7 +137,7 @@ def test_train_onto_a_full_disk_leaves_no_folder(small_fs, packed_dir, capsys):
 
 
 def test_a_second_training_run_into_a_busy_folder_is_refused(tmp_path, capsys, packed_dir):
-    from paindiffusion.errors import LOCK, folder_lock
+    from paindiffusion.files import LOCK, folder_lock
 
     run_dir = claim_folder(tmp_path / "run", "training run")
     with folder_lock(run_dir, "training run"):
@@ -153,17 +153,16 @@ def test_two_real_training_runs_into_one_folder(tmp_path, packed_dir):
     stopped with SIGTERM, leaves its folder unlocked."""
     import signal
 
-    from paindiffusion.errors import LOCK
+    from paindiffusion.files import LOCK
 
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    args = [sys.executable, "-m", "paindiffusion.cli", "--quiet", "train", str(packed_dir), "--out", str(tmp_path / "run"),
-            "--steps", "100000", "--batch", "2", "--window", "32", "--threads", "1"]
-    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    args = ["--quiet", "train", packed_dir, "--out", tmp_path / "run", "--steps", "100000", "--batch", "2", "--window", "32",
+            "--threads", "1"]
+    first = cli_process(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         end = time.time() + 120
         while not (tmp_path / "run" / LOCK).exists() and time.time() < end and first.poll() is None:
             time.sleep(0.05)
-        second = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
+        second = cli(*args)
         assert first.poll() is None, "the first run ended before the second started"
         first.send_signal(signal.SIGTERM)
         first.communicate(timeout=120)
@@ -175,7 +174,6 @@ def test_two_real_training_runs_into_one_folder(tmp_path, packed_dir):
 
 # ---- prepare-biovid: checked before anything is written ------------------------------------------------------
 def _tree(root: Path, n: int = 3) -> Path:
-    from conftest import make_biovid_tree
 
     make_biovid_tree(root / "biovid", space="facs", recordings=tuple(f"rec{i}" for i in range(n)), seconds=12.0)
     faces = root / "faces"
@@ -194,7 +192,7 @@ def test_a_refused_prepare_biovid_writes_nothing(tmp_path, capsys):
             words=["rec2_label.csv", "label 7"])
     assert sorted(os.listdir(tmp_path)) == before  # no data/, no data.work/, no temporary copy
     label.write_text(label.read_text().replace("\t7\n", "\t0\n", 1))
-    code, _, err = run(capsys, "prepare-biovid", tree, "-o", tmp_path / "data", "--faces-from", tmp_path / "faces")
+    code, _, err = cli_here(capsys, "prepare-biovid", tree, "-o", tmp_path / "data", "--faces-from", tmp_path / "faces")
     assert code == 0, err
     assert sorted(os.listdir(tmp_path)) == sorted(before + ["data"])  # the raw copy was a temporary
     from paindiffusion.dataset import PackedData
@@ -210,24 +208,24 @@ def test_prepare_biovid_refuses_a_recording_whose_stream_is_misnamed(tmp_path, c
     assert "rec0" not in line and not (tmp_path / "data").exists()
 
 
-# ---- the calibration script -----------------------------------------------------------------------------------
-SCRIPT = ROOT / "scripts" / "calibrate_expressiveness.py"
+# ---- the expressiveness map's script -----------------------------------------------------------------------------------
+SCRIPT = ROOT / "scripts" / "fit_expressiveness_map.py"
 
 
-def _calibrate(*args, timeout=300):
+def _fit_map(*args, timeout=300):
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, env=env,
                           timeout=timeout, cwd=ROOT)
 
 
-def _calibrate_here(capsys, *args) -> tuple[int, str, str]:
-    """The script in this process (as ``python scripts/calibrate_expressiveness.py ARGS``): no interpreter start."""
+def _fit_map_here(capsys, *args) -> tuple[int, str, str]:
+    """The script in this process (as ``python scripts/fit_expressiveness_map.py ARGS``): no interpreter start."""
     import runpy
 
     return run_main(capsys, lambda: runpy.run_path(str(SCRIPT), run_name="__main__"), [SCRIPT, *args])
 
 
-def test_calibration_script_refuses_bad_arguments_in_one_line_before_measuring(tmp_path, packed_dir, tiny_checkpoint,
+def test_map_script_refuses_bad_arguments_in_one_line_before_measuring(tmp_path, packed_dir, tiny_checkpoint,
                                                                                 capsys):
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "x").write_text("x")
@@ -242,7 +240,7 @@ def test_calibration_script_refuses_bad_arguments_in_one_line_before_measuring(t
         ((m, d), "-o"),
     ]
     for args, words in cases:
-        code, out, err = _calibrate_here(capsys, *args)
+        code, out, err = _fit_map_here(capsys, *args)
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 1 and lines[0].startswith("error:") and words in lines[0], (args, err)
         assert "saved" not in out and not o.exists()
@@ -251,7 +249,6 @@ def test_calibration_script_refuses_bad_arguments_in_one_line_before_measuring(t
 def test_a_checkpoint_its_loader_refuses_is_never_written(tmp_path):
     import dataclasses
 
-    from conftest import tiny_model
 
     m = tiny_model()
     m.spec = dataclasses.replace(m.spec, expressiveness_map=((1.0, 1.0), (1.0, 2.0)))  # requested not increasing
@@ -261,17 +258,16 @@ def test_a_checkpoint_its_loader_refuses_is_never_written(tmp_path):
 
 
 @pytest.mark.slow
-def test_calibration_script_never_saves_a_checkpoint_that_does_not_load(tmp_path, packed_dir):
+def test_map_script_never_saves_a_checkpoint_that_does_not_load(tmp_path, packed_dir):
     """A model trained on a narrow expressiveness range: its map's knots round to equal values, which the
-    loader refuses; the script says so in one line and writes nothing (it used to print "saved")."""
+    loader refuses; the script says so in one line, writes nothing and never prints "saved"."""
     import dataclasses
 
-    from conftest import tiny_model
 
     m = tiny_model()
     m.spec = dataclasses.replace(m.spec, expressiveness_range=(1.0, 1.0002))
     model = m.save(tmp_path / "narrow")
-    r = _calibrate(model, packed_dir, "-o", tmp_path / "mapped", "--recordings", 2, "--points", 3, "--seconds", 20)
+    r = _fit_map(model, packed_dir, "-o", tmp_path / "mapped", "--recordings", 2, "--points", 3, "--seconds", 20)
     one_line(r, "would not load", "expressiveness_map")
     assert "saved" not in r.stdout and not (tmp_path / "mapped").exists() and leftovers(tmp_path) == []
 
@@ -290,6 +286,23 @@ def test_options_are_checked_before_any_work(tmp_path, capsys):
     refused(capsys, "extract", tmp_path / "afile", "-o", tmp_path / "faces", "--labels", labels,
             words=["labels.csv", "not a UTF-8 text file"])
     assert sorted(os.listdir(tmp_path)) == ["afile", "labels.csv"]
+
+
+def test_extract_writes_only_into_a_folder_of_extracted_faces(tmp_path, capsys):
+    """extract's output follows the one overwrite policy (a claimed folder, as a training run's): never a folder
+    of other files, never the folder of its inputs; the faces of an earlier run are continued."""
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"not a video")  # refused before any tracking: the folder is claimed first
+    refused(capsys, "extract", video, "-o", tmp_path, words=["overlaps the input"])
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("keep me")
+    refused(capsys, "extract", video, "-o", tmp_path / "notes", words=["not written by paindiffusion"])
+    assert os.listdir(tmp_path / "notes") == ["mine.txt"]
+    claim_folder(tmp_path / "faces", "extracted faces")
+    assert claim_folder(tmp_path / "faces", "extracted faces") == tmp_path / "faces"  # continued (a resumed run)
+    claim_folder(tmp_path / "a-cohort", "cohort")
+    (tmp_path / "a-cohort" / "s001").mkdir()
+    refused(capsys, "extract", video, "-o", tmp_path / "a-cohort", words=["holds a cohort"])
 
 
 def test_a_sequence_file_written_by_us_is_recognised(tmp_path):

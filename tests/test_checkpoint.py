@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_model as make_tiny
+from conftest import TINY_SHAPE, tiny_model as make_tiny
 from paindiffusion.checkpoint import CONFIG, WEIGHTS, PainModel
 from paindiffusion.conditions import HISTORY
-from paindiffusion.errors import MARKER, PainDiffusionError
+from paindiffusion.errors import PainDiffusionError
+from paindiffusion.files import MARKER
 from paindiffusion.facespace import FACS
 from paindiffusion.model import Denoiser, ModelConfig
 
@@ -231,7 +232,7 @@ def test_face_space_width_mismatch(saved, tmp_path):
 def test_weights_from_another_model(saved, tmp_path):
     _, path = saved
     other = tiny_model()
-    other.denoiser = Denoiser(ModelConfig(dim=FACS.dim, width=32, depth=2, heads=2, max_tokens=16))
+    other.denoiser = Denoiser(ModelConfig(dim=FACS.dim, **{**TINY_SHAPE, "depth": 2}))
     other.save(tmp_path / "other")
     shutil.copy(tmp_path / "other" / WEIGHTS, path / WEIGHTS)
     one_line_error(path, "do not match")

@@ -12,13 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_biovid_tree
-
-
-def cli(*args, cwd=None):
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "COLUMNS": "100"}
-    return subprocess.run([sys.executable, "-m", "paindiffusion.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, env=env, timeout=120)
+from conftest import cli, make_biovid_tree
 
 
 def error_lines(stderr: str) -> list[str]:

@@ -8,19 +8,15 @@ import json
 import numpy as np
 import pytest
 
-from paindiffusion.cohort import (BASELINE_C, MAX_C, PLATEAU_S, RAMP_C_PER_S, RuleBasedFace, SubjectParams,
-                                  biovid_protocol, stimulus_index, write_cohort)
+from paindiffusion.biovid import BASELINE_C, FPS, MAX_LEVEL_C, stimulus_index, true_runs
+from paindiffusion.cohort import PLATEAU_S, RAMP_C_PER_S, RuleBasedFace, SubjectParams, biovid_protocol, write_cohort
 from paindiffusion.errors import PainDiffusionError
 from paindiffusion.facespace import FACS
 from paindiffusion.rawdata import find_recordings, load_recording
 
-FPS = 25
-
-
 def runs(label):
     """(start, end) of each stretch with label > 0."""
-    e = np.flatnonzero(np.diff(np.concatenate([[0], (np.asarray(label) > 0).astype(int), [0]])))
-    return list(zip(e[::2], e[1::2]))
+    return true_runs(np.asarray(label) > 0)
 
 
 def read_tsv(path):
@@ -87,7 +83,7 @@ def test_refuses_non_empty_output_unless_overwrite(tmp_path):
         write_cohort(out, 1, 1.0, 0, overwrite=True)  # not ours: left alone even with --overwrite
     assert (out / "keep.txt").exists()
     (out / "keep.txt").unlink()
-    write_cohort(out, 1, 1.0, 0)  # empty: fine; the folder is now marked as ours
+    write_cohort(out, 1, 1.0, 0)  # empty: fine; the folder is then marked as ours
     write_cohort(out, 1, 1.0, 1, overwrite=True)
     assert (out / "s001" / "s001_face.npy").is_file() and json.loads((out / "cohort.json").read_text())["seed"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]  # no temp folder left
@@ -104,7 +100,7 @@ def test_protocol_follows_biovid(cohort_dir):
     for d in find_recordings(cohort_dir):
         meta = json.loads((d / f"{d.name}.json").read_text())
         levels = meta["levels_c"]
-        assert meta["threshold_c"] == levels[0] and meta["tolerance_c"] == levels[3] <= MAX_C
+        assert meta["threshold_c"] == levels[0] and meta["tolerance_c"] == levels[3] <= MAX_LEVEL_C
         assert np.all(np.diff(levels) > 0) and np.allclose(np.diff(levels), np.diff(levels)[0], atol=0.02)
         temp = read_tsv(d / f"{d.name}_temp.csv")[1][:, 1]
         lab = read_tsv(d / f"{d.name}_label.csv")[1][:, 1].astype(int)

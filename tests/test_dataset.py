@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import make_biovid_tree
-from paindiffusion.dataset import PackedData, WindowSampler, balance_weights, expressiveness_of, pack, split_subjects
+from paindiffusion.dataset import (TEST_SHARE, VAL_SHARE, PackedData, WindowSampler, balance_weights, expressiveness_of, pack,
+                                   split_subjects)
 from paindiffusion.errors import PainDiffusionError
 from paindiffusion.facespace import EMOTIONS, FACS
 from paindiffusion.rawdata import load_recording
@@ -62,10 +63,10 @@ def test_split_is_subject_disjoint_and_stats_come_from_train(packed_dir):
 
 def test_split_subjects_rules():
     subjects = [f"p{i:02d}" for i in range(20)]
-    a = split_subjects(subjects, 0, 0.15, 0.15)
-    assert a == split_subjects(list(reversed(subjects)), 0, 0.15, 0.15)  # order-independent, deterministic
+    a = split_subjects(subjects, 0, VAL_SHARE, TEST_SHARE)
+    assert a == split_subjects(list(reversed(subjects)), 0, VAL_SHARE, TEST_SHARE)  # order-independent, deterministic
     assert sorted(a.values()).count("test") == 3 and sorted(a.values()).count("val") == 3
-    assert a != split_subjects(subjects, 1, 0.15, 0.15)
+    assert a != split_subjects(subjects, 1, VAL_SHARE, TEST_SHARE)
     assert set(split_subjects(["a", "b"], 0, 0.15, 0.15).values()) == {"train"}
     assert sorted(split_subjects(["a", "b", "c"], 0, 0.15, 0.15).values()) == ["test", "train", "val"]
 
@@ -157,7 +158,7 @@ def test_balanced_sampler_draws_rare_subjects_more_often(packed_dir):
 
 def test_expressiveness_of():
     lab = np.array([0, 0, 1, 2, 0])
-    # reactivity: mean while stimulated (5) minus the resting median (1); v1's mean PSPI: 5
+    # reactivity: mean while stimulated (5) minus the resting median (1); the mean PSPI scale: 5
     assert expressiveness_of(np.array([1.0, 1, 4, 6, 1]), lab) == 4.0
     assert expressiveness_of(np.array([1.0, 1, 4, 6, 1]), lab, "mean_pspi") == 5.0
     # a resting face that counts toward PSPI (anger's AU4/AU7) is not pain: same reactivity, higher mean PSPI
@@ -170,8 +171,8 @@ def test_expressiveness_of():
         expressiveness_of(np.ones(5), lab, "peak")
 
 
-def test_stores_packed_before_v2_get_reactivity(packed_dir, tmp_path):
-    """A store whose index predates the definition field holds v1 values; loading recomputes reactivity."""
+def test_a_store_without_the_definition_field_gets_reactivity(packed_dir, tmp_path):
+    """A store whose index has no expressiveness_definition holds mean PSPI values; loading recomputes reactivity."""
     old = tmp_path / "old"
     shutil.copytree(packed_dir, old)
     meta = json.loads((old / "index.json").read_text())

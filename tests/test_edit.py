@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_model
-from test_generate_cli import cli, cli_inproc, load_npz, only_visible, write_csv
+from conftest import cli, cli_here, tiny_model
+from test_generate_cli import load_npz, only_visible, write_csv
 from paindiffusion.edit import edit, keep_ranges, levels_rerun, load_source, parse_keep, start_levels, strength_levels
 from paindiffusion.errors import PainDiffusionError
 from paindiffusion.facespace import FACS, FLAME
@@ -180,8 +180,8 @@ def test_sequences_the_model_cannot_edit(model):
 # ---- the command -------------------------------------------------------------------------------------------
 def test_edit_command_writes_every_output_generate_writes(tmp_path, tiny_checkpoint, capsys):
     src = tmp_path / "in.npz"
-    code, _, err = cli_inproc(["generate", "--protocol", "biovid", "--seconds", 10, "--checkpoint", tiny_checkpoint,
-                               "-o", src, "--expressiveness", "high"], capsys)
+    code, _, err = cli_here(capsys, "generate", "--protocol", "biovid", "--seconds", 10, "--checkpoint", tiny_checkpoint,
+                               "-o", src, "--expressiveness", "high")
     assert code == 0, err
     stim = write_csv(tmp_path / "later.csv", np.arange(0, 12.01, 0.1), np.where(np.arange(121) > 60, 45.0, 32.0))
     out = tmp_path / "out" / "e.npz"
@@ -194,14 +194,14 @@ def test_edit_command_writes_every_output_generate_writes(tmp_path, tiny_checkpo
     assert z["meta"]["emotion"] == "Sadness" and z["meta"]["strength"] == 0.75 and z["meta"]["edited"] == str(src)
     assert z["stimulus"][-1] == pytest.approx(45.0) and only_visible(out.parent) == ["e.npz"]
     for name in ("e.csv", "e.arkit.json", "e.facs.csv"):
-        code, _, err = cli_inproc(["edit", src, "-o", tmp_path / name, "--checkpoint", tiny_checkpoint], capsys)
+        code, _, err = cli_here(capsys, "edit", src, "-o", tmp_path / name, "--checkpoint", tiny_checkpoint)
         assert code == 0, err
     assert len(json.loads((tmp_path / "e.arkit.json").read_text())["frames"]) == 250
 
 
 def _refused(args, capsys, folder) -> str:
     before = only_visible(folder)
-    code, out, err = cli_inproc(args, capsys)
+    code, out, err = cli_here(capsys, *args)
     assert code == 2 and out == "" and err.startswith("error:") and err.count("\n") == 1, (code, out, err)
     assert only_visible(folder) == before  # nothing written, no temporary left
     return err

@@ -22,14 +22,15 @@ SIZE = 64
 
 @pytest.fixture(scope="module")
 def panel(tmp_path_factory):
-    """An aiohttp app serving only the edit routes, on a free port of 127.0.0.1."""
+    """An aiohttp app serving only the edit routes behind the demo's guard, on a free port of 127.0.0.1."""
     from aiohttp import web
 
-    from paindiffusion.live.bridges import LoopThread, start_site
     from paindiffusion.live.editing import EditPanel
+    from paindiffusion.live.guard import LocalOrigin
+    from paindiffusion.live.web import LoopThread, start_site
 
     model = tiny_model()
-    app = web.Application()
+    app = web.Application(middlewares=[LocalOrigin().middleware()])
     EditPanel(model, SIZE).register(app)
     loop = LoopThread("test-edit-panel")
     runner = loop.run(start_site(app, "127.0.0.1", 0, "test"))
@@ -91,8 +92,8 @@ def test_the_live_face_the_page_sends(panel):
 
 
 @pytest.mark.parametrize("how, want", [
-    (dict(path="/api/edit/info", headers={"Host": "attacker.example"}), (403, "this machine only")),
-    (dict(path="/api/edit/info", headers={"Origin": "http://attacker.example"}), (403, "this machine only")),
+    (dict(path="/api/edit/info", headers={"Host": "attacker.example"}), (403, "is not this server")),
+    (dict(path="/api/edit/info", headers={"Origin": "http://attacker.example"}), (403, "other web pages")),
     (dict(path="/api/edit/run", body=b'{"source": "1"}', kind="text/plain"), (415, "application/json")),
     (dict(path="/api/edit/run", body=b"[1, 2", kind="application/json"), (400, "JSON object")),
     (dict(path="/api/edit/run", body=b"[" * 100_000, kind="application/json"), (400, "JSON object")),

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import MEDIAPIPE, need_module
 from paindiffusion.biovid import stimulus_index
 from paindiffusion.checkpoint import PainModel
 from paindiffusion.cohort import biovid_protocol
@@ -111,7 +112,7 @@ def test_retiming_moves_the_pspi_peaks_to_the_new_plateaus(model):
 
 
 def test_acted_video_edited_to_low_is_milder_and_keeps_its_timing(model, tmp_path):
-    pytest.importorskip("mediapipe", reason="face tracking needs MediaPipe (scripts/setup.sh installs it)")
+    need_module("mediapipe", MEDIAPIPE)
     from paindiffusion.edit import load_source
     from paindiffusion.render.video import save_video
     from paindiffusion.sequence import FaceSequence

@@ -10,6 +10,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from conftest import MEDIAPIPE, need_module, tiny_model as make_tiny
 from paindiffusion.checkpoint import PainModel
 from paindiffusion.cli import app
 from paindiffusion.conditions import ConditionSpec
@@ -17,19 +18,14 @@ from paindiffusion.evaluation import EvalConfig, run_evaluation
 from paindiffusion.evaluation.baselines import BASELINES, RidgeARX, copier_feature
 from paindiffusion.evaluation.data import fresh_cohort, training_pool
 from paindiffusion.evaluation.targets import TARGETS
-from paindiffusion.facespace import EMOTIONS, FACS
-from paindiffusion.model import Denoiser, ModelConfig, Standardizer
+from paindiffusion.facespace import EMOTIONS, FACS, FACS_AUS
 from paindiffusion.sampling import karras_sigmas, sample_chunked
-from paindiffusion.stream import SamplerSettings
 
 
 def tiny_model(seed: int = 0) -> PainModel:
-    torch.manual_seed(seed)
-    d = Denoiser(ModelConfig(dim=FACS.dim, width=32, depth=1, heads=2, max_tokens=16))
-    mean = torch.tensor([0.3] * 17 + [0.0] * 3)
-    std = torch.tensor([0.5] * 17 + [3.0] * 3)
-    return PainModel(d.eval(), Standardizer(mean, std), ConditionSpec(), FACS,
-                     SamplerSettings(levels=3, context=2, warmup=1)).eval()
+    aus = len(FACS_AUS)
+    return make_tiny(seed, spec=ConditionSpec(), mean=torch.tensor([0.3] * aus + [0.0] * 3),
+                     std=torch.tensor([0.5] * aus + [3.0] * 3), levels=3, context=2, warmup=1)
 
 
 CFG = EvalConfig(draws=2, subjects=8, minutes=2.0, tries=2, sweep_values=3, pool_subjects=6, pool_minutes=2.0,
@@ -133,14 +129,14 @@ def test_cli_refuses_a_folder_that_is_not_a_report(tmp_path):
 def test_cli_quick_run_on_a_saved_checkpoint(tmp_path):
     ckpt = tiny_model().save(tmp_path / "ckpt")
     out = tmp_path / "rep"
-    res = CliRunner().invoke(app, ["evaluate", str(ckpt), "-o", str(out), "--quick", "--draws", "1", "--no-progress",
+    res = CliRunner().invoke(app, ["evaluate", str(ckpt), "-o", str(out), "--quick", "--draws", "1",
                                    "--threads", "1"])
     assert res.exit_code == 0, res.output
     assert "expressiveness_r" in res.output and (out / "report.html").is_file()
     rep = json.loads((out / "report.json").read_text())
     assert rep["config"]["draws"] == 1 and "oracle" in rep["summary"]
     # running again replaces the earlier report (same seed → same numbers)
-    res2 = CliRunner().invoke(app, ["evaluate", str(ckpt), "-o", str(out), "--draws", "1", "--no-progress", "--threads", "1"])
+    res2 = CliRunner().invoke(app, ["evaluate", str(ckpt), "-o", str(out), "--draws", "1", "--threads", "1"])
     assert res2.exit_code == 0, res2.output
     assert json.loads((out / "report.json").read_text())["summary"] == rep["summary"]
 
@@ -166,7 +162,7 @@ def test_nearest_neighbour_copies_the_pool_recording_with_the_same_stimulus_and_
 
 def test_pspi_as_seen_reads_pain_back_from_rendered_video():
     """``evaluate --as-seen``: generated frames → rendered mp4 → face tracker → PSPI, per sequence."""
-    pytest.importorskip("mediapipe", reason="the face tracker (.[track]) is not installed")
+    need_module("mediapipe", MEDIAPIPE)
     from paindiffusion.cli_evaluate import _pspi_as_seen
 
     t = 60

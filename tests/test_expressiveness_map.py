@@ -74,10 +74,10 @@ def test_expressiveness_map_round_trip_and_older_configs(tmp_path):
     assert PainModel.load(path).spec.expressiveness_map == ()
 
 
-def test_calibrate_expressiveness_script_measures_and_stores_an_increasing_map(packed_dir, tmp_path, monkeypatch):
-    """scripts/calibrate_expressiveness.py on the shipped network and training recordings: the measured response
+def test_fit_expressiveness_map_script_measures_and_stores_an_increasing_map(packed_dir, tmp_path, monkeypatch):
+    """scripts/fit_expressiveness_map.py on the shipped network and training recordings: the measured response
     rises over the trained range, and the saved checkpoint loads with a map that feeds more for more."""
-    script = Path(__file__).parents[1] / "scripts" / "calibrate_expressiveness.py"
+    script = Path(__file__).parents[1] / "scripts" / "fit_expressiveness_map.py"
     out = tmp_path / "mapped"
     monkeypatch.setattr(sys, "argv", [str(script), str(default_checkpoint()), str(packed_dir), "-o", str(out),
                                       "--recordings", "2", "--points", "3", "--seconds", "40", "--threads", "1"])

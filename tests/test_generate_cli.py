@@ -10,48 +10,23 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_model as make_tiny
-from paindiffusion import cli as cli_module
+from conftest import cli, cli_here, tiny_model as make_tiny
 from paindiffusion.checkpoint import PainModel
 from paindiffusion.conditions import ConditionSpec
 from paindiffusion.errors import PainDiffusionError
 from paindiffusion.facespace import FACS
 from paindiffusion.generate import generate_sequence, rule_based_sequence
-from paindiffusion.sequence import FPS
+from paindiffusion.biovid import FPS
 
 torch.set_num_threads(1)  # tiny tensors: extra threads only add overhead (and the CPU is shared)
 
 PRESETS = {"low": 0.4, "medium": 1.5, "high": 3.7}
-
-
-def cli(*args, cwd=None):
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "COLUMNS": "100", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "paindiffusion.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, env=env, timeout=120)
-
-
-def cli_inproc(args, capsys) -> tuple[int, str, str]:
-    """``paindiffusion ARGS`` through ``cli.main`` in this process: (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    old = sys.argv
-    sys.argv = ["paindiffusion", *map(str, args)]
-    try:
-        cli_module.main()
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    finally:
-        sys.argv = old
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def tiny_model() -> PainModel:
@@ -148,16 +123,16 @@ def test_protocol_controls_and_seeds(tmp_path, ckpt, capsys):
     assert np.isfinite(s).all() and 30 <= s.min() and s.max() <= 55
     # the same arguments again (in-process this time): the very same frames
     b = tmp_path / "b.npz"
-    code, _, err = cli_inproc(["generate", "--protocol", "biovid", "--seconds", 8, "--checkpoint", ckpt, "-o", b,
-                               "--expressiveness", "3.5", "--emotion", "Sadness", "--seed", 7], capsys)
+    code, _, err = cli_here(capsys, "generate", "--protocol", "biovid", "--seconds", 8, "--checkpoint", ckpt, "-o", b,
+                               "--expressiveness", "3.5", "--emotion", "Sadness", "--seed", 7)
     assert code == 0, err
     zb = load_npz(b)
     for k in ("frames", "stimulus", "pspi"):
         np.testing.assert_array_equal(za[k], zb[k], err_msg=k)
     # another seed: other frames (the protocol's schedule is drawn from the seed too)
     c = tmp_path / "c.npz"
-    code, _, err = cli_inproc(["generate", "--protocol", "biovid", "--seconds", 8, "--checkpoint", ckpt, "-o", c,
-                               "--expressiveness", "3.5", "--emotion", "Sadness", "--seed", 8], capsys)
+    code, _, err = cli_here(capsys, "generate", "--protocol", "biovid", "--seconds", 8, "--checkpoint", ckpt, "-o", c,
+                               "--expressiveness", "3.5", "--emotion", "Sadness", "--seed", 8)
     assert code == 0, err
     zc = load_npz(c)
     assert zc["frames"].shape == (200, FACS.dim)
@@ -166,9 +141,8 @@ def test_protocol_controls_and_seeds(tmp_path, ckpt, capsys):
     for extra, meta in ((["--emotion", "Happiness"], {"emotion": "Happiness"}),
                         (["--expressiveness", "low"], {"expressiveness": PRESETS["low"]})):
         d = tmp_path / "d.npz"
-        code, _, err = cli_inproc(["generate", "--protocol", "biovid", "--seconds", 8, "--checkpoint", ckpt, "-o", d,
-                                   "--expressiveness", "3.5", "--emotion", "Sadness", "--seed", 7, "--overwrite", *extra],
-                                  capsys)
+        code, _, err = cli_here(capsys, "generate", "--protocol", "biovid", "--seconds", 8, "--checkpoint", ckpt, "-o", d,
+                                   "--expressiveness", "3.5", "--emotion", "Sadness", "--seed", 7, "--overwrite", *extra)
         assert code == 0, err
         zd = load_npz(d)
         for k, v in meta.items():
@@ -178,7 +152,8 @@ def test_protocol_controls_and_seeds(tmp_path, ckpt, capsys):
 
 
 def test_rule_based_mp4_and_render(tmp_path, ckpt, capsys):
-    av = pytest.importorskip("av")
+    import av
+
     mp4 = tmp_path / "x.mp4"
     r = cli("generate", "--rule-based", "--protocol", "biovid", "--seconds", 4, "-o", mp4, "--size", 64)
     assert r.returncode == 0, r.stderr
@@ -190,8 +165,7 @@ def test_rule_based_mp4_and_render(tmp_path, ckpt, capsys):
     assert frames[0].std() > 5  # a picture, not a blank frame
     # render: a generated npz (model output) → mp4 through the real CLI, with the side-by-side panel
     seq = tmp_path / "seq.npz"
-    code, _, err = cli_inproc(["generate", "--protocol", "biovid", "--seconds", 2, "--checkpoint", ckpt, "-o", seq],
-                              capsys)
+    code, _, err = cli_here(capsys, "generate", "--protocol", "biovid", "--seconds", 2, "--checkpoint", ckpt, "-o", seq)
     assert code == 0, err
     vid = tmp_path / "seq.mp4"
     r = cli("render", seq, "-o", vid, "--size", 64, "--side-by-side")
@@ -229,7 +203,7 @@ def test_bad_stimulus_file(tmp_path, ckpt, capsys, case):
     text, words = BAD_STIMULUS[case]
     src = _stim(tmp_path, text)
     out = tmp_path / "o" / "face.npz"
-    code, stdout, err = cli_inproc(["generate", "--stimulus", src, "--checkpoint", ckpt, "-o", out], capsys)
+    code, stdout, err = cli_here(capsys, "generate", "--stimulus", src, "--checkpoint", ckpt, "-o", out)
     lines = err.splitlines()
     assert code != 0 and len(lines) == 1, err
     assert str(src) in lines[0], lines[0]
@@ -267,7 +241,7 @@ def test_bad_arguments(tmp_path, ckpt, capsys, case):
     else:
         args = ["generate", "--stimulus", src, *(["--checkpoint", ckpt] if "--checkpoint" not in extra else []),
                 "-o", tmp_path / "o" / name, *extra]
-    code, stdout, err = cli_inproc(args, capsys)
+    code, stdout, err = cli_here(capsys, *args)
     lines = err.splitlines()
     assert code != 0 and len(lines) == 1, err
     for w in words:

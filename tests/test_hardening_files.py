@@ -18,23 +18,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from paindiffusion.errors import MARKER, STALE_AFTER_S, TMP_PREFIX, PainDiffusionError, atomic_file, sweep_stale
+from conftest import cli, cli_here, cli_process, one_line, refused
+from paindiffusion.errors import PainDiffusionError
+from paindiffusion.files import MARKER, STALE_AFTER_S, TMP_PREFIX, atomic_file, sweep_stale
 from paindiffusion.facespace import FACS
 from paindiffusion.sequence import FaceSequence
-
-
-def cli(*args, cwd=None, env=None, timeout=120):
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "COLUMNS": "100", "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "paindiffusion.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, env=env, timeout=timeout)
-
-
-def one_line(r, *words):
-    lines = r.stderr.strip().splitlines()
-    assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
-    for w in words:
-        assert w in lines[0], lines[0]
-    return lines[0]
 
 
 def sequence(n: int = 50, seed: int = 0) -> FaceSequence:
@@ -50,7 +38,6 @@ def snapshot(folder: Path) -> dict:
 
 # ---- --overwrite replaces only what we wrote --------------------------------------------------------------
 def test_overwrite_never_deletes_what_we_did_not_write(tmp_path, cohort_dir, capsys, monkeypatch):
-    from test_hardening_inputs import refused, run
 
     work = tmp_path / "work"
     work.mkdir()
@@ -70,12 +57,12 @@ def test_overwrite_never_deletes_what_we_did_not_write(tmp_path, cohort_dir, cap
     assert (work / "notes.txt").read_text() == "precious" and sorted(os.listdir(work)) == ["notes.txt"]
     # a training run into a foreign folder is refused too (it would write checkpoints among the user's files)
     packed = tmp_path / "packed"
-    assert run(capsys, "pack", cohort_dir, "-o", packed)[0] == 0
+    assert cli_here(capsys, "pack", cohort_dir, "-o", packed)[0] == 0
     refused(capsys, "train", packed, "--out", work, "--steps", 1, words=["not written by paindiffusion"])
     refused(capsys, "train", packed, "--out", packed / "run", "--steps", 1, words=["overlaps the input"])
     # what we wrote is replaced
     assert (packed / MARKER).is_file()
-    code, _, err = run(capsys, "pack", cohort_dir, "-o", packed, "--overwrite", "--seed", 3)
+    code, _, err = cli_here(capsys, "pack", cohort_dir, "-o", packed, "--overwrite", "--seed", 3)
     assert code == 0, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["packed", "work"]  # no temp folder left
 
@@ -169,9 +156,7 @@ def test_sigterm_like_ctrl_c_leaves_nothing(tmp_path, sig, code):
     """Signal ``paindiffusion cohort`` while its temporary folder exists: exit 143/130, one line, no output
     and no temporary left. (5000 subjects: the build must outlast the poll; with 200 a fast machine could finish
     and rename the folder between the poll and the signal, which then leaves the complete output.)"""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    p = subprocess.Popen([sys.executable, "-m", "paindiffusion.cli", "cohort", str(tmp_path / "c"),
-                          "--subjects", "5000", "--minutes", "3"], stderr=subprocess.PIPE, text=True, env=env)
+    p = cli_process("cohort", tmp_path / "c", "--subjects", "5000", "--minutes", "3", stderr=subprocess.PIPE, text=True)
     try:
         started = _wait_for(lambda: any(x.name.startswith(TMP_PREFIX) for x in tmp_path.iterdir()))
         assert started and p.poll() is None, "the cohort finished or never started writing"

@@ -5,7 +5,6 @@ and never silently wrong output. Every case writes a real file and goes through 
 from __future__ import annotations
 
 import json
-import sys
 import tracemalloc
 from pathlib import Path
 
@@ -14,8 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import tiny_model
-from paindiffusion import cli as cli_module
+from conftest import cli_here, refused, tiny_model
 from paindiffusion.checkpoint import CONFIG, WEIGHTS, PainModel
 from paindiffusion.errors import PainDiffusionError, PainDiffusionWarning
 from paindiffusion.facespace import FACS
@@ -23,34 +21,6 @@ from paindiffusion.sequence import FaceSequence
 from paindiffusion.stimulus import stimulus_from_csv
 
 torch.set_num_threads(1)
-
-
-def run_main(capsys, main, argv: list) -> tuple[int, str, str]:
-    """``main()`` in this process as if started with ``argv``: (exit status, stdout, stderr)."""
-    capsys.readouterr()
-    old, sys.argv = sys.argv, [str(a) for a in argv]
-    try:
-        main()
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    finally:
-        sys.argv = old
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def run(capsys, *args) -> tuple[int, str, str]:
-    return run_main(capsys, cli_module.main, ["paindiffusion", *args])
-
-
-def refused(capsys, *args, words=()) -> str:
-    code, _, err = run(capsys, *args)
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (code, err)
-    for w in words:
-        assert w in lines[0], lines[0]
-    return lines[0]
 
 
 # ---- stimulus CSVs ------------------------------------------------------------------------------------------
@@ -99,7 +69,7 @@ def test_spreadsheet_csvs_read_like_plain_ones(tmp_path):
 def test_millisecond_time_column_warns(tmp_path, capsys):
     f = tmp_path / "ms.csv"
     f.write_text("time,temperature\n" + "".join(f"{i * 31.25},{32 + i % 50 / 5:.2f}\n" for i in range(20)))  # 32 Hz in ms
-    code, out, err = run(capsys, "generate", "--rule-based", "--stimulus", f, "-o", tmp_path / "o.npz")
+    code, out, err = cli_here(capsys, "generate", "--rule-based", "--stimulus", f, "-o", tmp_path / "o.npz")
     assert code == 0 and err.startswith("warning: ") and "milliseconds" in err and len(err.strip().splitlines()) == 1, err
     with pytest.warns(PainDiffusionWarning):
         stimulus_from_csv(f)
@@ -127,7 +97,7 @@ def test_long_stimulus_csv_is_read_in_bounded_memory(tmp_path):
 def test_short_stimuli_are_fine_for_the_rules(tmp_path, capsys):
     f = tmp_path / "s.csv"
     f.write_text("time,temperature\n0,40\n0.5,45\n")  # 0.5 s: shorter than the response delay
-    code, out, err = run(capsys, "generate", "--rule-based", "--stimulus", f, "-o", tmp_path / "o.csv")
+    code, out, err = cli_here(capsys, "generate", "--rule-based", "--stimulus", f, "-o", tmp_path / "o.csv")
     assert code == 0, err
     assert len(FaceSequence.load(tmp_path / "o.csv")) == 13
 
@@ -284,7 +254,7 @@ BAD_FLAGS = [
     ("generate", "--rule-based", "-o", "{t}/o.mp4", "--size", "100000"),
     ("generate", "--rule-based", "-o", "{t}/o.npz", "--seconds", "nan"),
     ("generate", "--rule-based", "-o", "{t}/o.npz", "--seconds", "-3"),
-    ("generate", "-o", "{t}/o.npz", "--levels", "1000000000"),
+    ("generate", "-o", "{t}/o.npz", "--noise-levels", "1000000000"),
     ("render", "{t}/s.npz", "-o", "{t}/o.mp4", "--size", "100000"),
     ("render", "{t}/s.npz", "-o", "{t}/o.mp4", "--size", "63"),
     ("train", "{p}", "--out", "{t}/r", "--window", "0"),
@@ -315,7 +285,7 @@ def test_bad_flags(tmp_path, capsys, packed_dir, cohort_dir, args):
 
 
 def test_plot_seconds_draws_only_the_requested_recording(tmp_path, capsys, packed_dir):
-    code, _, err = run(capsys, "plot", packed_dir, "-r", "s002", "-o", tmp_path / "f.png", "--seconds", "0.01")
+    code, _, err = cli_here(capsys, "plot", packed_dir, "-r", "s002", "-o", tmp_path / "f.png", "--seconds", "0.01")
     assert code == 0 and (tmp_path / "f.png").stat().st_size > 1000, err
 
 
@@ -330,6 +300,6 @@ def test_flame_npz_loads_as_a_sequence(tmp_path, capsys):
     back = FaceSequence.load(tmp_path / "a.flame.npz")
     assert back.space is FLAME and back.fps == 25
     np.testing.assert_array_equal(back.frames, seq.frames)
-    code, _, err = run(capsys, "render", tmp_path / "a.flame.npz", "-o", tmp_path / "b.csv")
+    code, _, err = cli_here(capsys, "render", tmp_path / "a.flame.npz", "-o", tmp_path / "b.csv")
     assert code == 0, err
     np.testing.assert_allclose(FaceSequence.load(tmp_path / "b.csv").frames, seq.frames, atol=1e-5)

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -16,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import cli
 from paindiffusion.facespace import EMOTIONS, FACS, HEAD_CHANNELS
 
 torch.set_num_threads(1)
@@ -116,9 +114,8 @@ def test_the_demo_page_is_told_when_the_heat_is_above_tolerance():
 def test_stream_at_50_degrees_for_20_seconds():
     """``stream --stimulus 50 --threshold 46 --expressiveness high`` for 20 s: the head stays within the data's
     99.9th percentile and stderr holds one notice."""
-    r = subprocess.run([sys.executable, "-m", "paindiffusion.cli", "stream", "--stdout", "--stimulus", "50", "--threshold",
-                        "46", "--expressiveness", "high", "--seconds", "20"], capture_output=True, text=True, timeout=120,
-                       cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    r = cli("stream", "--stdout", "--stimulus", "50", "--threshold", "46", "--expressiveness", "high", "--seconds", "20",
+            cwd=ROOT)
     assert r.returncode == 0, r.stderr
     frames = [json.loads(x) for x in r.stdout.splitlines()]
     head = np.array([[f["channels"][c] for c in HEAD_CHANNELS] for f in frames])

@@ -27,7 +27,7 @@ import torch
 
 from conftest import tiny_model
 from paindiffusion.errors import PainDiffusionError
-from paindiffusion.live.session import LiveGenerator
+from paindiffusion.live.generator import LiveGenerator
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,7 +176,7 @@ def test_the_demo_answers_only_its_own_page():
 
 
 def test_stream_websocket_answers_only_its_own_origin_and_the_allowed_ones():
-    from paindiffusion.live.bridges import WebSocketOut
+    from paindiffusion.live.outputs import WebSocketOut
 
     out = WebSocketOut(0, token="robot-token-1", allow=("http://localhost:3000",))
 

@@ -15,16 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import need
+
 ROOT = Path(__file__).resolve().parents[1]
 WEB = ROOT / "tests" / "web"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists() or shutil.which("node") is None
-                       or not (WEB / "node_modules" / "playwright-core").is_dir(),
-                       reason="needs chromium, node and tests/web/node_modules (scripts/setup.sh installs them)"),
-]
+pytestmark = pytest.mark.slow
+need(Path(CHROMIUM).exists() and shutil.which("node") is not None and (WEB / "node_modules" / "playwright-core").is_dir(),
+     "chromium, node and tests/web/node_modules (scripts/setup.sh installs them)")
 
 
 def drive(server, script: str, out: Path, *args, timeout: int = 240, screenshot: tuple[str, str] | None = None) -> dict:
@@ -57,6 +56,15 @@ def run(tmp_path_factory):
     return drive(DemoServer(PainModel.load(), port=0, size=320), "e2e.mjs", out, screenshot=("page.png", "live_demo.png")), out
 
 
+def test_the_page_sliders_span_the_model_trained_range_and_the_heat_range(run):
+    from paindiffusion.checkpoint import PainModel
+    from paindiffusion.live.server import HEAT_RANGE_C
+
+    r, _ = run
+    assert r["sliders"]["expressiveness"] == pytest.approx(list(PainModel.load().spec.expressiveness_range))
+    assert r["sliders"]["heat"] == list(HEAT_RANGE_C)
+
+
 def test_page_streams_at_25_fps_and_nothing_leaves_localhost(run):
     r, out = run
     assert r["outside"] == [] and r["requests"] >= 4  # page, 2 scripts, style, info: all from 127.0.0.1
@@ -80,12 +88,12 @@ def test_holding_apply_heat_raises_pspi_and_releasing_lowers_it(run):
     assert r["space_heat"] > 34  # the space bar holds "apply heat" too
 
 
-def test_threshold_field_is_shown_for_calibrated_models_and_reaches_the_frames(run):
+def test_threshold_field_is_shown_for_models_that_read_the_pain_range_and_reaches_the_frames(run):
     from paindiffusion.checkpoint import PainModel
 
     r, _ = run
     spec = PainModel.load().spec
-    assert r["calibration_shown"] == spec.calibrated
+    assert r["pain_range_shown"] == spec.calibrated
     want = 44.2 if spec.calibrated else spec.calibration[0]  # edited on the page, else the model's default
     assert r["threshold"] == [pytest.approx(want)] * 5
 
@@ -150,7 +158,7 @@ def test_a_page_from_another_origin_cannot_use_the_demo_while_its_own_tab_keeps_
     from aiohttp import web
 
     from paindiffusion.checkpoint import PainModel
-    from paindiffusion.live.bridges import LoopThread, start_site
+    from paindiffusion.live.web import LoopThread, start_site
     from paindiffusion.live.server import DemoServer
 
     torch.set_num_threads(1)

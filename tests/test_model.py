@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import random_denoiser
+from conftest import TINY_SHAPE, random_denoiser
 from paindiffusion.conditions import HISTORY, NAMES, STIMULUS_LAGS, CondBatch, ConditionSpec
 from paindiffusion.errors import PainDiffusionError
 from paindiffusion.model import ConditionEmbedding, Denoiser, ModelConfig, NoiseDistribution, Standardizer, edm_loss
 
 torch.set_num_threads(1)  # tiny tensors: threads only add overhead (and the CPU is shared)
-TINY = dict(dim=6, width=32, depth=1, heads=2, max_tokens=16)
+TINY = dict(dim=6, **TINY_SHAPE)
 
 
 def tiny_denoiser(seed: int = 0, scale: float = 0.15) -> Denoiser:
@@ -79,7 +79,7 @@ def test_per_frame_sigma_reaches_the_network():
 
 def test_default_config_parameter_budget():
     n = sum(p.numel() for p in Denoiser(ModelConfig()).parameters())
-    assert 0.5e6 <= n <= 6e6  # the issue's ≤ 6M; the paper's model has 5.4M
+    assert 0.5e6 <= n <= 6e6  # at most 6M, about the paper's model (5.4M)
 
 
 def test_denoiser_is_deterministic_and_batch_independent():
@@ -152,7 +152,7 @@ def test_the_per_frame_path_reads_each_frames_noise_level():
     and once set, changing one stack's σ moves that stack's frames."""
     from paindiffusion.model import Denoiser, ModelConfig
 
-    fresh = Denoiser(ModelConfig(dim=6, width=32, depth=1, heads=2, max_tokens=16))
+    fresh = Denoiser(ModelConfig(**TINY))
     assert fresh.net.local_film.weight.abs().sum() == 0 and fresh.net.readout.final.weight.abs().sum() == 0
     b = random_denoiser(6, 0)
     x, sigma, c = torch.randn(2, 16, 6), torch.full((2, 16), 0.5), conds(2, 16)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import MEDIAPIPE, TINY_NET, cli, need_module
 from paindiffusion.biovid import STIMULUS_HZ, stimulus_index
 from paindiffusion.cohort import RuleBasedFace, SubjectParams, biovid_protocol
 from paindiffusion.dataset import PackedData
@@ -18,11 +17,6 @@ from paindiffusion.facespace import FACS
 from paindiffusion.sequence import FaceSequence
 
 SECONDS = 12.0
-
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "paindiffusion.cli", *map(str, args)], capture_output=True,
-                          text=True, timeout=300)
 
 
 def write_stream(path: Path, column: str, values, fmt: str) -> None:
@@ -61,13 +55,13 @@ def fake_biovid(root: Path, n: int = 3, video: bool = True) -> dict[str, np.ndar
 
 @pytest.mark.slow
 def test_prepare_biovid_from_videos_then_train(tmp_path):
-    pytest.importorskip("mediapipe", reason="face tracking needs MediaPipe (scripts/setup.sh installs it)")
+    need_module("mediapipe", MEDIAPIPE)
     from paindiffusion.model import ModelConfig
     from paindiffusion.train import TrainConfig, train
 
     truth = fake_biovid(tmp_path / "biovid")
     out = tmp_path / "data"
-    r = cli("prepare-biovid", tmp_path / "biovid", "-o", out, "--workers", "2")
+    r = cli("prepare-biovid", tmp_path / "biovid", "-o", out, "--workers", "2", timeout=300)
     assert r.returncode == 0, r.stderr
     d = PackedData(out)
     assert d.space.name == "facs" and len(d.recordings) == 3
@@ -81,14 +75,14 @@ def test_prepare_biovid_from_videos_then_train(tmp_path):
         assert np.corrcoef(w.pspi, FACS.pspi(true))[0, 1] > 0.7  # the tracked face follows the rendered pain
         assert w.stimulus.max() == pytest.approx(48.5, abs=0.1) and w.label.max() == 4
     model = train(out, tmp_path / "run", TrainConfig(steps=3, batch=4, window=32, val_every=2, val_batches=1),
-                  mcfg=ModelConfig(width=32, depth=1, heads=2), progress=False)
+                  mcfg=ModelConfig(**TINY_NET), progress=False)
     assert model.info["trained_steps"] == 3 and (tmp_path / "run" / "model").is_dir()
     # a second run reuses the extracted faces (resumable) and refuses to overwrite without --overwrite
-    r = cli("prepare-biovid", tmp_path / "biovid", "-o", out)
+    r = cli("prepare-biovid", tmp_path / "biovid", "-o", out, timeout=300)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--overwrite" in r.stderr
     faces = sorted((tmp_path / "data.work" / "faces").glob("*.npz"))
     stamps = [f.stat().st_mtime_ns for f in faces]
-    r = cli("prepare-biovid", tmp_path / "biovid", "-o", out, "--overwrite")
+    r = cli("prepare-biovid", tmp_path / "biovid", "-o", out, "--overwrite", timeout=300)
     assert r.returncode == 0, r.stderr
     assert len(faces) == 3 and [f.stat().st_mtime_ns for f in faces] == stamps  # extracted faces reused
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import random_denoiser, tiny_model
+from conftest import TINY_NET, random_denoiser, tiny_model
 from paindiffusion.biovid import resting_mask
 from paindiffusion.checkpoint import PainModel
 from paindiffusion.conditions import ConditionSpec
@@ -59,7 +59,7 @@ def test_floor_quantiles_mirror_the_part_of_the_noise_above_the_floor(packed_dir
 def test_uncensor_moves_only_values_at_the_floor_below_it():
     floor = {"low": list(FACS.low), "depths": np.tile(np.linspace(0.01, 0.2, 8), (FACS.dim, 1)).tolist()}
     floor["depths"][17] = [0.0] * 8  # a channel that is never censored
-    task = DiffusionTask(ModelConfig(dim=FACS.dim, width=32, depth=1, heads=2).to_dict(), ConditionSpec().to_dict(),
+    task = DiffusionTask(ModelConfig(dim=FACS.dim, **TINY_NET).to_dict(), ConditionSpec().to_dict(),
                          {"frames_mean": [0.0] * FACS.dim, "frames_std": [1.0] * FACS.dim}, TrainConfig().__dict__,
                          {}, floor)
     frames = torch.rand(4, 32, FACS.dim) * 3
@@ -145,7 +145,7 @@ def test_checkpoint_round_trip_and_malformed_resting_faces(tmp_path):
 @pytest.mark.slow
 def test_training_with_resting_faces_and_floor_imputation(tmp_path, packed_dir):
     cfg = TrainConfig(steps=3, batch=4, window=32, val_every=3, val_batches=1, floor_imputation=True)
-    m = train(packed_dir, tmp_path / "run", cfg, mcfg=ModelConfig(width=32, depth=1, heads=2, resting_face=True),
+    m = train(packed_dir, tmp_path / "run", cfg, mcfg=ModelConfig(**TINY_NET, resting_face=True),
               progress=False)
     loaded = PainModel.load(tmp_path / "run" / "model")
     assert loaded.config.resting_face and set(loaded.spec.resting_faces) <= set(EMOTIONS) and loaded.spec.resting_faces

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_model as make_tiny
 from paindiffusion.checkpoint import PainModel
 from paindiffusion.conditions import ConditionSpec
 from paindiffusion.errors import PainDiffusionError
-from paindiffusion.facespace import FACS
-from paindiffusion.model import Denoiser, ModelConfig, Standardizer
+from paindiffusion.facespace import FACS, FACS_AUS
+from paindiffusion.model import Denoiser
 from paindiffusion.sequence import FaceSequence
 from paindiffusion.stream import Chunk, PainStream, SamplerSettings, StackPhaseFilter
 
@@ -38,15 +39,13 @@ class Counting(torch.nn.Module):
 
 
 def tiny_model(seed: int = 0, **sampler) -> PainModel:
-    torch.manual_seed(seed)
-    d = Denoiser(ModelConfig(dim=FACS.dim, width=32, depth=1, heads=2, max_tokens=16))
-    with torch.no_grad():
-        for p in d.parameters():
-            p.copy_(torch.randn(p.shape) * 0.15)
-    mean = torch.tensor([1.5] * 17 + [0.0] * 3)
-    std = torch.tensor([1.0] * 17 + [5.0] * 3)
-    settings = SamplerSettings(**{"levels": LEVELS, "context": CONTEXT, **sampler})
-    return PainModel(Counting(d.eval()), Standardizer(mean, std), ConditionSpec(presets={"low": 0.5, "medium": 2.0, "high": 4.0}, expressiveness_range=(0.0, 16.0)), FACS, settings).eval()
+    """conftest's tiny model, its denoiser counting calls."""
+    aus = len(FACS_AUS)
+    m = make_tiny(seed, spec=ConditionSpec(presets={"low": 0.5, "medium": 2.0, "high": 4.0}, expressiveness_range=(0.0, 16.0)),
+                  mean=torch.tensor([1.5] * aus + [0.0] * 3), std=torch.tensor([1.0] * aus + [5.0] * 3),
+                  **{"levels": LEVELS, "context": CONTEXT, **sampler})
+    m.denoiser = Counting(m.denoiser)
+    return m
 
 
 @pytest.fixture

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,8 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import tiny_model
-from test_hardening_inputs import refused
+from conftest import cli_process, refused, tiny_model
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,9 +94,8 @@ def test_the_same_warning_is_printed_once_per_run(capsys):
 
 
 def test_ctrl_c_stops_a_live_command_with_one_true_line(tiny_checkpoint):
-    p = subprocess.Popen([sys.executable, "-m", "paindiffusion.cli", "stream", "--stdout", "--checkpoint",
-                          str(tiny_checkpoint)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                         env={**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"})
+    p = cli_process("stream", "--stdout", "--checkpoint", tiny_checkpoint, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                    text=True)
     try:
         assert p.stdout.readline().startswith("{")  # streaming
         p.send_signal(signal.SIGINT)
@@ -112,9 +108,8 @@ def test_ctrl_c_stops_a_live_command_with_one_true_line(tiny_checkpoint):
 
 # ---- timed, with the shipped model (slow) -------------------------------------------------------------------
 def _stream(*args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "paindiffusion.cli", "stream", "--stdout", "--input", "stdin", *args],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
-                            env={**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}, **kw)
+    return cli_process("stream", "--stdout", "--input", "stdin", *args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, **kw)
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import av
 import numpy as np
 import pytest
 
-from conftest import tiny_model
+from conftest import cli_here, tiny_model
 from paindiffusion.errors import PainDiffusionError
 from paindiffusion.evaluation.observer import ObserverConfig
 from paindiffusion.evaluation.runner import MODEL
@@ -21,7 +21,6 @@ from paindiffusion.study.observe import OBSERVER_ID, observe_study
 from paindiffusion.study.plan import REFERENCE, STATIC
 from paindiffusion.study.report import write_study_report
 from paindiffusion.study.store import DB
-from test_generate_cli import cli_inproc
 
 FAST = ObserverConfig(epochs=5, min_steps=60)
 SIZE, STRIP = 64, 24  # the fixture's face size and the stimulus strip under it (3/8 of the size)
@@ -37,7 +36,7 @@ def test_manifest_lists_windows_sources_clips_trials_and_plan(study_dir):
     assert [b["name"] for b in m["blocks"]] == ["realism", "reaction", "diversity", "overall"]
     assert m["generators"] == [MODEL, "rules given the controls", "ridge ARX", "random clip"]
     assert len(m["windows"]) == 3 and [w["catch"] for w in m["windows"]] == [False, False, True]
-    assert all(w["seconds"] == 2.0 and w["start_s"] >= 20 and w["level"] > 0 for w in m["windows"])
+    assert all(w["seconds"] == 2.0 and w["start_s"] >= 20 and w["stimulus_level"] > 0 for w in m["windows"])
     assert m["plan"]["trials_per_participant"] == 9 and len(m["plan"]["rows"]) == m["plan"]["cycle"]
     clip_ids = {c["id"] for c in m["clips"]}
     assert all(c in clip_ids for t in m["trials"] for c in t["clips"])  # every trial's clips exist
@@ -102,30 +101,30 @@ def test_study_from_a_packed_datasets_test_split(tmp_path, packed_dir):
     (["--data", "d", "--stimulus", "s.csv"], "either --data or --stimulus"),
 ])
 def test_bad_make_options_are_one_line_and_leave_nothing(tmp_path, capsys, tiny_checkpoint, args, words):
-    code, out, err = cli_inproc(["study", "make", tmp_path / "s", "--checkpoint", tiny_checkpoint, *args], capsys)
+    code, out, err = cli_here(capsys, "study", "make", tmp_path / "s", "--checkpoint", tiny_checkpoint, *args)
     assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "s").exists()
 
 
 def test_make_refuses_a_study_with_results_and_serve_a_folder_without_manifest(tmp_path, capsys, study_copy, tiny_checkpoint):
     (study_copy / "results").mkdir(exist_ok=True)
-    code, _, err = cli_inproc(["study", "make", study_copy, "--overwrite", "--checkpoint", tiny_checkpoint], capsys)
+    code, _, err = cli_here(capsys, "study", "make", study_copy, "--overwrite", "--checkpoint", tiny_checkpoint)
     assert code == 2 and "already has results" in err
-    code, _, err = cli_inproc(["study", "serve", tmp_path, "--port", "0", "--seconds", "1"], capsys)
+    code, _, err = cli_here(capsys, "study", "serve", tmp_path, "--port", "0", "--seconds", "1")
     assert code == 2 and "not a study folder" in err
     clip = next((study_copy / "clips").iterdir())
     clip.rename(clip.with_suffix(".bak"))
-    code, _, err = cli_inproc(["study", "serve", study_copy, "--port", "0", "--seconds", "1"], capsys)
+    code, _, err = cli_here(capsys, "study", "serve", study_copy, "--port", "0", "--seconds", "1")
     assert code == 2 and "a clip of the manifest is missing" in err
-    code, _, err = cli_inproc(["study", "serve", study_copy, "--host", "0.0.0.0", "--access-code", "12"], capsys)
+    code, _, err = cli_here(capsys, "study", "serve", study_copy, "--host", "0.0.0.0", "--access-code", "12")
     assert code == 2 and "4-40 characters" in err
-    code, _, err = cli_inproc(["study", "analyze", study_copy, "-o", tmp_path / "r"], capsys)
+    code, _, err = cli_here(capsys, "study", "analyze", study_copy, "-o", tmp_path / "r")
     assert code == 2 and "no answers" in err and not (tmp_path / "r").exists()
 
 
 def test_make_through_the_cli(tmp_path, capsys, tiny_checkpoint):
-    code, out, err = cli_inproc(["--quiet", "study", "make", tmp_path / "s", "--checkpoint", tiny_checkpoint, "--windows", "1",
-                                 "--seconds", "2", "--size", "64", "--tries", "1", "--baselines", "", "--no-catch"], capsys)
+    code, out, err = cli_here(capsys, "--quiet", "study", "make", tmp_path / "s", "--checkpoint", tiny_checkpoint, "--windows", "1",
+                                 "--seconds", "2", "--size", "64", "--tries", "1", "--baselines", "", "--no-catch")
     assert code == 0, err
     assert "2 per participant" in out and "blocks realism, reaction;" in out  # no baseline: no overall; 1 try: no diversity
     m = load_manifest(tmp_path / "s")

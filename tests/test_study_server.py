@@ -4,20 +4,20 @@ a server killed mid-study and restarted, and tampered requests that are refused 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import urllib.error
 import urllib.request
 
 import pytest
 
+from conftest import cli_process
 from paindiffusion.errors import PainDiffusionError
-from paindiffusion.study.guard import AttemptLimiter, host_allowed
+from paindiffusion.live.guard import LocalOrigin
+from paindiffusion.study.access import AttemptLimiter
 from paindiffusion.study.make import load_manifest
 from paindiffusion.study.server import MAX_BODY, StudyServer
 from paindiffusion.study.store import DB
@@ -218,7 +218,7 @@ def test_access_code_and_the_limit_on_wrong_codes(study_copy):
     ("127.0.0.1:80x", 8100, True, False), ("[::1", 8100, True, False), ("127.0.0.1", 80, True, True),
 ])
 def test_host_header_rules(host, port, loopback, ok):
-    assert host_allowed(host, port, loopback) is ok
+    assert LocalOrigin(network=not loopback).host_ok(host, port) is ok
 
 
 def _free_port() -> int:
@@ -228,9 +228,7 @@ def _free_port() -> int:
 
 
 def _serve(study, port):
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    p = subprocess.Popen([sys.executable, "-m", "paindiffusion.cli", "study", "serve", str(study), "--port", str(port)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    p = cli_process("study", "serve", study, "--port", port, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = p.stdout.readline()
     assert f"127.0.0.1:{port}" in line, (line, p.stderr.read() if p.poll() is not None else "")
     return p

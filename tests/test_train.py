@@ -8,33 +8,28 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import TINY_NET, cli, cli_process, refused
 from paindiffusion.checkpoint import PainModel
 from paindiffusion.conditions import ConditionSpec
 from paindiffusion.dataset import PackedData
-from paindiffusion.errors import MARKER, PainDiffusionError
+from paindiffusion.errors import PainDiffusionError
+from paindiffusion.files import MARKER
 from paindiffusion.model import ModelConfig
 from paindiffusion.train import TrainConfig, train
 
 torch.set_num_threads(1)  # tiny tensors: extra threads only add overhead (and the CPU is shared)
 
-TINY = ModelConfig(width=32, depth=1, heads=2)
+TINY = ModelConfig(**TINY_NET)
 
 
 def tcfg(steps: int) -> TrainConfig:
     return TrainConfig(steps=steps, batch=4, window=32, val_every=2, val_batches=1)
-
-
-def cli(*args, timeout=120):
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "COLUMNS": "100", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "paindiffusion.cli", *map(str, args)], capture_output=True,
-                          text=True, env=env, timeout=timeout)
 
 
 def metrics(run: Path, version: int) -> list[dict]:
@@ -109,18 +104,8 @@ def test_train_refuses_bad_data_in_one_line(tmp_path, cohort_dir, capsys):
     lines = r.stderr.splitlines()
     assert r.returncode == 2 and len(lines) == 1 and str(tmp_path / "empty") in lines[0], r.stderr
     assert not (tmp_path / "run").exists()
-    from paindiffusion import cli as cli_module
-
     for data in (cohort_dir, tmp_path / "nowhere"):  # a raw (unpacked) tree; nothing at all
-        capsys.readouterr()
-        argv, sys.argv = sys.argv, ["paindiffusion", "train", str(data), "--out", str(tmp_path / "run"), "--steps", "2"]
-        try:
-            with pytest.raises(SystemExit) as e:
-                cli_module.main()
-        finally:
-            sys.argv = argv
-        err = capsys.readouterr().err.splitlines()
-        assert e.value.code == 2 and len(err) == 1 and str(data) in err[0] and "Traceback" not in err[0], err
+        refused(capsys, "train", data, "--out", tmp_path / "run", "--steps", "2", words=[str(data)])
         assert not (tmp_path / "run").exists()
     with pytest.raises(PainDiffusionError):
         train(tmp_path / "empty", tmp_path / "run", tcfg(2), mcfg=TINY, progress=False)
@@ -134,9 +119,7 @@ def test_kill_and_resume_through_the_cli(tmp_path, packed_dir):
     renamed into place, so last.ckpt existing means it is complete: no polling of its size."""
     run, steps = tmp_path / "run", 130
     args = ["train", packed_dir, "--out", run, "--steps", steps, "--batch", 1, "--threads", 1, "--checkpoint-every", 50]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    p = subprocess.Popen([sys.executable, "-m", "paindiffusion.cli", *map(str, args)], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, env=env)
+    p = cli_process(*args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = run / "checkpoints" / "last.ckpt"
     try:
         deadline = time.time() + 120

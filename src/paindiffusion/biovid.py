@@ -28,6 +28,13 @@ def stimulus_index(frames: np.ndarray | int) -> np.ndarray:
     return (f * STIMULUS_HZ) // FPS
 
 
+def true_runs(mask) -> list[tuple[int, int]]:
+    """[start, end) of every run of True in ``mask``: the stimulated episodes of a label stream (``label > 0``), the
+    stretches of a face track without a face. The one place where a run's edges are found."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], np.asarray(mask, bool).astype(np.int8), [0]])))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
+
+
 def resting_mask(label: np.ndarray, after_s: float = 6.0) -> np.ndarray:
     """Frames at rest: label 0 and at least ``after_s`` since the last stimulated frame, so a response has decayed
     (the cohort's slowest relief and BioVid's 8-12 s pauses leave most of each pause at rest)."""

@@ -23,7 +23,8 @@ from safetensors.torch import load as load_bytes
 from safetensors.torch import save_file
 
 from .conditions import HISTORY, ConditionSpec
-from .errors import PainDiffusionError, atomic_directory
+from .errors import PainDiffusionError
+from .files import atomic_directory
 from .facespace import EMOTIONS, FaceSpace, get_space
 from .model import Denoiser, ModelConfig, Standardizer
 from .sampling import SamplerSettings

@@ -18,6 +18,7 @@ from .cli_live import demo_command, stream_command
 from .cli_render import render_command
 from .cli_study import study_app
 from .cli_track import extract_command, prepare_biovid_command
+from .dataset import TEST_SHARE, VAL_SHARE
 from .errors import PainDiffusionError
 from .facespace import EMOTIONS
 
@@ -40,8 +41,8 @@ def cohort(out: Path = typer.Argument(..., help="folder to write the BioVid-layo
 @app.command()
 def pack(raw: Path = typer.Argument(..., help="BioVid-layout tree (from 'cohort' or real recordings)"),
          out: Path = typer.Option(..., "-o", "--out", help="packed dataset folder to write"),
-         val: float = typer.Option(0.15, help="share of subjects held out for validation"),
-         test: float = typer.Option(0.15, help="share of subjects held out for testing"),
+         val: float = typer.Option(VAL_SHARE, help="share of subjects held out for validation"),
+         test: float = typer.Option(TEST_SHARE, help="share of subjects held out for testing"),
          seed: int = typer.Option(0, min=0, max=2**63 - 1, help="seed of the subject split"),
          face_space: str = typer.Option("facs", help="face space of recordings whose JSON does not name one"),
          overwrite: bool = typer.Option(False, help="replace OUT if it is a packed dataset written earlier by this tool")):
@@ -65,7 +66,7 @@ def plot(data: Path = typer.Argument(..., help="packed dataset folder"),
          overwrite: bool = typer.Option(False, help="replace OUT if it is a figure written earlier by this tool")):
     """Plot temperature, label and PSPI over time for one recording."""
     from .dataset import PackedData
-    from .errors import check_output_file
+    from .files import check_output_file
     from .plots import is_our_figure, plot_stimulus_response
 
     if seconds is not None and not (np.isfinite(seconds) and seconds > 0):
@@ -74,7 +75,7 @@ def plot(data: Path = typer.Argument(..., help="packed dataset folder"),
     d = PackedData(data)
     i = d.find(recording)
     r = d.recordings[i]
-    n = r["length"] if seconds is None else min(r["length"], max(2, int(seconds * d.meta.get("fps", 25))))
+    n = r["length"] if seconds is None else min(r["length"], max(2, int(seconds * d.meta["fps"])))
     w = d.window(i, 0, n)
     if not np.isfinite(w.pspi).all():
         raise PainDiffusionError(f"recording {recording} has no PSPI (its face space has no AUs and no PSPI file was packed)")
@@ -140,11 +141,11 @@ def generate(out: Path = typer.Option(..., "-o", "--out", help="output: .npz/.cs
                                                   "range are clamped with a warning"),
              emotion: str = typer.Option("Neutral", help="AffectNet class: " + ", ".join(EMOTIONS)),
              seed: int = typer.Option(0, min=0, max=2**63 - 1, help="random seed (same seed, same face)"),
-             threshold: Optional[float] = typer.Option(None, help="the patient's pain threshold, °C (BioVid level 1; default: the model's training median); also sets the --protocol levels"),
-             tolerance: Optional[float] = typer.Option(None, help="the patient's pain tolerance, °C (BioVid level 4; default: the model's training median)"),
+             threshold: Optional[float] = typer.Option(None, help="the patient's pain threshold, °C (BioVid stimulus level 1; default: the model's training median); also sets the --protocol's stimulus levels"),
+             tolerance: Optional[float] = typer.Option(None, help="the patient's pain tolerance, °C (BioVid stimulus level 4; default: the model's training median)"),
              checkpoint: Optional[Path] = typer.Option(None, help="checkpoint folder (default: the shipped model)"),
              rule_based: bool = typer.Option(False, "--rule-based", help="use the cohort's hand-written rules instead of the model"),
-             levels: Optional[int] = typer.Option(None, help="override the sampler's noise levels"),
+             noise_levels: Optional[int] = typer.Option(None, help="override the sampler's noise levels (σ grid size)"),
              order: Optional[int] = typer.Option(None, help="override the sampler order (1 or 2)"),
              side_by_side: bool = typer.Option(False, "--side-by-side", help="mp4: add stimulus and PSPI curves under the face"),
              size: int = typer.Option(512, min=64, max=4096, help="mp4 frame size in pixels (even)"),
@@ -178,8 +179,9 @@ def generate(out: Path = typer.Option(..., "-o", "--out", help="output: .npz/.cs
         seq = rule_based_sequence(trace, expressiveness, emotion, seed, threshold=thr, tolerance=tol)
     else:
         settings = model.sampler
-        if levels is not None or order is not None:  # SamplerSettings.validate and PainStream refuse bad values
-            settings = dataclasses.replace(settings, **{k: v for k, v in (("levels", levels), ("order", order)) if v is not None}).validate()
+        if noise_levels is not None or order is not None:  # SamplerSettings.validate and PainStream refuse bad values
+            given = (("levels", noise_levels), ("order", order))
+            settings = dataclasses.replace(settings, **{k: v for k, v in given if v is not None}).validate()
             check_sampler_bounds(settings, model.config)
         seq = generate_sequence(trace, expressiveness, emotion, seed, model, settings, thr, tol)
     check_new_output(out, side_by_side, overwrite, inputs)  # still allowed after the work

@@ -21,14 +21,14 @@ def evaluate_command(
     drift_minutes: Annotated[Optional[float], typer.Option(help="length of the long rollout in the full run "
                                                            "(default 20; 60 for the one-hour check)")] = None,
     threads: Annotated[int, typer.Option(min=1, max=1024, help="CPU threads for torch (1 is the most efficient on a shared machine: 'OpenMP threads spin-wait')")] = 1,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show progress bars")] = True,
     as_seen: Annotated[bool, typer.Option("--as-seen", help="also score PSPI as a viewer sees it: render each "
                                           "generated sequence, read it back with the face tracker (needs .[track]; "
                                           "slow: ~2 frames per ms of video on one core)")] = False,
 ) -> None:
     """Evaluate a model: paper-compatible and corrected metrics, baselines, controls, timing; one report."""
     from .checkpoint import PainModel
-    from .errors import PainDiffusionError, check_output_dir
+    from .errors import PainDiffusionError
+    from .files import check_output_dir
     from .evaluation import EvalConfig, run_evaluation
     from .evaluation.report import REPORT_KIND
 
@@ -41,8 +41,7 @@ def evaluate_command(
     model = PainModel.load(checkpoint)
     cfg = EvalConfig.quick() if quick else EvalConfig.full(**({"drift_minutes": drift_minutes} if drift_minutes else {}))
     seen = _pspi_as_seen(model.space) if as_seen else None
-    report = run_evaluation(model, out, data=data, config=cfg, draws=draws, seed=seed, progress=progress, threads=threads,
-                            pspi_as_seen=seen)
+    report = run_evaluation(model, out, data=data, config=cfg, draws=draws, seed=seed, threads=threads, pspi_as_seen=seen)
     for key, item in report["targets"].items():
         mark = {True: "pass", False: "FAIL", None: "n/a"}[item["pass"]]
         typer.echo(f"{mark:4}  {key}: {item['value']}  (target {item['target']})")

@@ -12,10 +12,12 @@ from typing import Annotated, Optional
 
 import typer
 
+from .biovid import BASELINE_C, FPS
 from .errors import PainDiffusionError
 
 
-def _load(checkpoint: Optional[Path], threads: int):
+def load_model(checkpoint: Optional[Path], threads: int):
+    """The model a command runs (the shipped one without ``checkpoint``) on ``threads`` torch threads."""
     import torch
 
     from .checkpoint import PainModel
@@ -77,7 +79,7 @@ def demo_command(
     if seconds is not None and not seconds > 0:
         raise PainDiffusionError(f"--seconds {seconds} must be positive")
     _check_token(token)
-    server = DemoServer(_load(checkpoint, threads), port=port, size=size, max_viewers=viewers, token=token)
+    server = DemoServer(load_model(checkpoint, threads), port=port, size=size, max_viewers=viewers, token=token)
     url = server.start()
     typer.echo(f"PainDiffusion live demo: {url}  (Ctrl-C to stop; non-browser clients: {server.client_url})", err=False)
     serve_until_stopped(server, url, open_browser, seconds)
@@ -98,7 +100,7 @@ def stream_command(
     mapping: Annotated[Optional[str], typer.Option("--map", help="linear map of serial values to °C: "
                                                    "0:150:32:50 maps a device's 0-150 (the authors' arm angle) to 32-50 °C")] = None,
     batch: Annotated[int, typer.Option("--batch", help="patients generated together (one model call per step)")] = 1,
-    stimulus: Annotated[float, typer.Option("--stimulus", help="starting heat in °C")] = 32.0,
+    stimulus: Annotated[float, typer.Option("--stimulus", help="starting heat in °C")] = BASELINE_C,
     expressiveness: Annotated[str, typer.Option("--expressiveness", help="low, medium, high or 0-16")] = "medium",
     emotion: Annotated[str, typer.Option("--emotion", help="one of the 8 AffectNet classes")] = "Neutral",
     threshold: Annotated[Optional[float], typer.Option("--threshold", help="the patients' pain threshold, °C (default: the model's)")] = None,
@@ -109,9 +111,9 @@ def stream_command(
     threads: Annotated[int, typer.Option("--threads", help="torch CPU threads")] = 1,
 ) -> None:
     """Stream live faces at 25 frames per second of wall time to robots and avatars (headless)."""
-    from .live.bridges import OscOut, StdoutOut, WebSocketOut
+    from .live.generator import LiveGenerator
     from .live.inputs import RangeMap, open_input
-    from .live.session import LiveGenerator
+    from .live.outputs import OscOut, StdoutOut, WebSocketOut
 
     if fmt not in ("facs", "arkit"):
         raise PainDiffusionError(f"unknown --format {fmt!r}; use facs or arkit")
@@ -133,7 +135,7 @@ def stream_command(
     mapped = RangeMap(mapping)
     if mapping is not None and not any(s.startswith("serial:") for s in inputs or []):
         raise PainDiffusionError("--map applies to --input serial:DEVICE; add one or drop --map")
-    model = _load(checkpoint, threads)
+    model = load_model(checkpoint, threads)
     outputs, sources, generator = [], [], None
     try:
         outputs += [OscOut(target, fmt, batch, model.space) for target in osc or []]
@@ -164,13 +166,13 @@ def stream_command(
             for p in targets[1:]:
                 p.set(**values)
 
-        sources = [open_input(spec, control, mapped) for spec in inputs or []]
+        sources = [open_input(spec, control, mapped, generator.clock) for spec in inputs or []]
         generator.start()
         for s in sources:
             s.start()
         what = ", ".join([f"OSC {fmt} → {t}" for t in osc or []] + [o.url for o in outputs if isinstance(o, WebSocketOut)]
                          + (["stdout"] if stdout else []))
-        typer.echo(f"streaming {batch} patient(s) at 25 fps: {what}; inputs: {', '.join(inputs or []) or 'none'}", err=True)
+        typer.echo(f"streaming {batch} patient(s) at {FPS} fps: {what}; inputs: {', '.join(inputs or []) or 'none'}", err=True)
         _wait(seconds)
     finally:
         for s in sources:

@@ -7,21 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
+from .cli_live import load_model, serve_until_stopped
 from .errors import PainDiffusionError
 
 study_app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                         help="Run a perceptual study: make the clips, serve them to participants, analyse the answers.")
-
-
-def _model(checkpoint: Optional[Path], threads: int):
-    import torch
-
-    from .checkpoint import PainModel
-
-    if threads < 1:
-        raise PainDiffusionError(f"--threads {threads} must be ≥ 1")
-    torch.set_num_threads(threads)
-    return PainModel.load(checkpoint)
 
 
 @study_app.command("make")
@@ -58,7 +48,7 @@ def make_command(
         raise PainDiffusionError("give either --data or --stimulus, not both")
     emotion_index(emotion)  # an unknown emotion fails before any work
     stimuli = [stimulus_from_csv(p) for p in stimulus] if stimulus else None
-    model = _model(checkpoint, threads)
+    model = load_model(checkpoint, threads)
     m = make_study(study, model, cfg, data=data, stimuli=stimuli, stimulus_names=[p.stem for p in stimulus or []],
                    expressiveness=expressiveness, emotion=emotion, overwrite=overwrite, checkpoint=checkpoint)
     typer.echo(f"wrote {study}: {len(m['clips'])} clips, {len(m['trials'])} trials, "
@@ -82,10 +72,10 @@ def serve_command(
     seconds: Annotated[Optional[float], typer.Option(help="stop after SECONDS (default: until Ctrl-C)")] = None,
 ) -> None:
     """Serve the study to participants; every answer is stored at once in STUDY/results/answers.sqlite."""
-    from .cli_live import serve_until_stopped
-    from .study.guard import AccessCode
+    from .live.guard import is_loopback
+    from .study.access import AccessCode
     from .study.questions import CONSENT
-    from .study.server import StudyServer, is_loopback
+    from .study.server import StudyServer
 
     if not 0 <= port < 65536:
         raise PainDiffusionError(f"--port {port} must be 0-65535")
@@ -158,7 +148,7 @@ def observe_command(
     made_with = load_manifest(study)["sources"]
     if checkpoint is None:
         checkpoint = next((Path(s["checkpoint"]) for s in made_with.values() if s.get("kind") == "model" and s.get("checkpoint")), None)
-    s = observe_study(study, _model(checkpoint, threads), recordings, minutes, seed)
+    s = observe_study(study, load_model(checkpoint, threads), recordings, minutes, seed)
     typer.echo(f"machine observer trained on {s['trained_on']}; {s['answers']} realism trials answered")
     for source, (k, n) in s["taken_for_real"].items():
         typer.echo(f"  {source}: taken for the real patient in {k} of {n}")

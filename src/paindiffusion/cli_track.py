@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from .dataset import TEST_SHARE, VAL_SHARE
+
 
 def extract_command(
     inputs: Annotated[list[Path], typer.Argument(help="videos (any rate; also photos) or folders searched recursively")],
@@ -46,8 +48,8 @@ def prepare_biovid_command(
     face_space: Annotated[str, typer.Option(help="face space of --faces-from arrays: facs or flame")] = "facs",
     labels: Annotated[Optional[Path], typer.Option(help="CSV with name and emotion (optional subject) per recording")] = None,
     workers: Annotated[Optional[int], typer.Option(min=1, max=1024, help="parallel extraction processes (default: one per core)")] = None,
-    val: Annotated[float, typer.Option(help="share of subjects held out for validation")] = 0.15,
-    test: Annotated[float, typer.Option(help="share of subjects held out for testing")] = 0.15,
+    val: Annotated[float, typer.Option(help="share of subjects held out for validation")] = VAL_SHARE,
+    test: Annotated[float, typer.Option(help="share of subjects held out for testing")] = TEST_SHARE,
     seed: Annotated[int, typer.Option(min=0, max=2**63 - 1, help="seed of the subject split")] = 0,
     overwrite: Annotated[bool, typer.Option(help="replace OUT if it is a packed dataset written earlier by this tool")] = False,
 ) -> None:

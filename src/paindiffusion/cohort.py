@@ -28,13 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import PainDiffusionError, atomic_directory
+from .errors import PainDiffusionError
+from .files import atomic_directory
 from .progress import progress
-from .facespace import EMOTIONS, FACS
-from .sequence import FPS
+from .facespace import EMOTIONS, FACS, FACS_AUS
 
-from .biovid import BASELINE_C, STIMULUS_HZ, stimulus_index  # noqa: F401  (stimulus_index: re-exported)
-from .biovid import MAX_LEVEL_C as MAX_C
+from .biovid import BASELINE_C, FPS, MAX_LEVEL_C, STIMULUS_HZ, stimulus_index, true_runs
 
 # |head angle| at the 99.9th percentile of all frames (degrees), measured on the shipped model's training cohort
 # (300 subjects × 10 min, seed 2026; max 29.2 / 38.9 / 18.6); tests/test_heat_limits.py re-measures a sample.
@@ -94,7 +93,7 @@ class SubjectParams:
     @classmethod
     def sample(cls, subject: str, rng: np.random.Generator) -> "SubjectParams":
         threshold = rng.uniform(41.0, 44.5)
-        tolerance = min(threshold + rng.uniform(3.0, 6.0), MAX_C)
+        tolerance = min(threshold + rng.uniform(3.0, 6.0), MAX_LEVEL_C)
         levels = tuple(float(round(v, 2)) for v in np.linspace(threshold, tolerance, 4))
         # A stoic minority (~25%) barely reacts (Werner et al. 2017); the rest spread log-normally.
         gain = rng.uniform(0.05, 0.3) if rng.random() < 0.25 else float(np.clip(rng.lognormal(0.0, 0.35), 0.4, 1.8))
@@ -171,8 +170,7 @@ class RuleBasedFace:
         # Episodes: contiguous stretches of heat near or above threshold. Each one reacts or not, with a
         # probability that grows with its peak drive × expressiveness (rare at level 1, reliable at level 4).
         target = np.zeros_like(drive)
-        hot = np.flatnonzero(np.diff(np.concatenate([[0], (drive > 0).astype(np.int8), [0]])))
-        for a, b in zip(hot[::2], hot[1::2]):
+        for a, b in true_runs(drive > 0):
             peak = drive[a:b].max()
             react = rng.random() < 1.0 / (1.0 + np.exp(-6.0 * (min(p.expressiveness_gain, 1.2) * peak - 0.35)))
             factor = rng.lognormal(0.0, 0.25) if react else rng.uniform(0.0, 0.15)
@@ -187,7 +185,7 @@ class RuleBasedFace:
         return out
 
     def generate(self, temp: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """``facs`` frames (T, 20) for a temperature trace sampled per video frame."""
+        """``facs`` frames (T, FACS.dim) for a temperature trace sampled per video frame."""
         p, n = self.p, len(temp)
         pain = self.pain_intensity(np.asarray(temp, np.float64), rng)
         frames = np.zeros((n, FACS.dim))
@@ -198,12 +196,13 @@ class RuleBasedFace:
         mood = 1.0 + _ou(n, 20.0, 0.15, rng)  # resting expression drifts slowly
         for au, v in EMOTION_AUS[p.emotion].items():
             frames[:, FACS.index(f"AU{au}")] += p.emotion_intensity * v * mood
-        for c in range(17):  # small AU noise (tracker jitter + micro-movements)
+        aus = len(FACS_AUS)
+        for c in range(aus):  # small AU noise (tracker jitter + micro-movements)
             frames[:, c] += _ou(n, 0.3, 0.06, rng) + rng.normal(0.0, 0.03, n)
         blink = self._blinks(n, rng)
         i43 = col["AU43"]
         frames[:, i43] = np.maximum(frames[:, i43], blink)
-        frames[:, :17] = np.clip(frames[:, :17], 0.0, 5.0)
+        frames[:, :aus] = np.clip(frames[:, :aus], 0.0, 5.0)
         # Head: wandering posture; pain turns it down and toward the stimulated side, with a wider, faster
         # range of movement (Werner et al. 2018).
         move = 1.0 + 1.5 * np.clip(pain, 0.0, 1.5)
@@ -232,7 +231,7 @@ class Recording:
     params: SubjectParams
     temperature: np.ndarray  # (S,) °C at 32 Hz
     label: np.ndarray  # (S,) 0-4 at 32 Hz
-    frames: np.ndarray  # (T, 20) facs at 25 fps
+    frames: np.ndarray  # (T, FACS.dim) facs at 25 fps
 
 
 def simulate_recording(name: str, minutes: float, rng: np.random.Generator) -> Recording:

@@ -8,11 +8,11 @@ import threading
 
 import numpy as np
 
-from .biovid import check_temperature
+from .biovid import BASELINE_C, check_temperature
 from .errors import PainDiffusionError
 from .facespace import EMOTIONS, emotion_index
 
-__all__ = ["Controls", "NAMES", "NUMERIC"]
+__all__ = ["Controls", "CONTROLS", "NUMERIC"]
 
 
 def _per_item(value, name: str, batch: int) -> list:
@@ -31,19 +31,20 @@ def _per_item(value, name: str, batch: int) -> list:
     return values
 
 
-NAMES = ("stimulus", "expressiveness", "emotion", "threshold", "tolerance")  # every control, by its keyword
+CONTROLS = ("stimulus", "expressiveness", "emotion", "threshold", "tolerance")  # every control, by its keyword
 NUMERIC = ("stimulus", "expressiveness", "threshold", "tolerance")  # per-sequence float controls
 
 
 class Controls:
-    """The controls in force, one value per sequence: stimulus (°C), expressiveness (mean-PSPI scale), emotion,
-    and the patient's pain threshold and tolerance (°C; read by calibrated checkpoints, conditions.py).
+    """The controls in force, one value per sequence: stimulus (°C), expressiveness (pain reactivity on the PSPI
+    scale, :func:`paindiffusion.dataset.expressiveness_of`), emotion, and the patient's pain threshold and
+    tolerance (°C; read by checkpoints whose stimulus is relative to them, conditions.py).
 
     Any thread may set them; a bad value raises a one-line :class:`PainDiffusionError` and changes nothing."""
 
     def __init__(self, spec, batch: int):
         self._spec, self._lock = spec, threading.Lock()
-        self._values = {"stimulus": np.full(batch, 32.0, np.float32),  # replaced by the first set()
+        self._values = {"stimulus": np.full(batch, BASELINE_C, np.float32),  # replaced by the first set()
                         "expressiveness": np.full(batch, np.nan, np.float32),
                         "emotion": ["Neutral"] * batch,
                         "threshold": np.full(batch, spec.calibration[0], np.float32),

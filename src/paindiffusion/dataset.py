@@ -9,7 +9,7 @@
     DATA/index.json     recordings (offset, length, subject, split, emotion, expressiveness), face space, stats
 
 Splits are subject-disjoint (docs/design.md §2: test ≠ validation). *Expressiveness* is a per-recording value,
-the mean PSPI over its stimulated frames (label > 0), so it never comes from the window being predicted.
+its pain reactivity (:func:`expressiveness_of`), so it never comes from the window being predicted.
 """
 
 from __future__ import annotations
@@ -22,16 +22,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .biovid import resting_mask
-from .errors import PainDiffusionError, atomic_directory, check_output_dir
+from .biovid import FPS, resting_mask, true_runs
+from .errors import PainDiffusionError
+from .files import atomic_directory, check_output_dir
 from .progress import progress
 from .facespace import EMOTIONS, get_space
 from .rawdata import find_recordings, load_recording
-from .sequence import FPS
 
 FORMAT = "paindiffusion-packed"
 VERSION = 1
-KIND = "packed dataset"  # the kind its folder's marker records (errors.MARKER)
+KIND = "packed dataset"  # the kind its folder's marker records (files.MARKER)
+VAL_SHARE, TEST_SHARE = 0.15, 0.15  # shares of subjects held out for validation and testing (the shipped recipe's)
 
 
 EXPRESSIVENESS_DEFINITIONS = ("reactivity", "mean_pspi")
@@ -40,11 +41,12 @@ EXPRESSIVENESS_DEFINITIONS = ("reactivity", "mean_pspi")
 def expressiveness_of(pspi: np.ndarray | None, label: np.ndarray, definition: str = "reactivity") -> float | None:
     """A recording's pain expressiveness on the PSPI scale, from its PSPI and stimulus labels (0 = baseline).
 
-    ``reactivity`` (the default since model v2): mean PSPI over the stimulated frames (label > 0) minus the
+    ``reactivity`` (the definition packs record): mean PSPI over the stimulated frames (label > 0) minus the
     recording's resting PSPI (median over baseline frames), floored at 0. Resting AUs of an emotion (anger's
-    AU4/AU7 count toward PSPI) and blinks are not pain, so they no longer inflate expressiveness: an angry stoic
-    subject and a neutral stoic subject both score ≈ 0.
-    ``mean_pspi`` (model v1): mean PSPI over the stimulated frames, resting face included.
+    AU4/AU7 count toward PSPI) and blinks are not pain, so they do not count: an angry stoic subject and a neutral
+    stoic subject both score ≈ 0.
+    ``mean_pspi``: mean PSPI over the stimulated frames, resting face included (the scale of checkpoints whose
+    config names it, ``ConditionSpec.expressiveness_definition``).
     Without stimulated frames the whole recording counts as stimulated (and reactivity is 0)."""
     if pspi is None or not np.isfinite(pspi).all():
         return None
@@ -59,19 +61,18 @@ def expressiveness_of(pspi: np.ndarray | None, label: np.ndarray, definition: st
 
 
 def calibration_of(stimulus: np.ndarray, label: np.ndarray) -> tuple[float, float] | None:
-    """A recording's pain threshold and tolerance (°C), read from its stimulus and labels: BioVid places levels
-    1-4 evenly from the subject's threshold to its tolerance, so a line through (level, median plateau
+    """A recording's pain threshold and tolerance (°C), read from its stimulus and labels: BioVid places stimulus
+    levels 1-4 evenly from the subject's threshold to its tolerance, so a line through (level, median plateau
     temperature of that level's episodes) gives both, from any two levels present. None with fewer."""
     lab, stim = np.asarray(label), np.asarray(stimulus, np.float64)
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], (lab > 0).astype(np.int8), [0]])))
     peaks: dict[int, list[float]] = {}
-    for a, b in zip(edges[::2], edges[1::2]):
+    for a, b in true_runs(lab > 0):
         peaks.setdefault(int(lab[a:b].max()), []).append(float(stim[a:b].max()))
     levels = sorted(lv for lv in peaks if 1 <= lv <= 4)
     if len(levels) < 2:
         return None
     slope, icept = np.polyfit([(lv - 1) / 3 for lv in levels], [np.median(peaks[lv]) for lv in levels], 1)
-    if slope < 0.5:  # levels not hotter than each other: not a calibrated protocol
+    if slope < 0.5:  # levels not hotter than each other: not placed between a threshold and a tolerance
         return None
     return round(float(icept), 2), round(float(icept + slope), 2)
 
@@ -141,7 +142,7 @@ def input_files(dirs: list[Path]) -> list[Path]:
     return [*dirs, *(f for d in dirs for f in d.iterdir())]
 
 
-def pack(raw: str | os.PathLike, out: str | os.PathLike, *, val: float = 0.15, test: float = 0.15,
+def pack(raw: str | os.PathLike, out: str | os.PathLike, *, val: float = VAL_SHARE, test: float = TEST_SHARE,
          seed: int = 0, default_space: str = "facs", overwrite: bool = False, source: str | None = None) -> Path:
     """Validate every recording under ``raw`` and write the packed store ``out`` (all or nothing); ``source``
     is what the store records as its origin (default: ``raw``)."""
@@ -258,8 +259,9 @@ class PackedData:
         self._resting: dict[int, np.ndarray | None] = {}
 
     def _migrate_expressiveness(self) -> None:
-        """Stores packed before model v2 hold expressiveness as mean PSPI while stimulated; recompute the current
-        definition (reactivity) from their PSPI and label arrays, in memory (the store stays read-only)."""
+        """The one migration of a packed store: an index without ``expressiveness_definition`` holds the mean PSPI
+        while stimulated; reactivity is recomputed from its PSPI and label arrays, in memory (the store stays
+        read-only)."""
         if self.meta.get("expressiveness_definition") == EXPRESSIVENESS_DEFINITIONS[0]:
             return
         for r in self.recordings:
@@ -351,7 +353,7 @@ class WindowSampler:
         self.changes = data.change_points(self.recs)
         by_rec = dict(zip(self.recs, rec_weight))
         cw = np.array([by_rec[int(r)] for r in self.changes[:, 0]], np.float64)
-        self.change_weights = cw / cw.sum() if balance and len(cw) else None  # None: the v1-v3 draw, unchanged
+        self.change_weights = cw / cw.sum() if balance and len(cw) else None  # None: uniform over change points
 
     def sample(self, i: int, epoch: int = 0) -> Window:
         rng = np.random.default_rng([self.seed, epoch, i])

@@ -86,7 +86,7 @@ def tracked_video(path: Path) -> FaceSequence:
     """A video of a face (someone acting pain, a recording) as a ``facs`` sequence, emotion read from its AUs
     as ``paindiffusion extract`` reads it; no stimulus is known."""
     from .tracking import emotion_from_aus, extract_video
-    from .tracking.landmarks import _quiet_native_stderr
+    from .tracking.landmarks import quiet_native_stderr as _quiet_native_stderr
 
     with _quiet_native_stderr():  # MediaPipe's native threads log notices to fd 2; errors come as ours
         seq = extract_video(path)

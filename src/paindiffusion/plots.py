@@ -11,14 +11,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .errors import PainDiffusionError, atomic_file  # noqa: E402
+from .biovid import true_runs  # noqa: E402
+from .errors import PainDiffusionError  # noqa: E402
+from .files import atomic_file  # noqa: E402
 
-LEVEL_COLOURS = ("#ffffff", "#fde0c5", "#facba6", "#f59e72", "#e4572e")  # baseline, levels 1-4
+STIMULUS_LEVEL_COLOURS = ("#ffffff", "#fde0c5", "#facba6", "#f59e72", "#e4572e")  # baseline, stimulus levels 1-4
 
 
 def plot_stimulus_response(path: str | os.PathLike, stimulus: np.ndarray, pspi: np.ndarray, fps: int,
                            label: np.ndarray | None = None, title: str = "", extra: dict | None = None) -> Path:
-    """Temperature (°C) over PSPI over time, stimulated episodes shaded by level; written atomically."""
+    """Temperature (°C) over PSPI over time, stimulated episodes shaded by stimulus level; written atomically."""
     path = Path(path)
     if path.suffix.lower() not in (".png", ".pdf", ".svg"):
         raise PainDiffusionError("figure must be .png, .pdf or .svg", path)
@@ -26,12 +28,10 @@ def plot_stimulus_response(path: str | os.PathLike, stimulus: np.ndarray, pspi: 
     rows = 2 + (1 if extra else 0)
     fig, axes = plt.subplots(rows, 1, figsize=(12, 2.2 * rows + 0.6), sharex=True, constrained_layout=True)
     ax_t, ax_p = axes[0], axes[1]
-    if label is not None:  # shade each stimulated episode by its level, on every panel
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], label, [0]])))
-        for a, b in zip(edges[:-1], edges[1:]):
-            if label[a] > 0:
-                for ax in axes:
-                    ax.axvspan(t[a], t[min(b, len(t) - 1)], color=LEVEL_COLOURS[int(label[a])], lw=0, zorder=0)
+    if label is not None:  # shade each stimulated episode by its stimulus level, on every panel
+        for a, b in true_runs(np.asarray(label) > 0):
+            for ax in axes:
+                ax.axvspan(t[a], t[min(b, len(t) - 1)], color=STIMULUS_LEVEL_COLOURS[int(label[a])], lw=0, zorder=0)
     ax_t.plot(t, stimulus, color="#b2182b", lw=1.2)
     ax_t.set_ylabel("temperature (°C)")
     ax_p.plot(t, pspi, color="#2166ac", lw=0.9)

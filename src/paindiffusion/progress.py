@@ -1,4 +1,6 @@
-"""Progress bars (tqdm) for long work: generate, render, cohort, pack, train.
+"""Progress bars (tqdm) for long work: generate, edit, render, cohort, pack, extract, evaluate, study make. The one
+mechanism: every bar of the package comes from :func:`progress` (training's is Lightning's, shown when
+:func:`enabled`).
 
 Bars go to stderr and only when it is a terminal; ``paindiffusion --quiet`` (or :func:`set_quiet`) turns
 them off, so logs and pipes stay clean.

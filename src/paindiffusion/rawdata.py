@@ -3,7 +3,7 @@
 Layout (one folder per recording, as ``paindiffusion cohort`` writes it)::
 
     RAW/<rec>/<rec>_temp.csv    tab-separated, columns time (s), temperature (°C), 32 Hz
-    RAW/<rec>/<rec>_label.csv   tab-separated, columns time (s), label (0 = baseline, 1-4 = pain level), 32 Hz
+    RAW/<rec>/<rec>_label.csv   tab-separated, columns time (s), label (0 = baseline, 1-4 = stimulus level), 32 Hz
     RAW/<rec>/<rec>_face.npy    per-video-frame face array at 25 fps, (frames, space.dim) float
                                 (or <rec>_face.csv with a header naming the space's channels)
     RAW/<rec>/<rec>.json        optional: subject, emotion (AffectNet class), face_space, ...
@@ -22,10 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .biovid import STIMULUS_HZ, TEMPERATURE_RANGE_C, check_temperature, stimulus_index  # noqa: F401
+from .biovid import FPS, STIMULUS_HZ, check_temperature, stimulus_index
 from .errors import PainDiffusionError
 from .facespace import EMOTIONS, FaceSpace, emotion_index, get_space
-from .sequence import FPS
 from .tables import Table
 
 
@@ -124,7 +123,7 @@ def read_streams(d: Path) -> tuple[np.ndarray, np.ndarray]:
     check_temperature(temp, "temperature", d / f"{name}_temp.csv")
     if np.any((label < 0) | (label > 4) | (label != np.round(label))):
         bad = label[(label < 0) | (label > 4) | (label != np.round(label))][0]
-        raise PainDiffusionError(f"label {bad:g} is not one of 0-4 (0 = baseline, 1-4 = pain level)", d / f"{name}_label.csv")
+        raise PainDiffusionError(f"label {bad:g} is not one of 0-4 (0 = baseline, 1-4 = stimulus level)", d / f"{name}_label.csv")
     if len(temp) != len(label):
         raise PainDiffusionError(f"temperature has {len(temp)} samples but label has {len(label)}; both must be the same 32 Hz stream", d)
     return temp, label

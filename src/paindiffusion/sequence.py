@@ -1,6 +1,6 @@
-"""A face sequence with what produced it: the unit every output (file, video, bridge) consumes.
+"""A face sequence with what produced it: the unit every output (file, video, live output) consumes.
 
-Frames carry their stimulus and PSPI so that outputs (plots, side-by-side videos, live bridges, metrics)
+Frames carry their stimulus and PSPI so that outputs (plots, side-by-side videos, live outputs, metrics)
 never have to recompute or guess them.
 """
 
@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import PainDiffusionError, atomic_file
-from .biovid import check_temperature
+from .errors import PainDiffusionError
+from .biovid import FPS, check_temperature
+from .files import atomic_file
 from .facespace import FACS, FLAME, FaceSpace, flame_from_npz_arrays, get_space
 from .tables import Table
 
-FPS = 25  # BioVid video rate; every sequence in this package is at 25 frames per second
 MAX_FPS = 240  # a video rate; above it (or not a whole number) a stored fps is a unit or parsing error
 PSPI_MAX = 16.0
 BLOCK = 1024  # frames per block when writing

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .biovid import check_temperature
-from .cohort import biovid_protocol, stimulus_index
+from .biovid import FPS, check_temperature, stimulus_index
+from .cohort import biovid_protocol
 from .errors import PainDiffusionError, warn
 from .rawdata import iter_stream
-from .sequence import FPS
 
 STIMULUS_FILE = "stimulus CSV with columns 'time' (s) and 'temperature' (°C)"
 MAX_HOURS = 24.0  # the trace (°C per frame) is held in memory: 24 h is 2.2 M frames, ~9 MB

@@ -139,13 +139,3 @@ class Table:
                         raise PainDiffusionError(f"line {start + i}: cell {c!r} is not a number{hint}", self.path)
         return a
 
-
-def read_columns(path: str | os.PathLike, names: tuple[str, ...], what: str) -> tuple[np.ndarray, ...]:
-    """Whole columns of a small table (32 Hz streams, face CSVs), read in chunks."""
-    with Table(path, what) as t:
-        idx = t.require(*names)
-        parts = [a for _, a in t.chunks(idx)]
-    if not parts:
-        raise PainDiffusionError(f"no rows after the header; a {what} needs data", path)
-    a = np.concatenate(parts)
-    return tuple(a[:, k] for k in range(len(names)))

@@ -25,7 +25,8 @@ from torch.utils.data import DataLoader, Dataset
 from .checkpoint import PainModel
 from .conditions import HISTORY, ConditionSpec
 from .dataset import PackedData, WindowSampler, floor_mirror_quantiles
-from .errors import PainDiffusionError, atomic_file, claim_folder, folder_lock
+from .errors import PainDiffusionError
+from .files import atomic_file, claim_folder, folder_lock
 from .model import Denoiser, ModelConfig, NoiseDistribution, Standardizer, edm_loss
 from .sampling import SamplerSettings
 

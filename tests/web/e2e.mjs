@@ -18,6 +18,9 @@ try {
   let n0 = await data(() => window.paindiffusion.received); let t0 = Date.now();
   await sleep(3000);
   result.fps = ((await data(() => window.paindiffusion.received)) - n0) / ((Date.now() - t0) / 1000);
+  // the ranges the page shows, as the browser rendered them (they come from /api/info)
+  result.sliders = await data(() => Object.fromEntries(["expressiveness", "heat"].map((id) => {
+    const s = document.getElementById(id); return [id, [Number(s.min), Number(s.max)]]; })));
   const series = () => data(() => window.paindiffusion.frames.slice(-200).map((f) => [f.frame, f.stimulus, f.pspi, f.emotion]));
   result.before = await series();
   // hold "apply heat" with the mouse for 3 s, then release for 5 s
@@ -38,9 +41,9 @@ try {
   await page.selectOption("#emotion", "Happiness");
   await sleep(1500);
   result.emotion = await data(() => window.paindiffusion.frames.slice(-5).map((f) => f.emotion));
-  // the patient's pain threshold (shown for calibrated models only)
-  result.calibration_shown = await page.isVisible("#calibration");
-  if (result.calibration_shown) {
+  // the patient's pain threshold (shown for models that read the pain range only)
+  result.pain_range_shown = await page.isVisible("#pain-range");
+  if (result.pain_range_shown) {
     await page.fill("#threshold", "44.2");
     await page.dispatchEvent("#threshold", "change");
     await sleep(1500);

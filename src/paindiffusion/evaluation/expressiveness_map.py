@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ..dataset import PackedData, expressiveness_of
-from ..errors import PainDiffusionError, check_not_input
+from ..errors import PainDiffusionError
+from ..files import check_not_input
 from .data import from_packed
 from .generation import generate_model, model_pspi
 

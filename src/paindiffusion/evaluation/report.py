@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ..errors import atomic_directory  # noqa: E402
+from ..files import atomic_directory  # noqa: E402
 from ..facespace import EMOTIONS  # noqa: E402
 from .conclusions import auto_conclusions  # noqa: E402
 from .formatting import CORRECTED, METRIC_NAMES, PAPER, beats_table, cell, fmt, table  # noqa: E402

@@ -6,9 +6,8 @@ or from the last 30 s of the tab's own live face (the page holds those frames an
 and renderer as ``paindiffusion render``; a download is written by :func:`paindiffusion.render.save_output`, so
 the panel offers every format ``generate`` writes.
 
-Every request is answered from 127.0.0.1 only (a page of another site, or a DNS name rebound to this machine,
-gets 403), takes a JSON or binary body that a cross-site form cannot send, and is bounded (8 MiB, 10 minutes of
-frames). The work — edits, renders, files — runs in one worker thread (which also holds the preview renderer's
+Every request passes the demo's guard (a page of another site, or a DNS name rebound to this machine, gets 403),
+takes a JSON or binary body that a cross-site form cannot send, and is bounded (8 MiB, 10 minutes of frames). The work — edits, renders, files — runs in one worker thread (which also holds the preview renderer's
 GL context), so the event loop that feeds the live tabs never waits for it. Errors are one line of JSON.
 """
 
@@ -33,15 +32,6 @@ MAX_BODY = 8 << 20  # bytes of an upload: a 30-minute facs npz is ~3 MB
 MAX_FRAMES = 10 * 60 * FPS  # a demo edit of 10 minutes takes ~15 s on one core; longer ones belong to the CLI
 MAX_EXTEND_S = 60.0
 KEEP_SEQUENCES = 16  # loaded sequences and edits held at once (the oldest go first)
-LOCAL_HOSTS = ("127.0.0.1", "localhost")
-
-
-def _local(request) -> bool:
-    """A request this demo should answer: addressed to this machine by name (Host) and, when a browser says where
-    it comes from (Origin), from this demo's own page."""
-    host = (request.host or "").rsplit(":", 1)[0].strip("[]")
-    origin = request.headers.get("Origin")
-    return host in LOCAL_HOSTS and (origin is None or origin == f"{request.scheme}://{request.host}")
 
 
 class EditPanel:
@@ -68,12 +58,11 @@ class EditPanel:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     def _handler(self, fn, content_type: str | None = None):
-        """Local requests only, the body type checked, and a user error as {"error": one line} (status 400)."""
+        """The body type checked, and a user error as {"error": one line} (status 400). Who may ask is the demo
+        app's guard (:class:`~paindiffusion.live.guard.LocalOrigin`), as for every route."""
         from aiohttp import web
 
         async def handle(request):
-            if not _local(request):
-                return web.json_response({"error": "the edit panel answers its own page on this machine only"}, status=403)
             if content_type and request.content_type != content_type:
                 return web.json_response({"error": f"send the body as {content_type}"}, status=415)
             try:
@@ -121,7 +110,7 @@ class EditPanel:
         from aiohttp import web
 
         formats = [s[1:] for s in OUTPUT_SUFFIXES if s != ".flame.npz"]  # the demo's faces are facs
-        return web.json_response({"levels": self.model.sampler.levels, "formats": formats,
+        return web.json_response({"noise_levels": self.model.sampler.levels, "formats": formats,
                                   "max_seconds": MAX_FRAMES / FPS, "max_extend_s": MAX_EXTEND_S, "size": self.size})
 
     async def load(self, request):

@@ -1,6 +1,6 @@
-"""Guards for the package's local web servers (the demo, ``stream --websocket``, and any other): only pages of
-the server's own origin on this machine may use them, each connection has a message budget, and every message
-and line is parsed within fixed bounds.
+"""Guards for the package's local web servers (the demo, ``stream --websocket``, the study): only pages of the
+server's own origin may use them, each connection has a message budget, every message and line is parsed within
+fixed bounds, and trouble that comes from outside is reported once per kind (:class:`Once`).
 
 Why the origin check: a WebSocket is not covered by the browser's same-origin policy, so any page the user
 opens could connect to ``ws://127.0.0.1:PORT`` and drive the face or read the stream (cross-site WebSocket
@@ -8,7 +8,9 @@ hijacking), and a page on another domain that re-resolves its name to 127.0.0.1 
 route under that name. Browsers always send ``Origin`` on a WebSocket handshake and on cross-origin requests
 (RFC 6455 §4.1, the Fetch standard), and ``Host`` is the name the page used, so a server that answers only a
 loopback ``Host`` at its own port and only its own ``Origin`` refuses both. Clients that are not browsers
-(robots, scripts) send no ``Origin``; they present the server's token (``?token=…``) instead.
+(robots, scripts) send no ``Origin``; they present the server's token (``?token=…``) instead. A server on a
+room's network (``study serve --host 0.0.0.0``) also answers a ``Host`` that is an IP address or a name the
+operator allowed, with the same ``Origin`` rule.
 
 Why the budget and the bounds: one connection must not be able to queue unbounded work (a thousand "new
 patient" requests) or memory (a 300 MB line, a number with 400 digits, JSON nested 100 000 deep) and so lock
@@ -18,73 +20,119 @@ out every other viewer. Each guard is a small class or function with an injectab
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import math
 import re
 import secrets
+import sys
 import time
 from collections.abc import Iterator
 from typing import BinaryIO, Callable
 
 from ..errors import PainDiffusionError
 
-LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")  # what a local server's Host and Origin may name
 MAX_LINE_BYTES = 4096  # a control line or message is a few dozen bytes; 4 KiB leaves room for any real one
 MAX_JSON_DEPTH = 8  # controls are flat objects; a little nesting is tolerated, 100 000 levels are not
 MAX_DIGITS = 20  # a JSON integer with more digits is not a control value (and Python would build a bignum)
 
 
+def split_host_port(text: str | None) -> tuple[str, int | None]:
+    """``name:port``, ``[v6]:port``, ``name`` or ``[v6]`` → (name in lower case, port or None); ("", None) when
+    malformed. The one parser of a host and port: Host and Origin headers, ``--osc``, ``--input osc:``."""
+    t = str(text or "").strip().lower()
+    if t.startswith("["):
+        name, closed, rest = t[1:].partition("]")
+        if not closed or rest[:1] not in ("", ":"):
+            return "", None
+        port = rest[1:] if rest else None
+    else:
+        name, _, port = t.rpartition(":") if ":" in t else (t, "", None)
+    if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
+        return "", None
+    return name, None if port is None else int(port)
+
+
+def host_port(text: str, what: str) -> tuple[str, int]:
+    """A ``HOST:PORT`` option (``--osc``, ``--input osc:``): (host, port) or a one-line error."""
+    name, port = split_host_port(text)
+    if not name or port is None:
+        raise PainDiffusionError(f"{what} {text!r} must be HOST:PORT, e.g. 127.0.0.1:39539")
+    return name, port
+
+
+def is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def is_loopback(name: str) -> bool:
+    """True for a name or address only this computer reaches: localhost, 127.0.0.0/8, ::1."""
+    return name == "localhost" or (is_ip(name) and ipaddress.ip_address(name).is_loopback)
+
+
 class LocalOrigin:
     """Which requests a local server answers (see the module docstring for why).
 
-    * ``Host`` must be a loopback name (:data:`LOOPBACK_NAMES`) at the port the request arrived on.
-    * A request that carries ``Origin`` must come from the server's own origin (``http://`` + a loopback name
-      + that port) or from one of ``allow`` (e.g. a user's own dashboard, given on the command line).
+    * ``Host`` must name this server at the port the request arrived on: a loopback name or address (localhost,
+      127.0.0.0/8, ::1) or, for a server on a room's network (``network``), any IP address or one of ``names``.
+    * A request that carries ``Origin`` must come from the page it addressed (``http://`` + its Host), from this
+      machine's loopback names at this port, or from one of ``allow`` (e.g. a user's own dashboard, given on the
+      command line); a request the browser marks ``Sec-Fetch-Site: cross-site`` is refused unless allowed.
     * A WebSocket handshake without ``Origin`` (a non-browser client) must carry ``?token=`` :attr:`token`.
 
     :meth:`middleware` applies this to every route of an aiohttp app and answers 403 with the reason."""
 
-    def __init__(self, token: str | None = None, allow: tuple[str, ...] = ()):
+    def __init__(self, token: str | None = None, allow: tuple[str, ...] = (), network: bool = False,
+                 names: tuple[str, ...] = ()):
         self.token = token or secrets.token_urlsafe(12)
         self.allow = {_origin_key(o) for o in allow}
+        self.network, self.names = network, frozenset(n.lower() for n in names)
         self.refused = 0  # requests refused so far (for the page's statistics and the benchmark)
 
-    @staticmethod
-    def host_ok(host: str | None, port: int) -> bool:
-        h = (host or "").strip().lower()
-        return any(h == f"{name}:{port}" or (port == 80 and h == name) for name in LOOPBACK_NAMES)
+    def host_ok(self, host: str | None, port: int) -> bool:
+        name, p = split_host_port(host)
+        if not name or (80 if p is None else p) != port:
+            return False
+        return is_loopback(name) or (self.network and (is_ip(name) or name in self.names))
 
-    def origin_ok(self, origin: str, port: int) -> bool:
+    def origin_ok(self, origin: str, host: str | None, port: int) -> bool:
         key = _origin_key(origin)
-        return key in self.allow or any(key == _origin_key(f"http://{name}:{port}") for name in LOOPBACK_NAMES)
+        scheme, _, rest = key.partition("://")
+        name, p = split_host_port(rest)
+        own = key == _origin_key(f"http://{host}") or (scheme == "http" and is_loopback(name) and (p or 80) == port)
+        return own or key in self.allow
 
-    def refusal(self, host: str | None, origin: str | None, port: int, websocket: bool, token: str | None) -> str | None:
+    def refusal(self, host: str | None, origin: str | None, port: int, websocket: bool, token: str | None,
+                fetch_site: str | None = None) -> str | None:
         """Why a request is refused (one line), or None when it is let through."""
         if not self.host_ok(host, port):
-            return (f"Host {host!r:.60} is not this server (127.0.0.1:{port}); open the page at "
-                    f"http://127.0.0.1:{port}/")
-        if origin is not None:
-            if not self.origin_ok(origin, port):
-                return f"pages from {origin!r:.60} may not use this server; only its own page (http://127.0.0.1:{port}/)"
-            return None
-        if websocket and not hmac.compare_digest(token or "", self.token):
+            return (f"Host {host!r:.60} is not this server; open the page by this computer's IP address or "
+                    f"localhost at port {port} (http://127.0.0.1:{port}/ on this computer)")
+        allowed = origin is not None and _origin_key(origin) in self.allow
+        if (origin is not None and not self.origin_ok(origin, host, port)) or (fetch_site == "cross-site" and not allowed):
+            return f"requests from other web pages ({origin!r:.60}) are refused; only this server's own page may use it"
+        if origin is None and websocket and not hmac.compare_digest(token or "", self.token):
             return "a WebSocket client without an Origin (not a browser) must add ?token=… as printed at start"
         return None
 
     def middleware(self):
-        """An aiohttp middleware refusing what :meth:`refusal` refuses with 403 and its reason."""
+        """An aiohttp middleware refusing what :meth:`refusal` refuses: 403 and the reason as one JSON line."""
         from aiohttp import web
 
         @web.middleware
         async def local_origin(request, handler):
             sock = request.transport.get_extra_info("sockname") if request.transport else None
             port = sock[1] if sock else -1
-            websocket = request.headers.get("Upgrade", "").lower() == "websocket"
-            why = self.refusal(request.headers.get("Host"), request.headers.get("Origin"), port, websocket,
-                               request.query.get("token"))
+            h = request.headers
+            why = self.refusal(h.get("Host"), h.get("Origin"), port, h.get("Upgrade", "").lower() == "websocket",
+                               request.query.get("token"), h.get("Sec-Fetch-Site"))
             if why is not None:
                 self.refused += 1
-                return web.Response(status=403, text=why + "\n")
+                return web.json_response({"error": why}, status=403)
             return await handler(request)
 
         return local_origin
@@ -174,6 +222,23 @@ def parse_bounded_json(text: str | bytes, max_bytes: int = MAX_LINE_BYTES, max_d
         raise PainDiffusionError(f"message {text!r:.40} is not valid JSON") from None
 
 
+class Once:
+    """Report each kind of trouble once (to stderr), not at 25 lines per second. At most ``keep`` kinds are
+    remembered, so keys that come from outside (a new OSC address per message) cannot grow memory or flood
+    stderr: past that, one last line says that further kinds go unreported."""
+
+    def __init__(self, name: str, keep: int = 64, prefix: str = "paindiffusion stream"):
+        self.name, self.seen, self.keep, self.prefix = name, set(), keep, prefix
+
+    def __call__(self, key: str, message: str) -> None:
+        if key in self.seen or len(self.seen) > self.keep:
+            return
+        self.seen.add(key)
+        if len(self.seen) > self.keep:
+            message = f"{self.keep} kinds of trouble reported; further kinds are not"
+        print(f"{self.prefix}: {self.name}: {message}", file=sys.stderr, flush=True)
+
+
 TOO_LONG = None  # what :class:`BoundedLines` yields for a line over its limit
 
 
@@ -200,5 +265,5 @@ class BoundedLines:
             yield line.decode("utf-8", "replace")
 
 
-__all__ = ["LOOPBACK_NAMES", "MAX_LINE_BYTES", "LocalOrigin", "MessageBudget", "parse_bounded_json", "json_depth",
-           "BoundedLines", "TOO_LONG"]
+__all__ = ["MAX_LINE_BYTES", "LocalOrigin", "MessageBudget", "parse_bounded_json", "json_depth", "BoundedLines",
+           "TOO_LONG", "Once", "split_host_port", "host_port", "is_loopback"]

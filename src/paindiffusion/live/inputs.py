@@ -1,33 +1,30 @@
 """Where live controls come from: OSC messages, a serial device, stdin lines, or a CSV played at wall-clock
-speed. Every source calls ``control(patient, stimulus=..., expressiveness=..., emotion=...)`` (patient None =
+speed. Every source calls ``control(patient, NAME=value, ...)`` with NAME one of the controls
+(:data:`~paindiffusion.controls.CONTROLS`: stimulus, expressiveness, emotion, threshold, tolerance; patient None =
 all); a bad or missing value is reported once per kind and the last good one stays in force; a lost device is
 reopened, never stopping the stream. Every line, message and number is bounded (:mod:`.guard`): a line
 over 4 KiB, a 400-digit number or JSON nested 100 000 deep is refused in one line and the input keeps working.
 
-Lines (stdin and serial) are ``VALUE`` (heat; from a serial device through ``--map``), ``NAME VALUE`` with
-NAME one of stimulus / expressiveness / emotion, optionally prefixed by ``@K`` for patient K of a batch, or a
-JSON object such as ``{"stimulus": 45, "patient": 1}``.
+Lines (stdin and serial) are ``VALUE`` (heat; from a serial device through ``--map``), ``NAME VALUE``,
+optionally prefixed by ``@K`` for patient K of a batch, or a JSON object such as ``{"stimulus": 45, "patient": 1}``.
 
-OSC (UDP): ``/paindiffusion/stimulus`` float °C, ``/paindiffusion/expressiveness`` float 0-16 or
-low/medium/high, ``/paindiffusion/emotion`` string; ``/paindiffusion/<K>/...`` for patient K only.
+OSC (UDP): ``/paindiffusion/NAME`` with one value (°C for stimulus, threshold and tolerance; expressiveness 0-16 or
+low/medium/high; emotion a class name); ``/paindiffusion/<K>/NAME`` for patient K only.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Callable
 
-from ..biovid import TEMPERATURE_RANGE_C
-from ..controls import NAMES
+from ..biovid import FPS, TEMPERATURE_RANGE_C
+from ..controls import CONTROLS
 from ..errors import PainDiffusionError
-from ..sequence import FPS
-from .bridges import Once
-from .guard import MAX_LINE_BYTES, TOO_LONG, BoundedLines, parse_bounded_json
+from .generator import WallClock
+from .guard import MAX_LINE_BYTES, TOO_LONG, BoundedLines, Once, parse_bounded_json, split_host_port
 
-CONTROLS = NAMES  # what a line, JSON object or OSC address may set
 IN_CELSIUS = ("stimulus", "threshold", "tolerance")  # text lines carry these as numbers
 Control = Callable[..., None]
 
@@ -199,21 +196,23 @@ class SerialIn(Source):
 
 
 class CsvIn(Source):
-    """A stimulus CSV (time, temperature; as for ``generate --stimulus``) played at wall-clock speed; its
-    last value holds when it ends."""
+    """A stimulus CSV (time, temperature; as for ``generate --stimulus``) played at wall-clock speed (``clock``:
+    the generator's :class:`~paindiffusion.live.generator.WallClock`, or a test's); its last value holds when it
+    ends."""
 
     name = "csv"
 
-    def __init__(self, control: Control, path: str | Path):
+    def __init__(self, control: Control, path: str | Path, clock: WallClock | None = None):
         from ..stimulus import stimulus_from_csv
 
         super().__init__(control)
         self.trace = stimulus_from_csv(path)  # °C per frame at 25 fps; one-line errors for bad files
+        self.clock = clock or WallClock()
 
     def run(self) -> None:
-        t0 = time.monotonic()
+        t0 = self.clock()
         for i, v in enumerate(self.trace.tolist()):
-            if self._stop.wait(max(0.0, t0 + i / FPS - time.monotonic())):
+            if self.clock.wait(self._stop, t0 + i / FPS - self.clock()):
                 return
             self.control(None, stimulus=v)
         self.report("end", f"the CSV ended after {len(self.trace) / FPS:.1f} s; its last value holds")
@@ -269,19 +268,19 @@ class OscIn(Source):
         self.server.server_close()
 
 
-def open_input(spec: str, control: Control, mapped: RangeMap | None = None) -> Source:
-    """``osc:PORT`` / ``osc:HOST:PORT``, ``serial:DEVICE``, ``stdin`` or a CSV file path."""
+def open_input(spec: str, control: Control, mapped: RangeMap | None = None, clock: WallClock | None = None) -> Source:
+    """``osc:PORT`` / ``osc:HOST:PORT``, ``serial:DEVICE``, ``stdin`` or a CSV file path (played on ``clock``)."""
     if spec == "stdin":
         return StdinIn(control)
     if spec.startswith("osc:"):
         rest = spec[4:]
-        host, _, port = rest.rpartition(":")
-        if not port.isdigit() or not 0 < int(port) < 65536:
+        host, port = split_host_port(rest if ":" in rest else f"127.0.0.1:{rest}")
+        if not host or port is None:
             raise PainDiffusionError(f"--input {spec!r} must be osc:PORT or osc:HOST:PORT")
-        return OscIn(control, int(port), host or "127.0.0.1")
+        return OscIn(control, port, host)
     if spec.startswith("serial:"):
         return SerialIn(control, spec[7:], mapped)
     path = Path(spec)
     if path.suffix.lower() in (".csv", ".tsv", ".txt") or path.exists():
-        return CsvIn(control, path)
+        return CsvIn(control, path, clock)
     raise PainDiffusionError(f"--input {spec!r} is not osc:PORT, serial:DEVICE, stdin or a CSV file")

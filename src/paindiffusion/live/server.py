@@ -1,7 +1,7 @@
 """``paindiffusion demo``: a local web app (aiohttp on 127.0.0.1) with a live face that reacts to heat.
 
 Every page and script comes from ``live/static`` in the package (no CDN, no network). Each tab opens one
-WebSocket and is one patient of the shared :class:`~paindiffusion.live.session.LiveGenerator`, so all tabs
+WebSocket and is one patient of the shared :class:`~paindiffusion.live.generator.LiveGenerator`, so all tabs
 are generated in ONE batched model call per step. Per frame the tab gets one binary message: a 4-byte
 little-endian length, a JSON header (channels, PSPI, stimulus, controls, lag, latency) and a JPEG image.
 
@@ -27,20 +27,20 @@ import threading
 import time
 from importlib import resources
 
-from ..biovid import TEMPERATURE_RANGE_C
-from ..controls import NAMES as CONTROL_NAMES
+from ..biovid import BASELINE_C
+from ..controls import CONTROLS
 from ..errors import PainDiffusionError
 from ..facespace import EMOTIONS
-from .bridges import LoopThread, frame_json, start_site
 from .editing import EditPanel
+from .generator import Frame, LiveGenerator
 from .guard import LocalOrigin, MessageBudget, parse_bounded_json
-from .session import Frame, LiveGenerator
+from .outputs import frame_json
+from .web import LoopThread, serve_page, start_site
 
 STATIC = resources.files("paindiffusion.live") / "static"
 SEND_QUEUE = 8  # frames a tab may fall behind before its oldest are dropped (8 × 40 ms)
 STALE_S = 0.12  # a frame that waited 120 ms for the render thread is skipped (it would only add lag)
-HEAT_RANGE_C = (30.0, 50.0)  # the page's slider (the official demo's); within TEMPERATURE_RANGE_C
-BASELINE_C = 32.0  # BioVid's baseline: "apply heat" decays back to it
+HEAT_RANGE_C = (30.0, 50.0)  # the page's heat slider (the official demo's); within biovid.TEMPERATURE_RANGE_C
 
 
 class FaceImages:
@@ -119,7 +119,7 @@ class DemoServer:
 
     Every route answers only this machine's own page (:class:`~paindiffusion.live.guard.LocalOrigin`); a
     WebSocket client that is not a browser adds ``?token=`` :attr:`token` (:attr:`client_url`). Each tab has a
-    :class:`~paindiffusion.live.guard.MessageBudget` (``clock`` is injectable for tests), every message is parsed
+    :class:`~paindiffusion.live.guard.MessageBudget` (its ``clock`` is injectable for tests), every message is parsed
     within bounds, and its "new patient" requests are coalesced (:meth:`LiveGenerator.new_patient`)."""
 
     def __init__(self, model, port: int = 8000, size: int = 256, max_viewers: int = 8, token: str | None = None,
@@ -137,27 +137,19 @@ class DemoServer:
         return self.guard.token
 
     def _info(self) -> dict:
+        """What the page reads (app.js, edit.js): every range and default it shows comes from here, so the page
+        holds none of its own: the expressiveness slider spans the model's trained range, the heat slider
+        :data:`HEAT_RANGE_C` from the baseline (it decays back there), the patient's default pain range (threshold,
+        tolerance) is the model's."""
         spec = self.model.spec
         return {"emotions": list(EMOTIONS), "presets": {k: float(v) for k, v in spec.presets.items()},
-                "expressiveness_range": [0.0, 16.0], "heat_range": list(HEAT_RANGE_C), "baseline": BASELINE_C,
-                "fps": self.generator.fps, "size": self.size, "delay_window_s": self.generator.delay_s,
-                "channels": list(self.model.space.channels), "temperature_range": list(TEMPERATURE_RANGE_C),
-                "calibrated": spec.calibrated, "calibration": [float(v) for v in spec.calibration]}
+                "expressiveness_range": [float(v) for v in spec.expressiveness_range], "heat_range": list(HEAT_RANGE_C),
+                "baseline": BASELINE_C, "fps": self.generator.fps, "size": self.size,
+                "channels": list(self.model.space.channels),
+                "reads_pain_range": spec.calibrated, "pain_range": [float(v) for v in spec.calibration]}
 
     def _app(self):
         from aiohttp import WSCloseCode, WSMsgType, web
-
-        async def index(_):
-            return web.Response(body=(STATIC / "index.html").read_bytes(), content_type="text/html")
-
-        async def static(request):
-            name = request.match_info["name"]
-            types = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
-            ext = name[name.rfind("."):]
-            f = STATIC / name
-            if "/" in name or ext not in types or not f.is_file():
-                raise web.HTTPNotFound()
-            return web.Response(body=f.read_bytes(), content_type=types[ext])
 
         async def info(_):
             return web.json_response(self._info())
@@ -205,8 +197,7 @@ class DemoServer:
             return ws
 
         app = web.Application(middlewares=[self.guard.middleware()])
-        app.router.add_get("/", index)
-        app.router.add_get("/static/{name}", static)
+        serve_page(app, STATIC)
         app.router.add_get("/api/info", info)
         app.router.add_get("/api/stats", stats)
         app.router.add_get("/ws", socket)
@@ -215,7 +206,7 @@ class DemoServer:
 
     def _control(self, tab: Tab, text: str) -> str | None:
         """A tab's control message: {"stimulus"|"expressiveness"|"emotion": value, "seq": n} or {"new_patient": seed}."""
-        arrived = time.monotonic()
+        arrived = self.generator.clock()  # on the clock the generator measures latency with
         try:
             msg = parse_bounded_json(text)
             if not isinstance(msg, dict):
@@ -225,9 +216,9 @@ class DemoServer:
                 ok = isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 1 << 63
                 self.generator.new_patient(tab.patient, seed if ok else random.randrange(1 << 31))
                 return None
-            controls = {k: msg[k] for k in CONTROL_NAMES if k in msg}
+            controls = {k: msg[k] for k in CONTROLS if k in msg}
             if not controls:
-                return f"a control message needs {', '.join(CONTROL_NAMES)} or new_patient"
+                return f"a control message needs {', '.join(CONTROLS)} or new_patient"
             seq = msg.get("seq")
             ok = isinstance(seq, int) and not isinstance(seq, bool)
             tab.patient.set(**controls, arrived=arrived, tag=seq if ok else None)

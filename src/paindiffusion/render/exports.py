@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import PainDiffusionError, atomic_file, check_output_file
+from ..errors import PainDiffusionError
+from ..files import atomic_file, check_output_file
 from ..facespace import FACS_AUS, HEAD_CHANNELS, flame_to_npz_arrays
 from ..sequence import BLOCK, FaceSequence
 
@@ -122,7 +123,7 @@ class LazyRows:
 
 
 def _atomic(path: Path, write, binary: bool = False) -> Path:
-    """Write through :func:`~paindiffusion.errors.atomic_file`: no half-written file is ever left."""
+    """Write through :func:`~paindiffusion.files.atomic_file`: no half-written file is ever left."""
     with atomic_file(path, text=not binary) as f:
         write(f)
     return path
@@ -190,7 +191,7 @@ def check_output(path: str | os.PathLike, side_by_side: bool = False) -> Path:
 
 def check_new_output(path: str | os.PathLike, side_by_side: bool = False, overwrite: bool = False,
                      inputs: tuple = ()) -> Path:
-    """:func:`check_output`, and the overwrite policy (:func:`~paindiffusion.errors.check_output_file`): never an
+    """:func:`check_output`, and the overwrite policy (:func:`~paindiffusion.files.check_output_file`): never an
     input; an existing file only with ``overwrite`` and only if it is an output of ours of the same type."""
     path = check_output(path, side_by_side)
     suffix = next(s for s in sorted(OUTPUT_SUFFIXES, key=len, reverse=True) if path.name.lower().endswith(s))

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import PainDiffusionError, atomic_file
+from ..errors import PainDiffusionError
+from ..files import atomic_file
 from ..progress import progress
 from ..sequence import FPS, FaceSequence
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from ..dataset import PackedData
-from ..errors import PainDiffusionError, atomic_directory
+from ..errors import PainDiffusionError
+from ..files import atomic_directory
 from ..evaluation.data import training_pool
 from ..evaluation.generation import MODEL
 from ..facespace import FACS
@@ -111,7 +112,7 @@ def _manifest(cfg: StudyConfig, held, windows: list[Window], reference: bool, ge
         stim = held.stimulus[w.rec, w.start:w.start + w.frames]
         thr, tol = held.calibration(w.rec) if reference else (None, None)
         win.append({"id": w.id, "recording": held.names[w.rec], "start_s": w.start / FPS, "seconds": w.frames / FPS,
-                    "level": w.level, "peak_c": round(float(stim.max()), 2), "expressiveness": round(float(held.expressiveness[w.rec]), 3),
+                    "stimulus_level": w.stimulus_level, "peak_c": round(float(stim.max()), 2), "expressiveness": round(float(held.expressiveness[w.rec]), 3),
                     "emotion": held.emotion[w.rec], "threshold": thr, "tolerance": tol, "catch": w.catch})
     sources = {MODEL: {"kind": "model", "checkpoint": None if checkpoint is None else str(Path(checkpoint).resolve()), "name": (model.info or {}).get("name", "custom"),
                        "tries": cfg.tries, "sampling_seed": cfg.seed, "sampler": model.sampler.to_dict()}}

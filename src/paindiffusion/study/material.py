@@ -22,7 +22,7 @@ from ..evaluation.data import Recordings, fresh_cohort, from_packed, training_po
 from ..evaluation.metrics import episodes
 from ..evaluation.generation import MODEL, generate_model, recording_jobs
 from ..facespace import FACS
-from ..sequence import FPS
+from ..biovid import FPS
 from .plan import REFERENCE, STATIC
 
 STUDY_DRAW, OBSERVER_DRAW = 500, 600  # cohort seeds 7500 + seed (the study) and 7600 + seed (the observer's training)
@@ -78,13 +78,14 @@ def baseline_names(text: str) -> tuple[str, ...]:
 
 @dataclass
 class Window:
-    """``frames`` frames of recording ``rec`` from ``start``; ``level`` of the heat episode it shows (0: none)."""
+    """``frames`` frames of recording ``rec`` from ``start``; the BioVid stimulus level of the heat episode it shows
+    (0: none)."""
 
     id: str
     rec: int
     start: int
     frames: int
-    level: int
+    stimulus_level: int
     catch: bool = False
 
 
@@ -110,7 +111,7 @@ def held_out(cfg: StudyConfig, model, data=None, stimuli: list[np.ndarray] | Non
 
 def choose_windows(held: Recordings, cfg: StudyConfig, reference: bool) -> list[Window]:
     """One window per recording where possible, each starting ``lead`` × its length before a heat episode after the
-    burn-in; levels cycle 4, 3, 2 (level 1 rarely gets a visible reaction). The last is the catch window."""
+    burn-in; stimulus levels cycle 4, 3, 2 (level 1 rarely gets a visible reaction). The last is the catch window."""
     n, burn = cfg.frames(), int(BURN_IN_S * FPS)
     lead = int(cfg.lead * n)
     count = cfg.windows + int(cfg.catch and reference)

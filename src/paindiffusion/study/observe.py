@@ -19,7 +19,7 @@ from ..dataset import PackedData
 from ..errors import PainDiffusionError
 from ..evaluation.data import fresh_cohort, from_packed
 from ..evaluation.observer import MachineObserver, ObserverConfig
-from ..sequence import FPS
+from ..biovid import FPS
 from .material import BURN_IN_S, OBSERVER_DRAW, StudyConfig, Window, load_material, run_sources
 from .make import load_manifest
 from .plan import REFERENCE, Trial

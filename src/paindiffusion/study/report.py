@@ -12,7 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ..errors import PainDiffusionError, atomic_directory  # noqa: E402
+from ..errors import PainDiffusionError  # noqa: E402
+from ..files import atomic_directory  # noqa: E402
 from ..evaluation.formatting import fmt, table  # noqa: E402
 from ..evaluation.report import json_default, html_page  # noqa: E402
 from .analyze import analyse  # noqa: E402

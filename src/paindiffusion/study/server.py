@@ -13,8 +13,8 @@ Routes (nothing else is served: not the manifest, not the database, not a direct
 =============================  ===========================================================================
 
 A session is a random token the page keeps in localStorage and sends as ``X-Study-Session``; a header (not a
-cookie) is never attached by the browser to another site's request. Host, Origin and the access code are
-checked by :mod:`.guard`. Bodies are capped at :data:`MAX_BODY` bytes (413 above).
+cookie) is never attached by the browser to another site's request. Host and Origin are checked by the guard
+every local server shares (:class:`~paindiffusion.live.guard.LocalOrigin`), the access code by :mod:`.access`. Bodies are capped at :data:`MAX_BODY` bytes (413 above).
 """
 
 from __future__ import annotations
@@ -29,15 +29,15 @@ from pathlib import Path
 from aiohttp import web
 
 from ..errors import PainDiffusionError
-from ..live.bridges import LoopThread, start_site
-from .guard import AccessCode, AttemptLimiter, host_origin_middleware, is_loopback
+from ..live.guard import LocalOrigin, is_loopback
+from ..live.web import LoopThread, serve_page, start_site
+from .access import AccessCode, AttemptLimiter
 from .make import load_manifest
 from .plan import BLOCKS, Trial, shown
 from .questions import CONSENT, FREQUENCIES, MAX_CONSENT_CHARS, MAX_YEARS, ROLES, valid_answers
 from .store import Store
 
 STATIC = resources.files("paindiffusion.study") / "static"
-STATIC_TYPES = {".js": "text/javascript", ".css": "text/css"}
 SESSION_HEADER = "X-Study-Session"
 MAX_BODY = 16 * 1024  # an answer with a long comment is < 3 KB
 MAX_COMMENT = 2000
@@ -75,7 +75,7 @@ class StudyServer:
         self.consent = consent
         if sum(map(len, consent)) > MAX_CONSENT_CHARS:
             raise PainDiffusionError(f"the consent text is longer than {MAX_CONSENT_CHARS} characters; shorten it")
-        self.names = frozenset(n.lower() for n in allowed_names)
+        self.guard = LocalOrigin(network=not self.loopback, names=allowed_names)
         self.limiter = AttemptLimiter()
         self.store: Store | None = None
         self.io: LoopThread | None = None
@@ -114,27 +114,14 @@ class StudyServer:
 
     # ---- the app ------------------------------------------------------------------------------------------
     def _app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY, middlewares=[host_origin_middleware(self.loopback, self.names)])
-        app.router.add_get("/", self.page)
-        app.router.add_get("/static/{name}", self.static)
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[self.guard.middleware()])
+        serve_page(app, STATIC, {"Cache-Control": "no-store"})
         app.router.add_get("/api/study", self.info)
         app.router.add_post("/api/participants", self.register)
         app.router.add_get("/api/session", self.session)
         app.router.add_get("/clips/{name}", self.clip)
         app.router.add_post("/api/answers", self.answer)
         return app
-
-    async def page(self, _):
-        return web.Response(body=(STATIC / "index.html").read_bytes(), content_type="text/html",
-                            headers={"Cache-Control": "no-store"})
-
-    async def static(self, request):
-        name = request.match_info["name"]
-        ext = name[name.rfind("."):]
-        f = STATIC / name
-        if "/" in name or ext not in STATIC_TYPES or not f.is_file():
-            raise web.HTTPNotFound()
-        return web.Response(body=f.read_bytes(), content_type=STATIC_TYPES[ext])
 
     async def info(self, _):
         return web.json_response({"study": self.manifest["study_id"], "code_required": self.code.required,

@@ -15,13 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
+from ..biovid import true_runs
 from ..errors import PainDiffusionError
+from ..files import claim_folder
 from ..facespace import FACS
+from ..progress import progress as progress_bar
 from ..sequence import FPS, FaceSequence
 from .fit import fit_frames
-from .landmarks import IMAGE_SUFFIXES, Landmarks, _quiet_native_stderr, track_video
+from .landmarks import IMAGE_SUFFIXES, Landmarks, quiet_native_stderr, track_video
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
+KIND = "extracted faces"  # the kind its folder's marker records (files.MARKER)
 MAX_GAP_S = 0.5  # gaps without a face up to this long are interpolated silently; longer ones are reported
 
 
@@ -32,8 +36,7 @@ def fill_gaps(frames: np.ndarray, found: np.ndarray, max_gap: int) -> tuple[np.n
     out = frames.copy()
     for c in range(frames.shape[1]):
         out[:, c] = np.interp(t, t[found], frames[found, c])
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], (~found).astype(np.int8), [0]])))
-    long_gaps = [[int(a), int(b)] for a, b in zip(edges[::2], edges[1::2]) if b - a > max_gap]
+    long_gaps = [[a, b] for a, b in true_runs(~found) if b - a > max_gap]
     return out, long_gaps
 
 
@@ -113,7 +116,7 @@ def _extract_one(video: str, target: str, labels: dict | None) -> Outcome:
 
     name = Path(target).stem
     try:
-        with _quiet_native_stderr():  # MediaPipe's threads log notices to fd 2; our errors are returned, not printed
+        with quiet_native_stderr():  # MediaPipe's threads log notices to fd 2; our errors are returned, not printed
             seq = extract_video(video)
         label = (labels or {}).get(Path(video).stem, {})
         seq.meta["emotion"] = label.get("emotion") or emotion_from_aus(seq.frames, seq.pspi)
@@ -130,11 +133,13 @@ def _extract_one(video: str, target: str, labels: dict | None) -> Outcome:
 
 def extract_many(inputs, out: str | os.PathLike, shard: str | None = None, workers: int | None = None,
                  labels: dict | None = None, progress: bool = True) -> list[Outcome]:
-    """Extract every video under ``inputs`` (this shard's share) into ``out``; finished files are skipped."""
+    """Extract every video under ``inputs`` (this shard's share) into ``out``; finished files are skipped. ``out`` is
+    claimed as the overwrite policy claims a training run's folder (:func:`~paindiffusion.files.claim_folder`):
+    new, empty or extracted faces of ours, never an input or a folder of something else."""
     out = Path(out)
     k, n = parse_shard(shard)
     todo = find_videos(inputs)[k::n]
-    out.mkdir(parents=True, exist_ok=True)
+    claim_folder(out, KIND, inputs=tuple(v for v, _ in todo))
     outcomes, jobs = [], []
     for video, name in todo:
         target = out / f"{name}.npz"
@@ -143,40 +148,18 @@ def extract_many(inputs, out: str | os.PathLike, shard: str | None = None, worke
         else:
             jobs.append((str(video), str(target)))
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))
-    bar = _progress(progress, len(jobs))
-    if workers == 1:
-        for video, target in jobs:
-            outcomes.append(_extract_one(video, target, labels))
-            bar.advance()
-    else:
-        import multiprocessing as mp
+    with progress_bar(desc="extracting", total=len(jobs), unit="video", show=progress) as bar:
+        if workers == 1:
+            for video, target in jobs:
+                outcomes.append(_extract_one(video, target, labels))
+                bar.update(1)
+        else:
+            import multiprocessing as mp
 
-        # spawn: a fresh interpreter per worker (MediaPipe and GL state must not be forked)
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            futures = [pool.submit(_extract_one, v, t, labels) for v, t in jobs]
-            for f in as_completed(futures):
-                outcomes.append(f.result())
-                bar.advance()
-    bar.close()
+            # spawn: a fresh interpreter per worker (MediaPipe and GL state must not be forked)
+            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+                futures = [pool.submit(_extract_one, v, t, labels) for v, t in jobs]
+                for f in as_completed(futures):
+                    outcomes.append(f.result())
+                    bar.update(1)
     return outcomes
-
-
-class _progress:
-    """A rich progress bar over files (silent when disabled or nothing to do)."""
-
-    def __init__(self, enabled: bool, total: int):
-        self.p = None
-        if enabled and total:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-            self.p = Progress("extracting", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-            self.p.start()
-            self.task = self.p.add_task("videos", total=total)
-
-    def advance(self):
-        if self.p:
-            self.p.advance(self.task)
-
-    def close(self):
-        if self.p:
-            self.p.stop()

@@ -1,6 +1,6 @@
 """Tracked landmarks → ``facs`` frames: head pose by rigid alignment, AUs by bounded least squares of the rig.
 
-The reading model is our own rig as MediaPipe reads it (:mod:`.calibrate`): the tracked neutral face and one
+The reading model is our own rig as MediaPipe reads it (:mod:`.measurement`): the tracked neutral face and one
 displacement field per AU unit, measured by rendering the rig and tracking the renders. A face tracker sees
 only part of some motions (about 60% of a brow movement, a shut eye as a narrow one: docs/tracking.md), so
 fitting the rig's own geometric basis would read renders back too weak; fitting the basis as read returns the
@@ -115,7 +115,7 @@ def _polish(gram, rhs, a, lo, hi):
 
 
 # ---- the head pose's own displacement ----------------------------------------------------------------------
-POSE_SCALE_DEG = 20.0  # head angles enter the pose features in units of 20°, the calibration's typical turn
+POSE_SCALE_DEG = 20.0  # head angles enter the pose features in units of 20°, the measurement clips' typical turn
 
 
 def pose_features(angles: np.ndarray) -> np.ndarray:

@@ -3,10 +3,10 @@
 * **Expressiveness** is whatever :func:`paindiffusion.dataset.expressiveness_of` says it is (one definition for
   the cohort, packed data and tracked video); here it is only called.
 * **Emotion** (AffectNet's 8 classes), EMFACS-style: the recording's resting face — the median AUs of its half
-  of frames with the lowest PSPI, so that pain episodes do not read as anger or disgust — is compared with each
-  class's prototypical AUs (Ekman & Friesen's EMFACS prototypes as the cohort uses them,
-  :data:`paindiffusion.cohort.EMOTION_AUS`) at the best intensity in 0.5-1.5× the prototype; the nearest class
-  wins, Neutral (no AUs) included, so a face at rest reads as Neutral.
+  of frames with the lowest PSPI, so that pain episodes do not read as anger or disgust — goes to the
+  evaluation's nearest-prototype classifier (:func:`paindiffusion.evaluation.metrics.classify_emotion`: each
+  class's prototypical AUs, :data:`paindiffusion.cohort.EMOTION_AUS`, at the best intensity in 0.5-1.5× the
+  prototype; Neutral has none, so a face at rest reads as Neutral).
 * A **labels file** (CSV with a header: ``name`` or ``video``, and ``emotion``; optional ``subject``) overrides
   the rule for the recordings it lists.
 """
@@ -20,17 +20,9 @@ import numpy as np
 
 from ..cohort import EMOTION_AUS
 from ..errors import PainDiffusionError
+from ..evaluation.metrics import classify_emotion, emotion_prototypes
 from ..facespace import EMOTIONS, FACS, FACS_AUS, emotion_index
 from ..tables import Table
-
-
-def prototypes() -> np.ndarray:
-    """(8, 17) prototypical AU intensities per AffectNet class, in :data:`EMOTIONS` order."""
-    p = np.zeros((len(EMOTIONS), len(FACS_AUS)), np.float32)
-    for i, name in enumerate(EMOTIONS):
-        for au, v in EMOTION_AUS[name].items():
-            p[i, FACS_AUS.index(au)] = v
-    return p
 
 
 def resting_aus(frames: np.ndarray, pspi: np.ndarray | None = None) -> np.ndarray:
@@ -43,15 +35,8 @@ def resting_aus(frames: np.ndarray, pspi: np.ndarray | None = None) -> np.ndarra
 
 def emotion_from_aus(frames: np.ndarray, pspi: np.ndarray | None = None) -> str:
     """AffectNet class whose prototype (scaled 0.5-1.5×) is nearest to the resting AUs."""
-    m = resting_aus(frames, pspi)
-    best, best_d = "Neutral", np.inf
-    for name, p in zip(EMOTIONS, prototypes()):
-        pp = float(p @ p)
-        s = float(np.clip(m @ p / pp, 0.5, 1.5)) if pp else 0.0
-        d = float(np.sum((m - s * p) ** 2))
-        if d < best_d:
-            best, best_d = name, d
-    return best
+    proto = emotion_prototypes(FACS.channels, EMOTION_AUS, EMOTIONS)
+    return EMOTIONS[int(classify_emotion(resting_aus(frames, pspi)[None], proto, EMOTIONS.index("Neutral"))[0])]
 
 
 def read_labels(path: str | os.PathLike) -> dict[str, dict]:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PainDiffusionError
-from ..sequence import FPS
+from ..biovid import FPS
 
 N_LANDMARKS = 468
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -57,7 +57,7 @@ class Landmarks:
 
 
 @contextmanager
-def _quiet_native_stderr():
+def quiet_native_stderr():
     """MediaPipe's C++ graph logs set-up notices straight to file descriptor 2 (not through Python); silence
     them while the graph starts so that a batch run's output stays readable."""
     sys.stderr.flush()
@@ -80,7 +80,7 @@ class FaceTracker:
 
     def __init__(self, static: bool = False, min_confidence: float = 0.5):
         face_mesh = _import_mediapipe()
-        with _quiet_native_stderr():
+        with quiet_native_stderr():
             self.mesh = face_mesh.FaceMesh(static_image_mode=static, max_num_faces=1, refine_landmarks=True,
                                            min_detection_confidence=min_confidence,
                                            min_tracking_confidence=min_confidence)
@@ -90,7 +90,7 @@ class FaceTracker:
         """(H, W, 3) uint8 RGB → (468, 3) landmarks (pixels, mesh axes) or a NaN array when no face is found."""
         h, w = rgb.shape[:2]
         if not self._started:  # the graph's calculators log their notices on the first frames
-            with _quiet_native_stderr():
+            with quiet_native_stderr():
                 result = self.mesh.process(np.ascontiguousarray(rgb))
             self._started = result.multi_face_landmarks is not None
         else:

@@ -4,7 +4,7 @@ Input, one folder per recording (what BioVid ships, with the face video in place
 
     ROOT/<rec>/<rec>.mp4          the face video (any rate; read at 25 fps) — or any video named <rec>.*
     ROOT/<rec>/<rec>_temp.csv     32 Hz temperature (°C), columns time, temperature (tab- or comma-separated)
-    ROOT/<rec>/<rec>_label.csv    32 Hz stimulus label (0 = baseline, 1-4 = pain level), columns time, label
+    ROOT/<rec>/<rec>_label.csv    32 Hz stimulus label (0 = baseline, 1-4 = stimulus level), columns time, label
     ROOT/<rec>/<rec>.json         optional: subject, emotion
 
 Steps: check every recording (streams, JSON, video or face array) before writing anything → extract every video
@@ -26,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import TMP_PREFIX, PainDiffusionError, check_output_dir
+from ..dataset import TEST_SHARE, VAL_SHARE
+from ..errors import PainDiffusionError
+from ..files import TMP_PREFIX, check_output_dir
 from ..facespace import flame_from_npz_arrays, get_space
 from ..progress import progress as progress_bar
 from ..rawdata import read_meta, read_streams
@@ -89,7 +91,7 @@ def find_biovid_recordings(root: Path, videos: bool) -> list[Path]:
 
 def prepare_biovid(root: str | os.PathLike, out: str | os.PathLike, *, faces_from: str | os.PathLike | None = None,
                    face_space: str = "facs", labels: dict | None = None, workers: int | None = None,
-                   val: float = 0.15, test: float = 0.15, seed: int = 0, overwrite: bool = False,
+                   val: float = VAL_SHARE, test: float = TEST_SHARE, seed: int = 0, overwrite: bool = False,
                    progress: bool = True) -> tuple[Path, list]:
     """Build the packed dataset ``out`` from a BioVid-style tree; returns (out, extraction outcomes).
 

@@ -3,7 +3,7 @@
 const $ = (id) => document.getElementById(id);
 const state = window.paindiffusion = {
   received: 0, drawn: 0, frames: [], shown: null, latencies: [], errors: [], arrivals: [],
-  heat: 32, holding: false, paused: false, decaying: false, seq: 0, pending: new Map(), info: null, open: false,
+  heat: null, holding: false, paused: false, decaying: false, seq: 0, pending: new Map(), info: null, open: false,
   fps() { const now = performance.now(); this.arrivals = this.arrivals.filter((t) => now - t < 2000);
           return this.arrivals.length / 2; },
 };
@@ -19,7 +19,7 @@ function send(controls) {
 }
 
 function setHeat(c, fromUser) {
-  const [lo, hi] = state.info ? state.info.heat_range : [30, 50];
+  const [lo, hi] = state.info.heat_range;
   state.heat = Math.max(lo, Math.min(hi, c));
   $("heat").value = state.heat.toFixed(1);
   $("heat-value").textContent = `${state.heat.toFixed(1)} °C`;
@@ -31,7 +31,7 @@ function setHeat(c, fromUser) {
 }
 
 function tick(dt) {  // 25 times a second: the press-and-hold ramp and the decay after release
-  const base = state.info ? state.info.baseline : 32;
+  const base = state.info.baseline;
   if (state.holding) setHeat(state.heat + RAMP_C_PER_S * dt);
   else if (state.decaying) {
     const next = base + (state.heat - base) * Math.exp(-dt / DECAY_TAU_S);
@@ -56,7 +56,8 @@ function onFrame(buf) {
   }
   state.frames.push(head);
   if ($("notice").textContent !== (head.notice || "")) $("notice").textContent = head.notice || "";  // e.g. heat above tolerance
-  if (state.frames.length > 30 * 25) state.frames.splice(0, state.frames.length - 30 * 25);
+  const keep = 30 * state.info.fps;  // the last 30 s: the plot's span and what the edit panel may take
+  if (state.frames.length > keep) state.frames.splice(0, state.frames.length - keep);
   if (state.paused) return;  // a frozen display (tests compare a shown frame with the Python render of it)
   createImageBitmap(new Blob([new Uint8Array(buf, 4 + n)], { type: "image/jpeg" })).then((img) => {
     const c = $("face");
@@ -72,7 +73,7 @@ function onFrame(buf) {
 function connect() {
   ws = new WebSocket(`ws://${location.host}/ws`);
   ws.binaryType = "arraybuffer";
-  ws.onopen = () => { state.open = true; lastSent.stimulus = null; setHeat(state.heat); sendExpressiveness(); sendEmotion(); sendCalibration(); };
+  ws.onopen = () => { state.open = true; lastSent.stimulus = null; setHeat(state.heat); sendExpressiveness(); sendEmotion(); sendPainRange(); };
   ws.onmessage = (e) => {
     if (typeof e.data === "string") { const m = JSON.parse(e.data); state.errors.push(m.error); $("error").textContent = m.error; }
     else onFrame(e.data);
@@ -90,8 +91,9 @@ function sendExpressiveness() {
   send({ expressiveness: v });
 }
 function sendEmotion() { send({ emotion: $("emotion").value }); }
-// A calibrated model reads heat relative to the patient's threshold and tolerance (BioVid levels 1 and 4).
-function sendCalibration() { if (state.info.calibrated) send({ threshold: Number($("threshold").value), tolerance: Number($("tolerance").value) }); }
+// A model that reads the pain range feels heat relative to the patient's threshold and tolerance (BioVid stimulus
+// levels 1 and 4).
+function sendPainRange() { if (state.info.reads_pain_range) send({ threshold: Number($("threshold").value), tolerance: Number($("tolerance").value) }); }
 
 async function main() {
   state.info = await (await fetch("/api/info")).json();
@@ -102,17 +104,21 @@ async function main() {
     b.onclick = () => { $("expressiveness").value = v; sendExpressiveness(); };
     $("presets").append(b);
   }
-  $("expressiveness").value = info.presets.medium ?? 2;
+  // the slider spans what the model was trained on (requests outside are clamped by the server anyway)
+  [$("expressiveness").min, $("expressiveness").max] = info.expressiveness_range;
+  $("expressiveness").value = info.presets.medium;
   $("face").width = $("face").height = info.size;
   $("face").style.width = $("face").style.height = `${info.size}px`;  // 1:1 pixels: the page shows the render exactly
-  $("heat").min = info.heat_range[0]; $("heat").max = info.heat_range[1];
+  [$("heat").min, $("heat").max] = info.heat_range;
+  $("heat-range").textContent = info.heat_range.join("–");
+  state.heat = info.baseline;
   $("au-legend").innerHTML = PAIN_AUS.map(([au, c]) => `<i style="background:${c}"></i>${au}`).join(" ") + " (0–5)";
   $("heat").oninput = () => setHeat(Number($("heat").value), true);
   $("expressiveness").oninput = sendExpressiveness;
   $("emotion").onchange = sendEmotion;
-  $("calibration").hidden = !info.calibrated;
-  [$("threshold").value, $("tolerance").value] = info.calibration;
-  $("threshold").onchange = $("tolerance").onchange = sendCalibration;
+  $("pain-range").hidden = !info.reads_pain_range;
+  [$("threshold").value, $("tolerance").value] = info.pain_range;
+  $("threshold").onchange = $("tolerance").onchange = sendPainRange;
   $("new-patient").onclick = () => ws && ws.send(JSON.stringify({ new_patient: Math.floor(Math.random() * 2 ** 31) }));
   const button = $("apply-heat");
   button.addEventListener("pointerdown", (e) => { button.setPointerCapture(e.pointerId); hold(true); });
@@ -131,7 +137,7 @@ async function main() {
     const l = state.latencies.slice(-20).sort((a, b) => a - b);
     $("latency").textContent = l.length ? l[Math.floor(l.length / 2)].toFixed(0) : "–";
   }, 500);
-  setInterval(() => drawPlot($("plot"), state.frames, info.fps, 30), 100);  // 10 Hz is smooth enough for 30 s
+  setInterval(() => drawPlot($("plot"), state.frames, info.fps, 30, info.heat_range), 100);  // 10 Hz is smooth enough for 30 s
   connect();
 }
 main();

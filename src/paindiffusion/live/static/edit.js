@@ -76,7 +76,7 @@
 
   async function loadLive() {  // the frames the live view received, as the model made them
     const frames = app.frames.filter((f) => f.channels);
-    if (frames.length < 25) { say("the live face has less than a second of frames yet", true); return; }
+    if (frames.length < live.fps) { say("the live face has less than a second of frames yet", true); return; }
     const last = frames.at(-1);
     const body = { frames: frames.map((f) => live.channels.map((c) => f.channels[c])), stimulus: frames.map((f) => f.stimulus),
                    expressiveness: last.expressiveness, emotion: last.emotion, threshold: last.threshold, tolerance: last.tolerance };
@@ -95,7 +95,7 @@
       ed.result = await call("/api/edit/run", JSON.stringify(body), "application/json");
       ed.runs++;
       const r = ed.result;
-      say(`edited in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${r.levels_rerun} of ${info.levels} noise levels re-run, ` +
+      say(`edited in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${r.levels_rerun} of ${info.noise_levels} noise levels re-run, ` +
           `mean PSPI ${mean(r.pspi).toFixed(2)} (original ${mean(r.original).toFixed(2)})`);
       $("edit-time").max = r.frames - 1;
       show(Math.min(Math.max(ed.shown, 0), r.frames - 1));
@@ -139,14 +139,14 @@
     a.classList.remove("disabled");
   }
 
-  function play() {  // as fast as the server draws, at most 25 frames per second of sequence time
+  function play() {  // as fast as the server draws, at most the sequence's own frame rate
     playing = !playing;
     $("edit-play").textContent = playing ? "pause" : "play";
     const next = () => {
       if (!playing || !ed.result) return;
       const t = performance.now();
       $("edit-face").addEventListener("load", () => {
-        const step = Math.max(1, Math.round((performance.now() - t) / 40));
+        const step = Math.max(1, Math.round((performance.now() - t) * live.fps / 1000));
         if (ed.shown + step >= ed.result.frames) { playing = false; $("edit-play").textContent = "play"; return; }
         show(ed.shown + step); next();
       }, { once: true });
@@ -159,7 +159,7 @@
     [info, live] = await Promise.all([fetch("/api/edit/info").then((r) => r.json()), fetch("/api/info").then((r) => r.json())]);
     for (const e of live.emotions) $("edit-emotion").append(new Option(e, e));
     for (const f of info.formats) $("edit-format").append(new Option(f, f, f === "npz", f === "npz"));
-    $("edit-strength").step = 1 / info.levels;
+    $("edit-strength").step = 1 / info.noise_levels;
     $("edit-face").width = 2 * info.size; $("edit-face").height = info.size;
     $("edit-face").addEventListener("load", () => { ed.drawn++; });
     $("edit-file").onchange = () => $("edit-file").files[0] && loadFile($("edit-file").files[0]);

@@ -12,6 +12,9 @@ a control reaches the next step: at most 160 ms + one step's compute from input 
 
 Sinks are called from the generator thread and must not block (queue and drop); a sink that raises is dropped
 from its patient with one message, never stopping the stream.
+
+Pacing reads one :class:`WallClock` (injectable): what time it is, and waits that a stop cuts short. A test gives
+a clock whose waits only move its own time, so the frames' due times are exact and no test waits in wall time.
 """
 
 from __future__ import annotations
@@ -25,14 +28,24 @@ from typing import Callable
 
 import numpy as np
 
-from ..biovid import heat_notice
-from ..conditions import HISTORY
+from ..biovid import BASELINE_C, FPS, heat_notice
 from ..errors import PainDiffusionError
-from ..sequence import FPS
-from ..controls import NAMES, Controls
+from ..controls import CONTROLS, Controls
 from ..stream import PainStream
 
-__all__ = ["Frame", "LiveGenerator", "Patient", "LatencyLog"]
+__all__ = ["Frame", "LiveGenerator", "Patient", "LatencyLog", "WallClock"]
+
+
+class WallClock:
+    """The time pacing reads: ``clock()`` is now (seconds, monotonic) and ``clock.wait(stop, s)`` waits ``s``
+    seconds unless ``stop`` is set first (then True). A callable, so it also serves where a plain clock function
+    is asked for (:class:`~paindiffusion.live.guard.MessageBudget`)."""
+
+    def __call__(self) -> float:
+        return time.monotonic()
+
+    def wait(self, stop: threading.Event, seconds: float) -> bool:
+        return stop.wait(max(0.0, seconds))
 
 
 @dataclass
@@ -46,7 +59,7 @@ class Frame:
     stimulus: float  # °C the frame was made with
     expressiveness: float
     emotion: str
-    due: float  # time.monotonic() at which the frame is due (index / 25 s after the patient's start)
+    due: float  # the generator clock's time at which the frame is due (index / 25 s after the patient's start)
     lag_ms: float  # how late the frame was handed out compared with its due time
     control_seq: int  # the latest control change (Patient.set's count) this frame was made with
     latency_ms: float | None = None  # on the first frame made with a new control: input arrival → frame made
@@ -61,8 +74,9 @@ class Patient:
     """A viewer's patient: its own controls (validated at once, applied at the generator's next step) and
     the sink that receives its frames."""
 
-    def __init__(self, pid: int, spec, sink: Callable[[Frame], None], seed: int, controls: dict):
-        self.id, self.sink, self.seed = pid, sink, seed
+    def __init__(self, pid: int, spec, sink: Callable[[Frame], None], seed: int, controls: dict,
+                 clock: Callable[[], float] = time.monotonic):
+        self.id, self.sink, self.seed, self.clock = pid, sink, seed, clock
         self._controls = Controls(spec, 1)
         self._controls.set(**controls)
         self._lock = threading.Lock()
@@ -77,7 +91,7 @@ class Patient:
         with self._lock:
             self._controls.set(stimulus, expressiveness, emotion, threshold=threshold, tolerance=tolerance)
             self.seq = self.seq + 1 if tag is None else int(tag)
-            self.changed_at = time.monotonic() if arrived is None else arrived
+            self.changed_at = self.clock() if arrived is None else arrived
             return self.seq
 
 
@@ -107,10 +121,13 @@ class LatencyLog:
 
 
 class LiveGenerator:
-    """Generate for every joined patient at ``fps`` frames per second of wall time, in one thread."""
+    """Generate for every joined patient at ``fps`` frames per second of ``clock`` time (wall time unless a test
+    gives another clock), in one thread."""
 
-    def __init__(self, model, settings=None, fps: float = FPS, max_patients: int = 16, resync_s: float = 0.5):
+    def __init__(self, model, settings=None, fps: float = FPS, max_patients: int = 16, resync_s: float = 0.5,
+                 clock: WallClock | None = None):
         self.model, self.settings, self.fps = model, settings or model.sampler, float(fps)
+        self.clock = clock or WallClock()
         self.max_patients, self.resync_s = max_patients, resync_s
         self.stream: PainStream | None = None
         self.patients: list[Patient] = []  # in slot order
@@ -132,7 +149,7 @@ class LiveGenerator:
         self.preparer = threading.Thread(target=self._prepare_loop, name="paindiffusion-prepare", daemon=True)
 
     # ---- any thread ---------------------------------------------------------------------------------------
-    def join(self, sink: Callable[[Frame], None], seed: int | None = None, stimulus=32.0,
+    def join(self, sink: Callable[[Frame], None], seed: int | None = None, stimulus=BASELINE_C,
              expressiveness="medium", emotion="Neutral", threshold=None, tolerance=None) -> Patient:
         """A new patient; its frames go to ``sink`` from the next step on. Bad controls: one-line error."""
         with self._lock:
@@ -142,7 +159,7 @@ class LiveGenerator:
             self._next_id += 1
             p = Patient(pid, self.model.spec, sink, pid if seed is None else int(seed),
                         dict(stimulus=stimulus, expressiveness=expressiveness, emotion=emotion, threshold=threshold,
-                             tolerance=tolerance))
+                             tolerance=tolerance), self.clock)
             self._pending += 1
             self._joins.append(p)
             self._to_prepare.notify()
@@ -181,6 +198,8 @@ class LiveGenerator:
         return self
 
     def stop(self) -> None:
+        """Stop both threads and wait for them (at most 5 s each): a thread left inside a model call while the
+        interpreter exits can abort the process."""
         self._stop.set()
         self._wake.set()
         with self._lock:
@@ -189,11 +208,6 @@ class LiveGenerator:
         for t in (self.thread, self.preparer):
             if t.is_alive() and threading.current_thread() is not t:
                 t.join(timeout=5)
-
-    @property
-    def delay_s(self) -> float:
-        """The longest stimulus lag the model sees (its learned physiological delay lies within it)."""
-        return HISTORY / FPS
 
     def stats(self) -> dict:
         speed = self.steps * self.model.config.group / max(self.step_seconds, 1e-9) / self.fps
@@ -220,7 +234,7 @@ class LiveGenerator:
             p, restart = item
             c = p.controls
             try:
-                one = self._factory.prepare(p.seed, **{k: c[k][0] for k in NAMES})
+                one = self._factory.prepare(p.seed, **{k: c[k][0] for k in CONTROLS})
             except Exception as e:  # never leave the generator without its preparer
                 print(f"paindiffusion live: patient {p.id} could not start ({type(e).__name__}: {e})", file=sys.stderr)
                 if not restart:
@@ -270,12 +284,12 @@ class LiveGenerator:
                 self._wake.clear()
                 continue
             if due is not None:  # step as late as it safely can, so it picks up the newest controls
-                self._stop.wait(max(0.0, due - self._step_estimate() - time.monotonic()))
+                self.clock.wait(self._stop, due - self._step_estimate() - self.clock())
             snaps = [p.snapshot() for p in self.patients]
-            self.stream.set_controls(**{k: [s[0][k][0] for s in snaps] for k in NAMES})
-            t0 = time.monotonic()
+            self.stream.set_controls(**{k: [s[0][k][0] for s in snaps] for k in CONTROLS})
+            t0 = self.clock()
             chunk = self.stream.step()
-            made = time.monotonic()
+            made = self.clock()
             self.steps += 1
             self.step_seconds += made - t0
             self._recent = 0.8 * self._recent + 0.2 * (made - t0) if self._recent else made - t0
@@ -299,12 +313,9 @@ class LiveGenerator:
             p.applied_seq = seq
         for k in range(chunk.frames.shape[1]):
             t = due + k / self.fps
-            wait = t - time.monotonic()
-            if wait > 0:
-                self._stop.wait(wait)
-            if self._stop.is_set():
+            if self.clock.wait(self._stop, t - self.clock()):
                 return
-            lag = max(0.0, (time.monotonic() - t) * 1e3)
+            lag = max(0.0, (self.clock() - t) * 1e3)
             self.log.max_lag_ms = max(self.log.max_lag_ms, lag)
             self.log.late_frames += lag > 1e3 / self.fps
             for b, (p, (c, seq, _)) in enumerate(zip(patients, snaps)):

@@ -1,6 +1,7 @@
-"""Two quick held-out checks kept for the shipped-model tests: does generated PSPI follow the stimulus on a
-packed dataset's recordings, and do the expressiveness presets order the faces? The full evaluation (metrics,
-baselines, controls, report) is :mod:`paindiffusion.evaluation` (``paindiffusion evaluate``).
+"""Two quick checks of a model on held-out data, for ``scripts/ship_model.py`` and the shipped-model tests: does
+generated PSPI follow the stimulus on a packed dataset's recordings, and do the expressiveness presets order the
+faces? The full evaluation (metrics, baselines, controls, report) is :mod:`paindiffusion.evaluation`
+(``paindiffusion evaluate``).
 
 Correlations are the *mean* Pearson r over recordings (the official code reported the maximum, docs/evaluation.md).
 """
@@ -13,21 +14,11 @@ import numpy as np
 
 from .cohort import RuleBasedFace, SubjectParams
 from .dataset import PackedData
-from .evaluation import metrics
+from .evaluation.metrics import pearson, smooth
 from .facespace import EMOTIONS
-from .stimulus import protocol_trace
 from .sampling import SamplerSettings
+from .stimulus import protocol_trace
 from .stream import PainStream
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson r of two curves; 0 when either side is constant (see evaluation.metrics.pearson)."""
-    return float(metrics.pearson(a, b))
-
-
-def smooth(x: np.ndarray, frames: int = 13) -> np.ndarray:
-    """~0.5 s moving average (evaluation.metrics.smooth)."""
-    return metrics.smooth(x, frames)
 
 
 @dataclass
@@ -59,13 +50,13 @@ def pspi_following(model, data: PackedData, split: str | list[int] = "test", sec
     per, base_clip, base_rule = {}, [], []
     for k, (w, seq, i) in enumerate(zip(wins, seqs, recs)):
         truth = smooth(w.pspi[:n])
-        per[data.recordings[i]["name"]] = pearson(smooth(seq.pspi), truth)
+        per[data.recordings[i]["name"]] = float(pearson(smooth(seq.pspi), truth))
         others = [j for j in range(len(data.recordings)) if j != i and data.recordings[j]["length"] >= n]
         j = others[rng.integers(len(others))]
         start = rng.integers(0, data.recordings[j]["length"] - n + 1)
-        base_clip.append(pearson(smooth(data.window(j, int(start), n).pspi), truth))
+        base_clip.append(float(pearson(smooth(data.window(j, int(start), n).pspi), truth)))
         rule = RuleBasedFace(SubjectParams.sample("baseline", rng)).generate(trace[k], rng)
-        base_rule.append(pearson(smooth(data.space.pspi(rule)), truth))
+        base_rule.append(float(pearson(smooth(data.space.pspi(rule)), truth)))
     return FollowResult(float(np.mean(list(per.values()))), float(np.mean(base_clip)), float(np.mean(base_rule)), per)
 
 

@@ -1,6 +1,6 @@
 """Measure a trained model's expressiveness response and store its inverse in a new checkpoint.
 
-    python scripts/calibrate_expressiveness.py runs/shipped/model runs/data300 -o runs/shipped/model_mapped
+    python scripts/fit_expressiveness_map.py runs/shipped/model runs/data300 -o runs/shipped/model_mapped
 
 Feeds 9 values over the trained range to 16 training recordings' protocols (3 minutes each), measures the
 achieved expressiveness, and writes ``conditions.expressiveness_map`` so that a request achieves itself

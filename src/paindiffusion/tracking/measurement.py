@@ -17,18 +17,19 @@ from pathlib import Path
 
 import numpy as np
 
+from ..biovid import FPS
 from ..facespace import FACS, FACS_AUS
 from ..render.rig import FaceRig
 from ..sequence import FaceSequence
 from .fit import N_AUS, POSE_SCALE_DEG, ReadingModel, fit_frames, pose_features, similarity, to_model_frame
 
-POSE_RANGE_DEG = (12.0, 25.0, 10.0)  # pitch, yaw, roll amplitudes of the calibration clips
+POSE_RANGE_DEG = (12.0, 25.0, 10.0)  # pitch, yaw, roll amplitudes of the measurement clips
 
 
 def random_sequence(frames: int, rng: np.random.Generator, active: float = 0.4, knot_s: float = 0.6) -> np.ndarray:
     """``facs`` frames with every AU an independent piecewise-linear trajectory (knots every ``knot_s``
     seconds, each 0 with probability 1 − ``active``, else uniform on 0-5) and a wandering head pose."""
-    step = max(2, int(knot_s * 25))
+    step = max(2, int(knot_s * FPS))
     t = np.arange(frames)
     knots = np.arange(0, frames + step, step)
     out = np.zeros((frames, FACS.dim), np.float32)
@@ -47,7 +48,7 @@ def track_rendered(frames: np.ndarray, workdir: str | os.PathLike, size: int = 5
     from ..render.video import save_video
     from .landmarks import track_video
 
-    path = save_video(Path(workdir) / "calibration.mp4", FaceSequence(FACS, frames), size=size)
+    path = save_video(Path(workdir) / "measurement.mp4", FaceSequence(FACS, frames), size=size)
     try:
         return track_video(path).points
     finally:
@@ -62,7 +63,7 @@ def regress_model(points: np.ndarray, frames: np.ndarray, knots=(0.0, 2.5, 5.0),
     as AUs 0); the basis is the ridge regression of the displacement from it on each AU's piecewise-linear
     segments (``knots``), on those segments times the yaw (the fields' change with a turn) and on the pose
     features (:func:`~.fit.pose_features`); the weights are the inverse residual variance per coordinate.
-    Last, the calibration frames are fitted with the model and the remaining head-pose error is regressed on
+    Last, the measurement frames are fitted with the model and the remaining head-pose error is regressed on
     the fitted frame (the pose correction)."""
     rig = FaceRig()
     rigid = np.flatnonzero(np.linalg.norm(rig.linear_basis(), axis=2).max(0) < 1e-3)
@@ -70,7 +71,7 @@ def regress_model(points: np.ndarray, frames: np.ndarray, knots=(0.0, 2.5, 5.0),
     p, f = points[ok].astype(np.float64), frames[ok].astype(np.float64)
     rest = (f[:, :N_AUS] == 0).all(1)
     if rest.sum() < 10:
-        raise ValueError("calibration needs at least 10 tracked frames with every AU at 0")
+        raise ValueError("the measurement needs at least 10 tracked frames with every AU at 0")
     x = to_model_frame(p, *similarity(rig.neutral[rigid], p[:, rigid]))
     neutral = np.median(x[rest], axis=0)
     model = ReadingModel(neutral, np.zeros((0,)), np.ones_like(neutral), rigid, fit_ridge, sparsity, None,

@@ -1,6 +1,6 @@
 """Where live frames go: OSC (FACS addresses or the VMC protocol's ARKit blendshapes), a WebSocket server
 (one JSON object per frame) and stdout (JSON lines). Several at once; each is a sink of
-:class:`~paindiffusion.live.session.LiveGenerator` and never blocks it: a lost client or receiver is
+:class:`~paindiffusion.live.generator.LiveGenerator` and never blocks it: a lost client or receiver is
 reported once and the stream goes on.
 
 OSC addresses of ``--format facs`` (one bundle per frame; with ``--batch N`` > 1 every address gets the
@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import math
 import socket
 import sys
-import threading
 
 import numpy as np
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
@@ -35,7 +33,9 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from ..errors import PainDiffusionError
 from ..facespace import FACS_AUS
 from ..render.exports import ARKIT_NAMES, arkit_from_facs
-from .session import Frame
+from .generator import Frame
+from .guard import LocalOrigin, Once, host_port
+from .web import LoopThread, start_site
 
 FORMATS = ("facs", "arkit")
 
@@ -52,30 +52,6 @@ def frame_json(f: Frame) -> dict:
             "speed_x_realtime": num(f.speed, 1), "notice": f.notice}
 
 
-class Once:
-    """Report each kind of trouble once (to stderr), not at 25 lines per second. At most ``keep`` kinds are
-    remembered, so keys that come from outside (a new OSC address per message) cannot grow memory or flood
-    stderr: past that, one last line says that further kinds go unreported."""
-
-    def __init__(self, name: str, keep: int = 64, prefix: str = "paindiffusion stream"):
-        self.name, self.seen, self.keep, self.prefix = name, set(), keep, prefix
-
-    def __call__(self, key: str, message: str) -> None:
-        if key in self.seen or len(self.seen) > self.keep:
-            return
-        self.seen.add(key)
-        if len(self.seen) > self.keep:
-            message = f"{self.keep} kinds of trouble reported; further kinds are not"
-        print(f"{self.prefix}: {self.name}: {message}", file=sys.stderr, flush=True)
-
-
-def parse_host_port(text: str, what: str) -> tuple[str, int]:
-    host, sep, port = str(text).rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise PainDiffusionError(f"{what} {text!r} must be HOST:PORT, e.g. 127.0.0.1:39539")
-    return host, int(port)
-
-
 class OscOut:
     """Frames as OSC bundles over UDP (python-osc's message builders; one datagram per frame)."""
 
@@ -86,7 +62,7 @@ class OscOut:
             raise PainDiffusionError(f"OSC output needs the facs face space; this model's is {space.name!r}")
         if fmt == "arkit" and batch > 1:
             raise PainDiffusionError("--format arkit drives one avatar; use --batch 1 (or --format facs)")
-        self.host, self.port = parse_host_port(target, "--osc")
+        self.host, self.port = host_port(target, "--osc")
         try:
             info = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)[0]
         except OSError as e:
@@ -145,63 +121,6 @@ class StdoutOut:
             self.report("closed", f"stopped writing ({type(e).__name__}); the other outputs go on")
 
 
-class LoopThread:
-    """An asyncio loop in a daemon thread (for aiohttp servers beside the generator thread)."""
-
-    def __init__(self, name: str):
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
-        self.thread.start()
-
-    def run(self, coro, timeout: float = 10.0):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=5)
-
-
-def one_line_http_log(prefix: str) -> logging.Logger:
-    """The logger an aiohttp server reports request errors to (a malformed request, a client that broke off):
-    one line each, no traceback, each kind once (aiohttp answers a malformed request with 400 by itself)."""
-    log = logging.getLogger(f"paindiffusion.live.http.{prefix}")
-    if not log.handlers:
-        report = Once("http", prefix=prefix)
-
-        class OneLine(logging.Handler):
-            def emit(self, record):
-                exc = record.exc_info[1] if record.exc_info else None
-                if exc is None:
-                    report(record.getMessage()[:40], " ".join(record.getMessage().split())[:200])
-                    return
-                why = " ".join(str(getattr(exc, "message", "") or exc).split())[:120]
-                report(type(exc).__name__, f"a bad request from {record.args[0] if record.args else 'a client'} "
-                       f"was refused ({type(exc).__name__}: {why})")
-
-        log.addHandler(OneLine())
-        log.propagate = False
-    return log
-
-
-async def start_site(app, host: str, port: int, what: str, log_prefix: str = "paindiffusion stream",
-                     reuse_address: bool = False):
-    """Serve an aiohttp app; a port that is taken or not ours to bind gives a one-line error. Request errors
-    go to :func:`one_line_http_log` under ``log_prefix``. ``reuse_address`` lets a restarted server bind its
-    port again at once, beside connections of the last run still in TIME_WAIT (on Linux a port another
-    process listens on is still refused)."""
-    from aiohttp import web
-
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, logger=one_line_http_log(log_prefix))
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port, reuse_address=reuse_address).start()
-    except OSError as e:
-        await runner.cleanup()
-        raise PainDiffusionError(f"{what} cannot listen on {host}:{port} ({e.strerror or e}); "
-                                 "is the port in use? choose another") from None
-    return runner
-
-
 class WebSocketOut:
     """A WebSocket server on 127.0.0.1:PORT (path ``/``) sending each frame as one JSON text message to every
     connected client. A slow client's queue drops its oldest frames instead of holding the stream up. Only
@@ -210,8 +129,6 @@ class WebSocketOut:
     def __init__(self, port: int, host: str = "127.0.0.1", queue_frames: int = 50, token: str | None = None,
                  allow: tuple[str, ...] = ()):
         from aiohttp import WSMsgType, web
-
-        from .guard import LocalOrigin
 
         self.clients: set[asyncio.Queue] = set()
         self.queue_frames, self.report = queue_frames, Once(f"WebSocket :{port}")

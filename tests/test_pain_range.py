@@ -1,17 +1,16 @@
-"""The patient's pain threshold and tolerance: read from recordings, checked, turned into the calibrated
-stimulus condition, and carried by every path a user sets them on (stream, generate CLI, live inputs, training)."""
+"""The patient's pain range (threshold and tolerance): read from recordings, checked, turned into the stimulus
+condition relative to it, and carried by every path a user sets it on (stream, generate CLI, live inputs,
+training)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_model
+from conftest import TINY_NET, cli, tiny_model
 from paindiffusion.checkpoint import PainModel
 from paindiffusion.conditions import HISTORY, ConditionSpec
 from paindiffusion.dataset import PackedData, calibration_of
@@ -26,7 +25,7 @@ CALIBRATED = ConditionSpec(stimulus_mean=36.5, stimulus_std=5.0, presets={"low":
                            stimulus_reference="calibrated", calibration=(43.0, 47.0))
 
 
-def test_calibration_is_read_from_the_level_labels(cohort_dir, packed_dir):
+def test_pain_range_is_read_from_the_stimulus_level_labels(cohort_dir, packed_dir):
     d = PackedData(packed_dir)
     for r in d.recordings:  # the simulated subjects' true threshold and tolerance, within the 25 fps sampling
         truth = json.loads((cohort_dir / r["name"] / f"{r['name']}.json").read_text())
@@ -39,13 +38,13 @@ def test_calibration_is_read_from_the_level_labels(cohort_dir, packed_dir):
     assert calibration_of(stim, np.zeros_like(lab)) is None
 
 
-def test_calibrated_features_are_zero_at_threshold_and_one_at_tolerance():
+def test_relative_stimulus_features_are_zero_at_threshold_and_one_at_tolerance():
     stim = torch.tensor([[43.0] * (HISTORY + 4), [47.0] * (HISTORY + 4)])
     f = CALIBRATED.stimulus_features(stim, 4)
     assert torch.allclose(f[0], torch.zeros_like(f[0])) and torch.allclose(f[1], torch.ones_like(f[1]))
     own = CALIBRATED.stimulus_features(stim, 4, calibration=torch.tensor([[41.0, 45.0], [41.0, 45.0]]))
     assert torch.allclose(own[0], torch.full_like(own[0], 0.5)) and torch.allclose(own[1], torch.full_like(own[1], 1.5))
-    celsius = ConditionSpec(stimulus_mean=36.5, stimulus_std=5.0)  # v1-v3 checkpoints read °C only
+    celsius = ConditionSpec(stimulus_mean=36.5, stimulus_std=5.0)  # a model that reads °C ignores the pain range
     assert torch.equal(celsius.stimulus_features(stim, 4), celsius.stimulus_features(stim, 4, calibration=[[41.0, 45.0]] * 2))
     assert ConditionSpec.from_dict(CALIBRATED.to_dict()) == CALIBRATED
 
@@ -53,12 +52,12 @@ def test_calibrated_features_are_zero_at_threshold_and_one_at_tolerance():
 @pytest.mark.parametrize("threshold, tolerance, message", [
     (49.0, None, "at least 0.5 °C above"), (None, 80.0, "30-55 °C"), (float("nan"), 47.0, "30-55 °C"),
     ("hot", 47.0, "30-55 °C"), (True, 47.0, "30-55 °C")])
-def test_bad_calibration_is_one_line_error(threshold, tolerance, message):
+def test_a_bad_pain_range_is_one_line_error(threshold, tolerance, message):
     with pytest.raises(PainDiffusionError, match=message):
         CALIBRATED.calibration_value(threshold, tolerance)
 
 
-def test_stream_reads_the_patients_threshold_only_when_calibrated():
+def test_stream_reads_the_patients_threshold_only_when_the_model_reads_the_pain_range():
     def frames(spec, **cal):
         s = PainStream(tiny_model(spec=spec), trace=np.full(32, 45.0), seed=3, **cal)
         return s.take(32).frames
@@ -87,16 +86,15 @@ def test_live_text_inputs_carry_threshold_and_tolerance():
 
 
 def test_generate_cli_refuses_a_tolerance_below_the_threshold(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "paindiffusion.cli", "generate", "-o", str(tmp_path / "x.npz"),
-                        "--protocol", "biovid", "--seconds", "20", "--rule-based", "--threshold", "46", "--tolerance", "44"],
-                       capture_output=True, text=True, timeout=120)
+    r = cli("generate", "-o", tmp_path / "x.npz", "--protocol", "biovid", "--seconds", "20", "--rule-based",
+            "--threshold", "46", "--tolerance", "44")
     assert r.returncode != 0 and "above the threshold" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "x.npz").exists()
 
 
-def test_calibrated_training_stores_the_training_median(tmp_path, packed_dir):
+def test_training_on_the_pain_range_stores_the_training_median(tmp_path, packed_dir):
     cfg = TrainConfig(steps=2, batch=4, window=32, val_every=2, val_batches=1, calibrated=True)
-    model = train(packed_dir, tmp_path / "run", cfg, mcfg=ModelConfig(width=32, depth=1, heads=2), progress=False)
+    model = train(packed_dir, tmp_path / "run", cfg, mcfg=ModelConfig(**TINY_NET), progress=False)
     d = PackedData(packed_dir)
     cal = np.median([r["calibration"] for r in d.recordings if r["split"] == "train"], axis=0)
     loaded = PainModel.load(tmp_path / "run" / "model")
