@@ -1,18 +1,18 @@
 """Evaluate a trained run and ship it as the package's default checkpoint.
 
-    python scripts/ship_model.py runs/shipped/model runs/data48 [--minutes 10] [--name paindiffusion-synthetic-v2]
+    python scripts/ship_model.py runs/v6/model runs/data300 [--minutes 10] --name paindiffusion-synthetic-v6
 
 Writes the test metrics into the checkpoint's ``info`` (they are the model card's numbers) and saves it,
 fp16, to src/paindiffusion/assets/model. The numbers come from the evaluation (``paindiffusion.evaluation``,
 quick run: 3 held-out draws of fresh subjects, mean ± 95% interval; see docs/evaluation.md) plus the PSPI
-following on the packed data's own test subjects. Regenerate the full report afterwards with
+following on the packed data's own test subjects. It ships with the sampler defaults (``SamplerSettings()``:
+the recipe's sampler, chosen on validation subjects, MODEL_CARD.md). Regenerate the full report afterwards with
 scripts/evaluate_shipped.sh. See scripts/train_shipped.sh for the whole recipe.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -25,6 +25,7 @@ from paindiffusion.dataset import PackedData
 from paindiffusion.heldout_checks import expressiveness_response, pspi_following
 from paindiffusion.evaluation import run_evaluation
 from paindiffusion.evaluation.summary import model_card_metrics
+from paindiffusion.sampling import SamplerSettings
 
 ASSET = Path(__file__).resolve().parents[1] / "src" / "paindiffusion" / "assets" / "model"
 
@@ -35,20 +36,15 @@ def main() -> None:
     ap.add_argument("data", type=Path)
     ap.add_argument("--minutes", type=float, default=10.0, help="minutes of each test recording to generate")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--guidance", type=float, nargs=3, metavar=("EMOTION", "EXPRESSIVENESS", "STIMULUS"),
-                    help="sampler guidance weights to ship as the default (measured on the validation split)")
-    ap.add_argument("--phase-filter", type=float, default=None, metavar="STACKS",
-                    help="stack-phase filter time constant to ship as the default (0 = off)")
-    ap.add_argument("--guidance-max-sigma", type=float, default=None, metavar="SIGMA",
-                    help="guidance interval to ship as the default: guide only frames with σ ≤ SIGMA (0 = every σ)")
-    ap.add_argument("--name", default="paindiffusion-synthetic-v1", help="checkpoint name recorded in its config")
+    ap.add_argument("--name", required=True, help="checkpoint name recorded in its config")
     ap.add_argument("--dry-run", action="store_true", help="print the metrics, do not ship")
     a = ap.parse_args()
     torch.set_num_threads(2)
     model = PainModel.load(a.run_model)
-    chosen = {"guidance": tuple(a.guidance) if a.guidance else None, "phase_filter": a.phase_filter,
-              "guidance_max_sigma": a.guidance_max_sigma}  # the sampler settings measured on validation
-    model.sampler = dataclasses.replace(model.sampler, **{k: v for k, v in chosen.items() if v is not None}).validate()
+    if "recipe" not in model.info:
+        raise SystemExit(f"{a.run_model}: its config.json records no training recipe (info.recipe); train it with "
+                         f"this release's 'paindiffusion train'")
+    model.sampler = SamplerSettings().validate()  # the recipe's sampler
     data = PackedData(a.data)
     t0 = time.time()
     runs = [pspi_following(model, data, "test", a.minutes * 60, seed) for seed in range(a.seeds)]

@@ -6,6 +6,7 @@ rule for a missing tool (skipped here, a failure in CI)."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -143,6 +144,14 @@ def random_denoiser(dim: int, seed: int = 0, scale: float = 0.15, **shape):
     return d.eval()
 
 
+def tiny_resting_faces() -> dict:
+    """Two resting faces per emotion inside the ``facs`` space: AUs 0.1-1.5, head pose a few degrees."""
+    from paindiffusion.facespace import EMOTIONS, FACS_AUS
+
+    return {e: [[round(0.1 + 0.08 * ((k + j + r) % 18), 2) for j in range(len(FACS_AUS))] + [1.0 * r, -2.0, 0.5]
+                for r in (0, 1)] for k, e in enumerate(EMOTIONS)}
+
+
 def tiny_model(seed: int = 0, spec=None, mean=None, std=None, info=None, **sampler):
     """A ``facs`` PainModel around :func:`random_denoiser`; keyword arguments are sampler settings."""
     import torch
@@ -156,7 +165,10 @@ def tiny_model(seed: int = 0, spec=None, mean=None, std=None, info=None, **sampl
     st = Standardizer(torch.linspace(0.5, 1.5, FACS.dim) if mean is None else mean,
                       torch.linspace(0.2, 2.0, FACS.dim) if std is None else std)
     spec = spec or ConditionSpec(stimulus_mean=36.5, stimulus_std=5.0, presets={"low": 0.3, "medium": 1.7, "high": 3.9})
-    return PainModel(random_denoiser(FACS.dim, seed), st, spec, FACS, SamplerSettings(**{"levels": 2, "context": 2, **sampler}),
+    denoiser = random_denoiser(FACS.dim, seed)
+    if denoiser.cfg.resting_face and not spec.resting_faces:  # the shipped architecture reads a resting face
+        spec = dataclasses.replace(spec, resting_faces=tiny_resting_faces())
+    return PainModel(denoiser, st, spec, FACS, SamplerSettings(**{"levels": 2, "context": 2, **sampler}),
                      info if info is not None else {"trained_steps": 3}).eval()
 
 

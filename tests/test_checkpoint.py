@@ -3,6 +3,7 @@ broken folder gives one line naming the problem."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 import shutil
@@ -11,13 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_SHAPE, tiny_model as make_tiny
-from paindiffusion.checkpoint import CONFIG, WEIGHTS, PainModel
+from conftest import TINY_SHAPE, random_denoiser, tiny_model as make_tiny
+from paindiffusion.checkpoint import CONFIG, RETIRED_IN_FORMAT_2, WEIGHTS, PainModel
 from paindiffusion.conditions import HISTORY
 from paindiffusion.errors import PainDiffusionError
 from paindiffusion.files import MARKER
 from paindiffusion.facespace import FACS
 from paindiffusion.model import Denoiser, ModelConfig
+from paindiffusion.sampling import SamplerSettings
 
 torch.set_num_threads(1)  # tiny tensors: threads only add overhead (and the CPU is shared)
 
@@ -71,16 +73,23 @@ def test_round_trip_identical(saved):
     assert torch.equal(outputs(PainModel.load(path / WEIGHTS)), outputs(m))
 
 
-def test_sampler_settings_added_later_take_their_defaults(saved):
-    """Configs written before a sampler setting existed load with the setting's default (its old behaviour)."""
+def test_format_1_settings_added_since_take_model_v5_values_and_format_2_needs_every_setting(saved):
+    """A format-1 config gets the sampler settings added since as model v5 ran them (not today's defaults); a
+    format-2 config missing one is refused in one line."""
     m, path = saved
     assert PainModel.load(path).sampler.guidance_max_sigma == 8.0
     cfg = json.loads((path / CONFIG).read_text())
     for k in ("guidance_max_sigma", "ramp", "enter_at_context"):
         del cfg["sampler"][k]
     (path / CONFIG).write_text(json.dumps(cfg))
+    one_line_error(path, "sampler.guidance_max_sigma is missing")
+    cfg["version"] = 1
+    cfg["model"].update(RETIRED_IN_FORMAT_2["model"])
+    cfg["sampler"].update(RETIRED_IN_FORMAT_2["sampler"])
+    (path / CONFIG).write_text(json.dumps(cfg))
     back = PainModel.load(path).sampler
     assert (back.guidance_max_sigma, back.ramp, back.enter_at_context) == (0.0, "stack", False)
+    assert (SamplerSettings().ramp, SamplerSettings().enter_at_context) == ("frame", True)  # not the defaults
     del cfg["sampler"]["warmup"]  # older than model v5's config: refused
     (path / CONFIG).write_text(json.dumps(cfg))
     one_line_error(path, "sampler.warmup is missing")
@@ -248,7 +257,8 @@ def test_checkpoint_without_checksum_still_loads(saved):
 def test_a_format_1_config_of_model_v5_loads_and_earlier_generations_are_refused_in_one_line(tmp_path):
     """Format 1 (paindiffusion 0.1) named architecture variants; a v5 config (the one variant built here) loads
     with them dropped and gives the same outputs, any other variant names the release that reads it."""
-    m = tiny_model()
+    m = tiny_model()  # a v5 network: no resting-face input
+    m.denoiser, m.spec = random_denoiser(FACS.dim, 0, resting_face=False), dataclasses.replace(m.spec, resting_faces={})
     path = m.save(tmp_path / "v5")
     cfg = json.loads((path / CONFIG).read_text())
     cfg["version"] = 1

@@ -107,7 +107,7 @@ def test_kept_frames_are_bit_identical_and_the_rest_is_remade(model, seq, tmp_pa
     assert np.array_equal(back.frames[kept], seq.frames[kept])
 
 
-@pytest.mark.parametrize("sampler", [dict(order=2), dict(phase_filter=4.0), dict(guidance_max_sigma=3.0), dict(ramp="frame")])
+@pytest.mark.parametrize("sampler", [dict(order=2), dict(phase_filter=4.0), dict(guidance_max_sigma=3.0), dict(ramp="stack")])
 def test_every_sampler_setting_edits_and_keeps_kept_frames(model, seq, sampler):
     import dataclasses
 

@@ -15,6 +15,7 @@ import pytest
 from conftest import tiny_model
 from paindiffusion.checkpoint import CONFIG, PainModel, default_checkpoint
 from paindiffusion.conditions import ConditionSpec
+from paindiffusion.errors import PainDiffusionError
 from paindiffusion.evaluation.expressiveness_map import invert_response
 from paindiffusion.stream import PainStream
 
@@ -61,8 +62,9 @@ def test_stream_feeds_the_mapped_expressiveness_and_reports_the_request():
     assert not np.allclose(frames, np.concatenate([c.step().frames, c.step().frames], 1))
 
 
-def test_expressiveness_map_round_trip_and_older_configs(tmp_path):
-    """The map survives save/load; a config written before it existed loads with none (fed = requested)."""
+def test_expressiveness_map_round_trip_and_a_config_without_it(tmp_path):
+    """The map survives save/load; a config without the key is refused in one line (format 1, which had none,
+    loads without a map: tests/test_checkpoint.py)."""
     m = tiny_model()
     m.spec = dataclasses.replace(m.spec, expressiveness_map=((0.0, 0.0), (2.0, 3.0), (3.86, 3.86)))
     path = m.save(tmp_path / "mapped")
@@ -71,7 +73,9 @@ def test_expressiveness_map_round_trip_and_older_configs(tmp_path):
     cfg = json.loads((path / CONFIG).read_text())
     del cfg["conditions"]["expressiveness_map"]
     (path / CONFIG).write_text(json.dumps(cfg))
-    assert PainModel.load(path).spec.expressiveness_map == ()
+    with pytest.raises(PainDiffusionError, match="conditions.expressiveness_map is missing") as e:
+        PainModel.load(path)
+    assert "\n" not in str(e.value)
 
 
 def test_fit_expressiveness_map_script_measures_and_stores_an_increasing_map(packed_dir, tmp_path, monkeypatch):

@@ -53,15 +53,19 @@ def model():
     return tiny_model()
 
 
-def test_every_step_emits_one_stack_and_the_first_builds_the_window(model):
+@pytest.mark.parametrize("ramp", ["frame", "stack"])
+def test_every_step_emits_one_stack_and_the_first_builds_the_window(ramp):
+    model = tiny_model(ramp=ramp)
     s = PainStream(model, stimulus=40.0, seed=0)
     model.denoiser.batches.clear()
     first = s.step()
     assert isinstance(first, Chunk)
     assert first.frames.shape == (1, G, FACS.dim) and first.start == 0
     assert first.stimulus.shape == (1, G) and first.pspi.shape == (1, G)
-    # building the window: the pyramid start (levels + context - 1 rows) + warm-up + this step's call
-    assert len(model.denoiser.batches) == LEVELS + CONTEXT - 1 + s.s.warmup + 1
+    # building the window: the pyramid start (levels + context - 1 rows of stacks; the frame ramp's rows are one
+    # frame apart, group times as many) + warm-up + this step's call
+    rows = (LEVELS + CONTEXT) * (G if ramp == "frame" else 1) - 1
+    assert len(model.denoiser.batches) == rows + s.s.warmup + 1
     ends = G
     for _ in range(6):
         model.denoiser.batches.clear()
@@ -403,7 +407,7 @@ def test_frame_ramp_gives_each_frame_its_own_level_and_the_same_number_of_steps(
     a = s.take(24)
     b = PainStream(m, batch=2, seed=0).take(24)
     assert np.array_equal(a[0].frames, b[0].frames) and np.isfinite(a[0].frames).all()
-    stack = PainStream(tiny_model(levels=3, context=2, warmup=0), batch=2, seed=0).take(24)
+    stack = PainStream(tiny_model(levels=3, context=2, warmup=0, ramp="stack"), batch=2, seed=0).take(24)
     assert not np.allclose(a[0].frames, stack[0].frames)
 
 

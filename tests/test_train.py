@@ -146,3 +146,32 @@ def test_kill_and_resume_through_the_cli(tmp_path, packed_dir):
     assert len(logs) == 2
     resumed = metrics(run, 1)
     assert resumed and all(int(r["step"]) >= killed_at - 1 for r in resumed), resumed  # continued, not restarted
+
+
+def test_train_without_flags_is_the_shipped_recipe(packed_dir, tmp_path, capsys, monkeypatch):
+    """`paindiffusion train DATA --out RUN` with no other flag trains what ships: the architecture, training,
+    noise and sampler settings it passes are the shipped checkpoint's (its config.json records all four)."""
+    from dataclasses import asdict
+
+    from conftest import cli_here
+    from paindiffusion import train as train_module
+    from paindiffusion.checkpoint import default_checkpoint
+    from paindiffusion.model import NoiseDistribution
+    from paindiffusion.sampling import SamplerSettings
+
+    seen = {}
+
+    def capture(data, out, tcfg, mcfg=None, noise=None, sampler=None, **kw):
+        seen.update(tcfg=tcfg, mcfg=mcfg, noise=noise or NoiseDistribution(), sampler=sampler or SamplerSettings())
+        raise PainDiffusionError("captured")
+
+    monkeypatch.setattr(train_module, "train", capture)
+    code, _, err = cli_here(capsys, "train", str(packed_dir), "--out", str(tmp_path / "run"))
+    assert code == 2 and "captured" in err, err
+    shipped = json.loads((default_checkpoint() / "config.json").read_text())
+    recipe = shipped["info"]["recipe"]
+    drop_seed = lambda d: {k: v for k, v in d.items() if k != "seed"}  # noqa: E731
+    assert drop_seed(asdict(seen["tcfg"])) == drop_seed(recipe["train"])
+    assert asdict(seen["noise"]) == recipe["noise"]
+    assert seen["mcfg"].to_dict() == shipped["model"]
+    assert seen["sampler"].to_dict() == shipped["sampler"]

@@ -38,6 +38,11 @@ WEIGHTS, CONFIG = "model.safetensors", "config.json"
 RETIRED_IN_FORMAT_2 = {"model": {"cond_tokens": True, "expressiveness_features": "smooth", "readout": "conv",
                                  "patches": "interp_sigma"},
                        "sampler": {"eta": 0.0}}
+# Settings format 1 did not have, with the values that reproduce model v5 (not today's defaults, which are the
+# shipped recipe: a v5 network has no resting-face input and was sampled on the stack ramp).
+ADDED_IN_FORMAT_2 = {"model": {"resting_face": False},
+                     "conditions": {"expressiveness_map": [], "resting_faces": {}},
+                     "sampler": {"guidance_max_sigma": 0.0, "ramp": "stack", "enter_at_context": False}}
 
 
 @dataclass
@@ -126,6 +131,8 @@ class PainModel:
                 raise PainDiffusionError(f"face space {space.name!r} channels differ from this version's; the checkpoint was made for another release", cpath)
             mcfg = ModelConfig(**_block(config, "model", ModelConfig().to_dict()))
             _check_model_config(mcfg)
+            if mcfg.dim != space.dim:
+                raise PainDiffusionError(f"model width {mcfg.dim} does not match face space {space.name!r} ({space.dim} channels)", cpath)
             spec = ConditionSpec.from_dict(_block(config, "conditions", ConditionSpec().to_dict()))
             _check_conditions(spec, mcfg)
             _check_resting_faces(spec, mcfg, space)
@@ -139,8 +146,6 @@ class PainModel:
                 raise
             msg = str(e).strip("'\"") if not isinstance(e, KeyError) else f"lacks {e}"
             raise PainDiffusionError(f"config {msg}; the checkpoint is incomplete or hand-edited, re-export it", cpath) from None
-        if mcfg.dim != space.dim:
-            raise PainDiffusionError(f"model width {mcfg.dim} does not match face space {space.name!r} ({space.dim} channels)", cpath)
         try:
             data = wpath.read_bytes()
             state = load_bytes(data)
@@ -163,8 +168,8 @@ class PainModel:
 
 def upgrade_config(config: dict, where) -> dict:
     """The one migration of older checkpoint configs: a format-1 config of model v5 becomes a format-2 config (its
-    retired settings dropped, the keys added since taking their defaults in :func:`_block`); one of model v1-v4
-    is refused in one line that names the release that reads it."""
+    retired settings dropped, the keys added since set to v5's values); one of model v1-v4 is refused in one line
+    that names the release that reads it."""
     if config.get("version") == VERSION:
         return config
     config = {**config}
@@ -178,14 +183,14 @@ def upgrade_config(config: dict, where) -> dict:
                                          f"paindiffusion 0.1 reads it, this release reads model v5 and later: retrain "
                                          f"with 'paindiffusion train'", where)
         config[name] = {k: v for k, v in block.items() if k not in retired}
+    for name, added in ADDED_IN_FORMAT_2.items():
+        if isinstance(config.get(name), dict):
+            config[name] = {**added, **config[name]}
     return config
 
 
 # One policy for every block of config.json: it must be a JSON object; an unknown key is an error (a typo
-# would otherwise be ignored); every key must be there, except those added after model v5's checkpoint
-# (ADDED_LATER), which take their field's default; a value must have the default's JSON type.
-ADDED_LATER = {"model": ("resting_face",), "conditions": ("expressiveness_map", "resting_faces"),
-               "sampler": ("guidance_max_sigma", "ramp", "enter_at_context")}
+# would otherwise be ignored); every key must be there; a value must have the default's JSON type.
 MAX_CONFIG_BYTES = 4 * 2**20  # ours are ~2 KB
 MAX_WEIGHTS_BYTES = 1 * 2**30  # ours are ~2-4 MB; a bigger file is not ours and is not read into memory
 SAMPLER_LIMITS = {"levels": 1000, "warmup": 1000, "context": None}  # None: limited by the model's window
@@ -201,7 +206,7 @@ def _kind(v) -> str:
 
 def _block(config: dict, name: str, defaults: dict) -> dict:
     block = config.get(name)
-    required = [k for k in defaults if k not in ADDED_LATER.get(name, ())]
+    required = list(defaults)
     name = name.replace("_", " ")
     if not isinstance(block, dict):
         raise TypeError(f"block {name!r} is {'missing' if block is None else _kind(block)} (must be an object)")

@@ -3,17 +3,16 @@
 * ``stimulus``: temperature (°C) per frame, standardised with training statistics. Each frame sees its own
   value and lagged values up to 3 s back: the face answers heat with a ~0.5–1.5 s delay and slow relief, so
   the frames being generated need stimulus history from before the window. A *calibrated* checkpoint
-  (``stimulus_reference`` "calibrated", model v4) reads the temperature relative to the patient's pain
+  (``stimulus_reference`` "calibrated", the shipped recipe) reads the temperature relative to the patient's pain
   threshold and tolerance, (T − threshold) / (tolerance − threshold): 0 at the threshold (BioVid level 1),
   1 at the tolerance (level 4). BioVid measures both for every subject before recording and places its four
   levels evenly between them, so the same 44 °C is one subject's level 1 and another's level 3; a model that
   reads °C alone cannot tell them apart (docs/design.md §5.2). Unknown calibration: the training median.
 * ``expressiveness``: one scalar per recording on the PSPI scale, never computed from the window being
-  predicted, standardised with training statistics. Since model v2 it is *reactivity* (mean PSPI while
-  stimulated minus resting PSPI, :func:`paindiffusion.dataset.expressiveness_of`); v1 checkpoints used mean PSPI
-  while stimulated and keep that meaning (``ConditionSpec.expressiveness_definition``). Values outside the range
-  the model was trained on are clamped to it with a warning: a model asked beyond what it saw gives no
-  trustworthy face (v1 silently gave weaker ones).
+  predicted, standardised with training statistics: *reactivity* (mean PSPI while stimulated minus resting
+  PSPI, :func:`paindiffusion.dataset.expressiveness_of`; ``ConditionSpec.expressiveness_definition`` names it).
+  Values outside the range the model was trained on are clamped to it with a warning: a model asked beyond what
+  it saw gives no trustworthy face.
 * ``emotion``: one of the 8 AffectNet classes, a category, and with it (``ModelConfig.resting_face``) the
   patient's *resting face*: the face the patient returns to between stimuli (:func:`paindiffusion.dataset.
   resting_face_of`), standardised like the frames. It is a trait of the person (how strongly a sad patient
@@ -88,14 +87,14 @@ class ConditionSpec:
     # Classifier-free-guidance dropout, per condition (the paper uses 0.1 each).
     drop: tuple = (0.1, 0.1, 0.1)
     lags: tuple = STIMULUS_LAGS
-    # What the number means (paindiffusion.dataset.expressiveness_of); configs without the field are v1's.
+    # What the number means (paindiffusion.dataset.expressiveness_of).
     expressiveness_definition: str = "reactivity"
     # Lowest and highest training value: requests outside are clamped to it with a warning.
     expressiveness_range: tuple = (0.0, 3.86)
     # Training-time value noise (std, standardised units): a recording's expressiveness is an estimate, and
     # noise between the few distinct training values makes the model learn a scale rather than memorise them.
     expressiveness_jitter: float = 0.0
-    # "celsius" (v1-v3: standardised °C) or "calibrated" (relative to threshold and tolerance, see above).
+    # "celsius" (standardised °C) or "calibrated" (relative to threshold and tolerance, see above).
     stimulus_reference: str = "celsius"
     # Threshold and tolerance (°C) used when a patient's are not given: the training recordings' medians.
     calibration: tuple = (42.75, 47.25)
@@ -119,7 +118,7 @@ class ConditionSpec:
                     rest.setdefault(e, []).append([round(float(v), 3) for v in face])
             if not rest:
                 raise PainDiffusionError("the resting-face condition needs training recordings with an emotion label and "
-                                         "at least 2 s at rest; train without it")
+                                         "at least 2 s at rest; train with --no-resting-face")
         xs = [r["expressiveness"] for r in train if r["expressiveness"] is not None]
         s = data.stats
         if not xs:
@@ -128,7 +127,7 @@ class ConditionSpec:
         cal = [r["calibration"] for r in train if r.get("calibration") is not None]
         if calibrated and not cal:
             raise PainDiffusionError("a calibrated stimulus needs recordings with pain levels 1-4 in their labels "
-                                     "(threshold and tolerance come from them); train without --calibrated")
+                                     "(threshold and tolerance come from them); train with --celsius")
         return cls(stimulus_mean=s["stimulus_mean"], stimulus_std=max(s["stimulus_std"], 1e-3),
                    expressiveness_mean=float(np.mean(xs)), expressiveness_std=max(float(np.std(xs)), 0.1),
                    presets={"low": round(p10, 2), "medium": round(p50, 2), "high": round(p90, 2)},
@@ -216,7 +215,7 @@ class ConditionSpec:
 
         Classifier-free guidance on expressiveness pushes a face away from the unconditional one, so a model
         fed value x achieves a convex function of x: too little in the middle of the range, too much at its top
-        (v5 fed 1.47 achieved 0.96, fed 3.86 achieved 4.48). ``expressiveness_map`` holds that response
+        (measured on a stack-ramp network: fed 1.47 achieved 0.96, fed 3.86 achieved 4.48). ``expressiveness_map`` holds that response
         measured on training recordings after training (scripts/calibrate_expressiveness.py), inverted: the
         value to feed so the face achieves what was requested. Piecewise linear between its knots."""
         x = np.asarray(requested, np.float64)

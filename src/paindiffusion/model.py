@@ -42,7 +42,7 @@ class ModelConfig:
     readout_kernel: int = 5  # frames the read-out's temporal convolutions see
     # The patient's resting face joins the emotion condition (conditions.py): a linear map of the standardised
     # resting face added to the emotion class embedding, zero at initialisation.
-    resting_face: bool = False
+    resting_face: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -221,10 +221,10 @@ class Denoiser(nn.Module):
 class NoiseDistribution:
     """Training σ per frame stack, independent per stack (diffusion forcing).
 
-    ``log_uniform`` (v2): ln σ uniform over [σ_lo, σ_hi], which spans the sampler's whole Karras grid
-    (σ 40 → 0.004). EDM's log-normal (``lognormal``, v1: ln σ ~ N(−0.5, 1.2²)) puts ~1% of stacks above σ = 10,
-    yet the sampler's first levels (40, 16, 6) decide each response's onset and size there: measured on v1-style
-    training, D at σ = 40 predicted mean PSPI 3.7 for windows whose mean is 1.1, and ignored expressiveness."""
+    ``log_uniform``: ln σ uniform over [σ_lo, σ_hi], which spans the sampler's whole Karras grid (σ 40 → 0.004).
+    EDM's log-normal (``lognormal``: ln σ ~ N(−0.5, 1.2²)) puts ~1% of stacks above σ = 10, yet the sampler's
+    first levels (40, 16, 6) decide each response's onset and size there: trained that way, D at σ = 40
+    predicted mean PSPI 3.7 for windows whose mean is 1.1, and ignored expressiveness."""
 
     kind: str = "log_uniform"
     sigma_lo: float = 0.002
@@ -235,7 +235,7 @@ class NoiseDistribution:
     max_context: int = 6  # stacks of clean context at most in those windows
     # Rising windows rise frame by frame (each frame its own σ, sorted), as the sampler's "frame" ramp lays them
     # out (stream.LatentWindow), instead of stack by stack.
-    frame_ramp: bool = False
+    frame_ramp: bool = True
 
     def per_frame(self, b: int, n_stacks: int, group: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """(B, n_stacks · group) σ per frame: :meth:`sample` with each stack's σ on its frames, and with

@@ -22,7 +22,10 @@ from .errors import PainDiffusionError
 
 # The sampler's defaults, defined once: SamplerSettings and karras_sigmas both read them.
 SIGMA_MIN, SIGMA_MAX, RHO = 0.004, 40.0, 7.0  # Karras et al. 2022's σ grid (rho = 7), σ_max for standardised latents
-GUIDANCE = (0.25, 0.5, 1.0)  # emotion, expressiveness, stimulus: the official demo's weights (conditions.NAMES order)
+# Guidance weights in conditions.NAMES order (emotion, expressiveness, stimulus). The official demo uses
+# (0.25, 0.5, 1.0); these were chosen for the shipped network on validation subjects (MODEL_CARD.md): stronger
+# stimulus guidance makes tries more alike than the data's people, weaker expressiveness guidance a flatter scale.
+GUIDANCE = (0.25, 1.0, 0.3)
 
 
 @dataclass
@@ -39,8 +42,9 @@ class SamplerSettings:
     # Stacks generated and discarded before the first emitted frame, at the first stimulus value: the start
     # from pure noise has no context, and its first frames are off the data (a grimace that fades).
     warmup: int = 12
-    # Stack-phase filter time constant, in stacks (0 = off; see StackPhaseFilter in stream.py): removes the part
-    # of the output that repeats every 4 frames, a 6.25 Hz judder a model can leave once its frames are smooth.
+    # Stack-phase filter time constant, in stacks (0 = off; see StackPhaseFilter in window.py): removes the part
+    # of the output that repeats every 4 frames, a 6.25 Hz judder a stack-ramp model can leave. The frame ramp
+    # leaves none (MODEL_CARD.md), so the shipped sampler runs without it.
     phase_filter: float = 0.0
     # Guidance interval (Kynkäänniemi et al., NeurIPS 2024, "Applying guidance in a limited interval"): guide
     # only frames whose σ is at or below this value; 0 = guide at every σ. At the highest noise levels guidance
@@ -49,11 +53,11 @@ class SamplerSettings:
     # How noise levels are laid out along the stream's window (stream.LatentWindow): "stack" (the paper's: the
     # 4 frames of a stack share a level) or "frame" (each frame a quarter level from its neighbour, so no σ
     # step every 4 frames).
-    ramp: str = "stack"
-    # A stack entering the window starts as noise around the newest clean stack's mean rather than around 0
+    ramp: str = "frame"
+    # A stack entering the window starts as noise around the clean context's median rather than around 0
     # (the channel means): x = μ + σ_max·n is the σ_max marginal of frames that stay near their recent level;
     # latents standardised per channel put an emotion's resting AUs 3-5 units from 0.
-    enter_at_context: bool = False
+    enter_at_context: bool = True
 
     def to_dict(self) -> dict:
         return {**self.__dict__, "guidance": list(self.guidance)}

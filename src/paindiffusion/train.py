@@ -35,7 +35,7 @@ RUN_KIND = "training run"  # the kind its folder's marker records (errors.MARKER
 
 @dataclass
 class TrainConfig:
-    steps: int = 6000
+    steps: int = 16000  # 45 min on 2 CPU cores at batch 64
     batch: int = 64
     window: int = 64  # frames per training window (16 stacks; the sampler's window is 12)
     lr: float = 5e-4
@@ -47,11 +47,11 @@ class TrainConfig:
     val_batches: int = 8
     checkpoint_every: int = 100  # steps between resumable checkpoints (RUN/checkpoints/last.ckpt)
     seed: int = 0
-    balance: float = 0.0  # draw rare-expressiveness subjects more often (dataset.balance_weights); 1 = bins equal
-    calibrated: bool = False  # stimulus relative to each recording's threshold and tolerance (conditions.py)
+    balance: float = 1.0  # draw rare-expressiveness subjects more often (dataset.balance_weights); 1 = bins equal
+    calibrated: bool = True  # stimulus relative to each recording's threshold and tolerance (conditions.py)
     # Censored values at a channel's floor (an AU of exactly 0) are trained as draws below it
     # (dataset.floor_mirror_quantiles), so that clipping the model's output reproduces the data's share of zeros.
-    floor_imputation: bool = False
+    floor_imputation: bool = True
 
 
 class WindowDataset(Dataset):
@@ -228,7 +228,8 @@ def _fit(data: PackedData, out: Path, tcfg: TrainConfig, mcfg: ModelConfig, nois
             "data": {"source": data.meta.get("source"), "recordings": len(data.recordings),
                      "train_subjects": len({r["subject"] for r in data.recordings if r["split"] == "train"}),
                      "test_recordings": [r["name"] for r in data.recordings if r["split"] == "test"]},
-            "parameters": sum(p.numel() for p in task.denoiser.parameters())}
+            "parameters": sum(p.numel() for p in task.denoiser.parameters()),
+            "recipe": {"train": asdict(tcfg), "noise": asdict(noise)}}  # with model and sampler: how it was made
     model = PainModel(task.ema.module.cpu().eval(), task.standardizer.cpu(), spec, data.space, sampler, info)
     if trainer.is_global_zero:
         model.save(out / "model")

@@ -17,7 +17,7 @@ class LatentWindow:
     ``levels`` σ values, and a step moves one rank. "frame": frame j of the noisy part has rank j + 1 on a grid of
     levels × group σ values and a step moves ``group`` ranks, so each frame still takes ``levels`` steps, but
     neighbouring frames differ by a quarter level instead of 0 within a stack and a full level across it. The
-    stack layout gives every 4-frame stack its own σ history and the frames a 6.25 Hz judder (v5 without the
+    stack layout gives every 4-frame stack its own σ history and the frames a 6.25 Hz judder (a stack-ramp network without the
     stack-phase filter: spectral peak 1.88, seam ratio 1.14 on the pain AUs); the ramp has no such period
     (0.90 / 0.91, the data 0.95 / 1.0, MODEL_CARD.md)."""
 

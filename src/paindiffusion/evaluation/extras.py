@@ -47,7 +47,7 @@ def stream_variants(base) -> dict:
     v["no guidance"] = dataclasses.replace(base, guidance=(0.0, 0.0, 0.0))
     if base.guidance_max_sigma:
         v["guidance at every σ"] = dataclasses.replace(base, guidance_max_sigma=0.0)
-    else:  # the guidance interval measured on v5 (MODEL_CARD.md): the two noisiest of 8 levels unguided
+    else:  # the guidance interval (MODEL_CARD.md): the two noisiest of 8 levels unguided
         v["guidance only at σ ≤ 8"] = dataclasses.replace(base, guidance_max_sigma=8.0)
     if base.phase_filter:
         v["no stack-phase filter"] = dataclasses.replace(base, phase_filter=0.0)
