@@ -74,8 +74,14 @@ def test_prepare_biovid_from_videos_then_train(tmp_path):
         true = truth[rec["name"]][: rec["length"]]
         assert np.corrcoef(w.pspi, FACS.pspi(true))[0, 1] > 0.7  # the tracked face follows the rendered pain
         assert w.stimulus.max() == pytest.approx(48.5, abs=0.1) and w.label.max() == 4
-    model = train(out, tmp_path / "run", TrainConfig(steps=3, batch=4, window=32, val_every=2, val_batches=1),
-                  mcfg=ModelConfig(**TINY_NET), progress=False)
+    # 12-s fake recordings hold too few heat levels to read a threshold and tolerance from: the recipe's
+    # calibrated stimulus refuses them in one line naming the fix, and --celsius trains
+    small = dict(steps=3, batch=4, window=32, val_every=2, val_batches=1)
+    with pytest.raises(PainDiffusionError, match="train with --celsius"):
+        train(out, tmp_path / "refused", TrainConfig(**small), mcfg=ModelConfig(**TINY_NET), progress=False)
+    assert not (tmp_path / "refused").exists()  # refused before anything is written
+    model = train(out, tmp_path / "run", TrainConfig(**small, calibrated=False), mcfg=ModelConfig(**TINY_NET),
+                  progress=False)
     assert model.info["trained_steps"] == 3 and (tmp_path / "run" / "model").is_dir()
     # a second run reuses the extracted faces (resumable) and refuses to overwrite without --overwrite
     r = cli("prepare-biovid", tmp_path / "biovid", "-o", out, timeout=300)

@@ -53,7 +53,7 @@ def test_train_then_resume(tmp_path, packed_dir):
     assert config["info"]["trained_steps"] == 4 and loaded.info["trained_steps"] == 4
     assert config["model"]["width"] == 32 and config["model"]["depth"] == 1
     data = PackedData(packed_dir)
-    want = ConditionSpec.from_data(data).to_dict()
+    want = ConditionSpec.from_data(data, calibrated=tcfg(4).calibrated, resting_faces=TINY.resting_face).to_dict()
     assert config["conditions"] == json.loads(json.dumps(want))  # exactly the statistics of the training split
     assert config["conditions"]["stimulus_mean"] == pytest.approx(data.stats["stimulus_mean"])
     assert config["conditions"]["stimulus_mean"] != pytest.approx(ConditionSpec().stimulus_mean)  # not the defaults

@@ -178,17 +178,18 @@ def train(data_dir: str | Path, out: str | Path, tcfg: TrainConfig | None = None
         raise PainDiffusionError(f"model width {mcfg.dim} does not match the data's face space ({data.space.dim})")
     if tcfg.window % mcfg.group or tcfg.window // mcfg.group > mcfg.max_tokens:
         raise PainDiffusionError(f"training window {tcfg.window} must be a multiple of {mcfg.group} and at most {mcfg.group * mcfg.max_tokens} frames")
+    spec = ConditionSpec.from_data(data, calibrated=tcfg.calibrated, resting_faces=mcfg.resting_face)
     claim_folder(out, RUN_KIND, inputs=(data_dir,))  # after the checks: a refused run writes nothing
     # A second run into the same folder is refused, not interleaved. Lightning's DDP starts the other ranks as
     # copies of this process (LOCAL_RANK / NODE_RANK set): only the first one holds the lock.
     first = os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
     with folder_lock(out, RUN_KIND) if first else contextlib.nullcontext():
-        return _fit(data, out, tcfg, mcfg, noise, sampler, accelerator, devices, strategy, num_nodes, progress)
+        return _fit(data, out, tcfg, mcfg, spec, noise, sampler, accelerator, devices, strategy, num_nodes, progress)
 
 
-def _fit(data: PackedData, out: Path, tcfg: TrainConfig, mcfg: ModelConfig, noise: NoiseDistribution,
-         sampler: SamplerSettings, accelerator, devices, strategy, num_nodes, progress) -> PainModel:
-    spec = ConditionSpec.from_data(data, calibrated=tcfg.calibrated, resting_faces=mcfg.resting_face)
+def _fit(data: PackedData, out: Path, tcfg: TrainConfig, mcfg: ModelConfig, spec: ConditionSpec,
+         noise: NoiseDistribution, sampler: SamplerSettings, accelerator, devices, strategy, num_nodes,
+         progress) -> PainModel:
     L.seed_everything(tcfg.seed, verbose=False)
     floor = {"low": list(data.space.low), "depths": floor_mirror_quantiles(data, seed=tcfg.seed).tolist()} \
         if tcfg.floor_imputation else None
