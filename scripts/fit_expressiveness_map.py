@@ -4,7 +4,7 @@
 
 Feeds 9 values over the trained range to 16 training recordings' protocols (3 minutes each), measures the
 achieved expressiveness, and writes ``conditions.expressiveness_map`` so that a request achieves itself
-(paindiffusion.evaluation.expressiveness_map.calibrate_checkpoint). Uses training recordings only: evaluate
+(paindiffusion.evaluation.expressiveness_map.fit_expressiveness_map). Uses training recordings only: evaluate
 afterwards on held-out subjects. About 4 minutes on 2 CPU cores. See scripts/train_shipped.sh for the whole
 recipe. The output is a new folder, never the input; it is loaded back before "saved" is printed. Any bad
 argument or input gives one line starting with "error:" and exit status 2, before the measurement starts.
@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from paindiffusion.errors import PainDiffusionError, os_error
-from paindiffusion.evaluation.expressiveness_map import calibrate_checkpoint
+from paindiffusion.evaluation.expressiveness_map import fit_expressiveness_map
 from paindiffusion.progress import enabled as progress_enabled
 
 
@@ -44,7 +44,7 @@ def main() -> None:
         if not 1 <= a.threads <= 1024:
             raise PainDiffusionError(f"--threads {a.threads} must be 1-1024")
         torch.set_num_threads(a.threads)
-        resp, knots = calibrate_checkpoint(a.run_model, a.data, a.out, a.recordings, a.points, a.seconds,
+        resp, knots = fit_expressiveness_map(a.run_model, a.data, a.out, a.recordings, a.points, a.seconds,
                                            progress=progress_enabled())
     except (PainDiffusionError, OSError) as e:
         print(f"error: {e if isinstance(e, PainDiffusionError) else os_error(e, doing='failed')}", file=sys.stderr)

@@ -204,6 +204,10 @@ def test_invalid_json(saved):
     (lambda c: c["conditions"].update(expressiveness_map=[[0.0, 0.0]]), "expressiveness_map"),  # one knot
     (lambda c: c["conditions"].update(expressiveness_map=[[0.0, 0.0], [1.0, 99.0]]), "expressiveness_map"),  # out of range
     (lambda c: c["conditions"].update(expressiveness_map=[[0.0, "a"], [1.0, 1.0]]), "expressiveness_map"),
+    (lambda c: c["conditions"].update(calibration=[20.0, 47.0]), "threshold 20.0 must be a temperature in 30-55 °C"),  # the run-time rule
+    (lambda c: c["conditions"].update(calibration=[45.0, 45.2]), "at least 0.5 °C above"),
+    (lambda c: c["conditions"].update(calibration=[45.0]), "must be (threshold, tolerance)"),
+    (lambda c: c["conditions"].update(expressiveness_definition="mean_pspi"), "reads 'reactivity'"),
 ])
 def test_malformed_config(saved, edit, match):
     _, path = saved

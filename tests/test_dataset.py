@@ -158,17 +158,13 @@ def test_balanced_sampler_draws_rare_subjects_more_often(packed_dir):
 
 def test_expressiveness_of():
     lab = np.array([0, 0, 1, 2, 0])
-    # reactivity: mean while stimulated (5) minus the resting median (1); the mean PSPI scale: 5
+    # reactivity: mean while stimulated (5) minus the resting median (1)
     assert expressiveness_of(np.array([1.0, 1, 4, 6, 1]), lab) == 4.0
-    assert expressiveness_of(np.array([1.0, 1, 4, 6, 1]), lab, "mean_pspi") == 5.0
     # a resting face that counts toward PSPI (anger's AU4/AU7) is not pain: same reactivity, higher mean PSPI
     assert expressiveness_of(np.array([3.0, 3, 6, 8, 3]), lab) == 4.0
     assert expressiveness_of(np.array([3.0, 3, 1, 1, 3]), lab) == 0.0  # floored at 0
     assert expressiveness_of(np.array([1.0, 3]), np.array([0, 0])) == 0.0
-    assert expressiveness_of(np.array([1.0, 3]), np.array([0, 0]), "mean_pspi") == 2.0
     assert expressiveness_of(None, lab) is None and expressiveness_of(np.full(5, np.nan), lab) is None
-    with pytest.raises(PainDiffusionError, match="definition"):
-        expressiveness_of(np.ones(5), lab, "peak")
 
 
 def test_a_store_without_the_definition_field_gets_reactivity(packed_dir, tmp_path):

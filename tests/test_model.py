@@ -180,14 +180,14 @@ def test_noise_distribution_shapes_and_pyramid():
     s = NoiseDistribution(pyramid_fraction=0.0).sample(64, 8, g)
     assert s.shape == (64, 8) and (s > 0).all()
     assert not (s[:, 1:] >= s[:, :-1]).all(dim=1).all()  # independent per stack: not all sorted
-    # log-uniform over [σ_lo, σ_hi] (v2): the sampler's whole grid is trained, its top levels included
+    # log-uniform over [σ_lo, σ_hi] (the default): the sampler's whole grid is trained, its top levels included
     ln = NoiseDistribution(pyramid_fraction=0.0).sample(4000, 8, g).log()
     assert ln.min() >= math.log(0.002) and ln.max() <= math.log(80.0)
     assert ln.mean().item() == pytest.approx((math.log(0.002) + math.log(80.0)) / 2, abs=0.1)
     assert (ln > math.log(10.0)).float().mean().item() == pytest.approx(math.log(8) / math.log(40000), abs=0.02)
-    # log-normal around p_mean (v1)
-    v1 = NoiseDistribution(kind="lognormal", pyramid_fraction=0.0).sample(64, 8, g)
-    assert math.log(v1.median()) == pytest.approx(-0.5, abs=0.25)
+    # EDM's log-normal around p_mean (the option)
+    ln_edm = NoiseDistribution(kind="lognormal", pyramid_fraction=0.0).sample(64, 8, g)
+    assert math.log(ln_edm.median()) == pytest.approx(-0.5, abs=0.25)
     nd = NoiseDistribution(pyramid_fraction=1.0, max_context=3)
     p = nd.sample(200, 8, g)
     assert p.shape == (200, 8)
@@ -289,7 +289,7 @@ def test_expressiveness_values_and_errors():
 
 @pytest.mark.parametrize("asked, used", [(16, 6.0), (8, 6.0), ("0", 0.2), (0.1, 0.2)])
 def test_expressiveness_outside_the_trained_range_is_clamped_with_a_warning(asked, used):
-    """A model asked beyond the values it saw gives no trustworthy face (v1 silently gave weaker ones)."""
+    """A model asked beyond the values it saw gives no trustworthy face."""
     spec = ConditionSpec(expressiveness_range=(0.2, 6.0))
     with pytest.warns(UserWarning, match=r"outside the range this model was trained on \(0.2-6\)"):
         assert spec.expressiveness_value(asked) == used

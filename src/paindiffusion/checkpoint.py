@@ -238,11 +238,17 @@ def _check_conditions(spec: ConditionSpec, mcfg: ModelConfig) -> None:
         raise TypeError(f"conditions.presets = {spec.presets!r:.60} (must give low, medium and high PSPI in 0-16)")
     if len(spec.drop) != 3 or not all(_finite(p) and 0 <= p <= 1 for p in spec.drop):
         raise TypeError(f"conditions.drop = {list(spec.drop)!r:.40} (must be 3 probabilities)")
+    if spec.expressiveness_definition != "reactivity":  # dataset.expressiveness_of; earlier scales: paindiffusion 0.1
+        raise TypeError(f"conditions.expressiveness_definition = {spec.expressiveness_definition!r:.40} (this release "
+                        f"reads 'reactivity'; paindiffusion 0.1 reads older scales)")
     if spec.stimulus_reference not in ("celsius", "calibrated"):
         raise TypeError(f"conditions.stimulus_reference = {spec.stimulus_reference!r:.40} (must be celsius or calibrated)")
-    if len(spec.calibration) != 2 or not all(_finite(v) and 30 <= v <= 55 for v in spec.calibration) \
-            or spec.calibration[1] - spec.calibration[0] < 0.5:
-        raise TypeError(f"conditions.calibration = {list(spec.calibration)!r:.40} (must be threshold < tolerance, °C in 30-55)")
+    try:  # the same rule as a patient's pain range given at run time
+        if len(spec.calibration) != 2:
+            raise PainDiffusionError("must be (threshold, tolerance)")
+        spec.calibration_value(*spec.calibration)
+    except PainDiffusionError as err:
+        raise TypeError(f"conditions.calibration = {list(spec.calibration)!r:.40} ({err})") from None
     _check_expressiveness_map(spec)
     if len(spec.lags) != mcfg.n_lags or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= HISTORY for x in spec.lags):
         raise TypeError(f"conditions.lags = {list(spec.lags)!r:.60} (must be {mcfg.n_lags} whole numbers in 0-{HISTORY})")

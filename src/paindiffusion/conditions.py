@@ -39,6 +39,9 @@ import torch
 from .errors import PainDiffusionError, PainDiffusionWarning
 from .facespace import EMOTIONS
 
+# A patient's pain threshold and tolerance: both in this range, the tolerance at least MIN_PAIN_SPAN_C above.
+PAIN_RANGE_C = (30.0, 55.0)
+MIN_PAIN_SPAN_C = 0.5
 NAMES = ("emotion", "expressiveness", "stimulus")  # order of the keep flags and of guidance weights
 STIMULUS_LAGS = (0, 4, 8, 12, 16, 20, 25, 31, 37, 50, 62, 75)  # frames (0-3 s at 25 fps)
 HISTORY = max(STIMULUS_LAGS)
@@ -131,7 +134,6 @@ class ConditionSpec:
         return cls(stimulus_mean=s["stimulus_mean"], stimulus_std=max(s["stimulus_std"], 1e-3),
                    expressiveness_mean=float(np.mean(xs)), expressiveness_std=max(float(np.std(xs)), 0.1),
                    presets={"low": round(p10, 2), "medium": round(p50, 2), "high": round(p90, 2)},
-                   expressiveness_definition=data.meta.get("expressiveness_definition", "mean_pspi"),
                    expressiveness_range=(round(float(min(xs)), 3), round(float(max(xs)), 3)),
                    expressiveness_jitter=expressiveness_jitter,
                    stimulus_reference="calibrated" if calibrated else "celsius",
@@ -166,11 +168,13 @@ class ConditionSpec:
         thr = self.calibration[0] if threshold is None else threshold
         tol = self.calibration[1] if tolerance is None else tolerance
         for name, v in (("threshold", thr), ("tolerance", tol)):
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not 30.0 <= float(v) <= 55.0:
-                raise PainDiffusionError(f"pain {name} {v!r:.40} must be a temperature in 30-55 °C (BioVid: threshold "
-                                         f"~41-45, tolerance ~44-50.5)")
-        if float(tol) - float(thr) < 0.5:
-            raise PainDiffusionError(f"pain tolerance {tol:g} °C must be at least 0.5 °C above the threshold {thr:g} °C")
+            lo, hi = PAIN_RANGE_C
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not lo <= float(v) <= hi:
+                raise PainDiffusionError(f"pain {name} {v!r:.40} must be a temperature in {lo:g}-{hi:g} °C (BioVid: "
+                                         f"threshold ~41-45, tolerance ~44-50.5)")
+        if float(tol) - float(thr) < MIN_PAIN_SPAN_C:
+            raise PainDiffusionError(f"pain tolerance {tol:g} °C must be at least {MIN_PAIN_SPAN_C:g} °C above the "
+                                     f"threshold {thr:g} °C")
         return float(thr), float(tol)
 
     # ---- values → tensors ------------------------------------------------------------------------------
@@ -216,7 +220,7 @@ class ConditionSpec:
         Classifier-free guidance on expressiveness pushes a face away from the unconditional one, so a model
         fed value x achieves a convex function of x: too little in the middle of the range, too much at its top
         (measured on a stack-ramp network: fed 1.47 achieved 0.96, fed 3.86 achieved 4.48). ``expressiveness_map`` holds that response
-        measured on training recordings after training (scripts/calibrate_expressiveness.py), inverted: the
+        measured on training recordings after training (scripts/fit_expressiveness_map.py), inverted: the
         value to feed so the face achieves what was requested. Piecewise linear between its knots."""
         x = np.asarray(requested, np.float64)
         if not self.expressiveness_map:

@@ -35,27 +35,21 @@ KIND = "packed dataset"  # the kind its folder's marker records (files.MARKER)
 VAL_SHARE, TEST_SHARE = 0.15, 0.15  # shares of subjects held out for validation and testing (the shipped recipe's)
 
 
-EXPRESSIVENESS_DEFINITIONS = ("reactivity", "mean_pspi")
+EXPRESSIVENESS_DEFINITION = "reactivity"  # the name checkpoints and packed stores record
 
 
-def expressiveness_of(pspi: np.ndarray | None, label: np.ndarray, definition: str = "reactivity") -> float | None:
+def expressiveness_of(pspi: np.ndarray | None, label: np.ndarray) -> float | None:
     """A recording's pain expressiveness on the PSPI scale, from its PSPI and stimulus labels (0 = baseline).
 
-    ``reactivity`` (the definition packs record): mean PSPI over the stimulated frames (label > 0) minus the
+    Its *reactivity*: mean PSPI over the stimulated frames (label > 0) minus the
     recording's resting PSPI (median over baseline frames), floored at 0. Resting AUs of an emotion (anger's
     AU4/AU7 count toward PSPI) and blinks are not pain, so they do not count: an angry stoic subject and a neutral
     stoic subject both score ≈ 0.
-    ``mean_pspi``: mean PSPI over the stimulated frames, resting face included (the scale of checkpoints whose
-    config names it, ``ConditionSpec.expressiveness_definition``).
     Without stimulated frames the whole recording counts as stimulated (and reactivity is 0)."""
     if pspi is None or not np.isfinite(pspi).all():
         return None
-    if definition not in EXPRESSIVENESS_DEFINITIONS:
-        raise PainDiffusionError(f"unknown expressiveness definition {definition!r}; use one of {EXPRESSIVENESS_DEFINITIONS}")
     pspi, sel = np.asarray(pspi, np.float64), np.asarray(label) > 0
     stimulated = float(pspi[sel].mean() if sel.any() else pspi.mean())
-    if definition == "mean_pspi":
-        return stimulated
     rest = float(np.median(pspi[~sel])) if (~sel).any() else stimulated
     return max(0.0, stimulated - rest)
 
@@ -177,7 +171,7 @@ def pack(raw: str | os.PathLike, out: str | os.PathLike, *, val: float = VAL_SHA
         meta = {
             "format": FORMAT, "version": VERSION, "face_space": recs[0].space.name,
             "channels": list(recs[0].space.channels), "fps": FPS, "source": source or str(raw), "split_seed": seed,
-            "expressiveness_definition": EXPRESSIVENESS_DEFINITIONS[0],
+            "expressiveness_definition": EXPRESSIVENESS_DEFINITION,
             # Per-channel statistics of the training split: the model standardises latents with them (docs/design.md §2).
             "stats": {"frames_mean": f.mean(0).tolist(), "frames_std": f.std(0).tolist(),
                       "stimulus_mean": float(st.mean()), "stimulus_std": float(st.std())},
@@ -262,12 +256,12 @@ class PackedData:
         """The one migration of a packed store: an index without ``expressiveness_definition`` holds the mean PSPI
         while stimulated; reactivity is recomputed from its PSPI and label arrays, in memory (the store stays
         read-only)."""
-        if self.meta.get("expressiveness_definition") == EXPRESSIVENESS_DEFINITIONS[0]:
+        if self.meta.get("expressiveness_definition") == EXPRESSIVENESS_DEFINITION:
             return
         for r in self.recordings:
             s = slice(r["offset"], r["offset"] + r["length"])
             r["expressiveness"] = expressiveness_of(np.asarray(self.pspi[s]), np.asarray(self.label[s]))
-        self.meta["expressiveness_definition"] = EXPRESSIVENESS_DEFINITIONS[0]
+        self.meta["expressiveness_definition"] = EXPRESSIVENESS_DEFINITION
 
     @property
     def stats(self) -> dict:

@@ -41,17 +41,9 @@ class Recordings:
     emotion: list[str]
     params: list[SubjectParams] | None  # true subjects (synthetic data only): the oracle needs them
     source: str
-    definition: str = "reactivity"  # of ``expressiveness`` (dataset.expressiveness_of); a checkpoint's own
 
     def __len__(self) -> int:
         return len(self.names)
-
-    def with_definition(self, definition: str) -> "Recordings":
-        """The same recordings with expressiveness under ``definition`` (a v1 checkpoint's mean PSPI)."""
-        if definition == self.definition:
-            return self
-        expr = np.array([expressiveness_of(p, lb, definition) for p, lb in zip(self.pspi, self.label)], np.float64)
-        return dataclasses.replace(self, expressiveness=expr, definition=definition)
 
     def calibration(self, i: int) -> tuple[float | None, float | None]:
         """Recording i's pain threshold and tolerance (°C) from its stimulus and labels; (None, None) unknown."""

@@ -54,7 +54,7 @@ def measure_response(model, data: PackedData, recordings: int = 16, points: int 
     finally:
         model.spec = spec
     pairs = [i for _ in grid for i in idx]
-    achieved = np.array([expressiveness_of(p, train.label[i], spec.expressiveness_definition) for p, i in zip(pspi, pairs)],
+    achieved = np.array([expressiveness_of(p, train.label[i]) for p, i in zip(pspi, pairs)],
                         np.float64)  # None (nothing measurable) becomes NaN
     return Response(grid, achieved.reshape(len(grid), len(idx)))
 
@@ -71,8 +71,8 @@ def invert_response(grid: np.ndarray, achieved_mean: np.ndarray, knots: int = 17
     return tuple((round(float(r), 4), round(float(x), 4)) for r, x in zip(requested, fed))
 
 
-def check_calibration_request(out: Path, inputs: tuple, recordings: int, points: int, seconds: float) -> None:
-    """Everything :func:`calibrate_checkpoint` can refuse without measuring, so a bad request costs no minutes."""
+def check_map_request(out: Path, inputs: tuple, recordings: int, points: int, seconds: float) -> None:
+    """Everything :func:`fit_expressiveness_map` can refuse without measuring, so a bad request costs no minutes."""
     if isinstance(recordings, bool) or not isinstance(recordings, int) or not 1 <= recordings <= 10_000:
         raise PainDiffusionError(f"--recordings {recordings!r} must be a whole number in 1-10000")
     if isinstance(points, bool) or not isinstance(points, int) or not 2 <= points <= 101:
@@ -85,7 +85,7 @@ def check_calibration_request(out: Path, inputs: tuple, recordings: int, points:
     check_not_input(out, inputs)
 
 
-def calibrate_checkpoint(model_dir: str | os.PathLike, data_dir: str | os.PathLike, out: str | os.PathLike,
+def fit_expressiveness_map(model_dir: str | os.PathLike, data_dir: str | os.PathLike, out: str | os.PathLike,
                          recordings: int = 16, points: int = 9, seconds: float = 180.0, seed: int = 11,
                          progress: bool = False) -> tuple[Response, tuple]:
     """Measure ``model_dir``'s response on ``data_dir``'s training recordings, store its inverse as the
@@ -93,7 +93,7 @@ def calibrate_checkpoint(model_dir: str | os.PathLike, data_dir: str | os.PathLi
     checkpoint its loader would refuse is never written). Returns (response, knots)."""
     from ..checkpoint import PainModel
 
-    check_calibration_request(out, (model_dir, data_dir), recordings, points, seconds)
+    check_map_request(out, (model_dir, data_dir), recordings, points, seconds)
     model = PainModel.load(model_dir)
     data = PackedData(data_dir)
     if not model.space.has_pspi:
@@ -104,9 +104,9 @@ def calibrate_checkpoint(model_dir: str | os.PathLike, data_dir: str | os.PathLi
                                  "use a longer --seconds", data_dir)
     knots = invert_response(resp.grid, resp.mean)
     model.spec = dataclasses.replace(model.spec, expressiveness_map=knots)
-    check_calibration_request(out, (model_dir, data_dir), recordings, points, seconds)  # still free after minutes
+    check_map_request(out, (model_dir, data_dir), recordings, points, seconds)  # still free after minutes
     model.save(out)
     return resp, knots
 
 
-__all__ = ["Response", "measure_response", "invert_response", "calibrate_checkpoint", "check_calibration_request"]
+__all__ = ["Response", "measure_response", "invert_response", "fit_expressiveness_map", "check_map_request"]

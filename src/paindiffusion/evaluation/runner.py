@@ -100,9 +100,8 @@ def run_evaluation(model, out_dir=None, data: PackedData | str | None = None, qu
     standardise = latent_standardiser(model)
     frames_t = int(cfg.minutes * 60 * 25) // 4 * 4
     pool = training_pool(model, data, cfg.pool_subjects, cfg.pool_minutes)
-    definition = model.spec.expressiveness_definition  # requested and achieved on the checkpoint's own scale
-    helds = [(from_packed(data, "test", frames_t) if data is not None else fresh_cohort(cfg.subjects, cfg.minutes, d))
-             .with_definition(definition) for d in range(cfg.draws)]
+    helds = [from_packed(data, "test", frames_t) if data is not None else fresh_cohort(cfg.subjects, cfg.minutes, d)
+             for d in range(cfg.draws)]
     frames_t = helds[0].frames.shape[1]
     (lo, hi), range_source = trained_range(model)
     sweep_values = [float(v) for v in np.linspace(lo, hi, cfg.sweep_values)]
@@ -147,7 +146,7 @@ def run_evaluation(model, out_dir=None, data: PackedData | str | None = None, qu
                     list(held.frames), list(gens[name][:, 0]), seed=cfg.seed + d)["preference"]
         sw = out[b:c].reshape(len(sweep_values) + 2, cfg.sweep_tries, frames_t, -1)
         sw_pspi = model.space.pspi(sw)
-        achieved = [float(np.mean([expressiveness_of(p, sweep[d][1], definition) for p in sw_pspi[v]])) for v in range(len(sw))]
+        achieved = [float(np.mean([expressiveness_of(p, sweep[d][1]) for p in sw_pspi[v]])) for v in range(len(sw))]
         medium.append(_medium_vs_rules(model, sw_pspi[-1], sweep[d], cfg.sweep_tries, cfg.seed + d))
         draw = {"held_out": held.source, "recordings": held.names, "scores": scores, "notes": notes,
                 "data": {"seam_ratio": M.seam_ratio(held.frames), "spectral_peak_6p25": M.spectral_peak_ratio(held.frames),

@@ -49,9 +49,9 @@ def realism(frames: np.ndarray, truth: np.ndarray, standardise) -> dict:
     return out
 
 
-def achieved_expressiveness(pspi: np.ndarray, label: np.ndarray, definition: str = "reactivity") -> np.ndarray:
+def achieved_expressiveness(pspi: np.ndarray, label: np.ndarray) -> np.ndarray:
     """(N, K, T) generated PSPI → (N,) the project's expressiveness (dataset.expressiveness_of), mean over tries."""
-    return np.array([np.mean([expressiveness_of(p, label[i], definition) for p in pspi[i]]) for i in range(len(pspi))])
+    return np.array([np.mean([expressiveness_of(p, label[i]) for p in pspi[i]]) for i in range(len(pspi))])
 
 
 def rest_emotion(frames: np.ndarray, label: np.ndarray) -> np.ndarray:
@@ -152,7 +152,7 @@ def score(frames: np.ndarray, held: Recordings, standardise, group: int = 4) -> 
     paper = M.paper_metrics(gl, tl, pspi, held.pspi, held.stimulus)
     lags, xc = M.lagged_xcorr(M.smooth(pspi), held.stimulus[:, None])
     mean_xc = xc.reshape(-1, xc.shape[-1]).mean(0)
-    achieved = achieved_expressiveness(pspi, held.label, held.definition)
+    achieved = achieved_expressiveness(pspi, held.label)
     emo_pred = rest_emotion(frames, held.label)
     emo_true = np.array([EMOTIONS.index(e) for e in held.emotion])
     confusion = np.zeros((len(EMOTIONS), len(EMOTIONS)), int)

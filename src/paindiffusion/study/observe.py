@@ -42,7 +42,6 @@ def observer_training(manifest: dict, model, recordings: int, minutes: float, se
     else:
         held = fresh_cohort(recordings, minutes, OBSERVER_DRAW + manifest["seed"] + seed)
         what = f"{held.source}: {recordings} recordings of {minutes:g} min"
-    held = held.with_definition(model.spec.expressiveness_definition)
     start = int(BURN_IN_S * FPS)
     t = held.frames.shape[1] - start
     if t < 4 * FPS:
