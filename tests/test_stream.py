@@ -5,6 +5,7 @@ the next step, one-line errors, batches with per-sequence controls, seeds, and o
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -147,11 +148,16 @@ def test_concurrent_controls_stay_consistent(model):
     s = PainStream(model, stimulus=35.0, seed=4)
     stop = threading.Event()
 
+    writes = [0]
+
     def writer():
-        i = 0
         while not stop.is_set():
-            s.set_controls(stimulus=30.0 + i % 20)
-            i += 1
+            s.set_controls(stimulus=30.0 + writes[0] % 20)
+            writes[0] += 1
+            # Pause ~1 ms between writes: a loop that never blocks holds the GIL for whole switch intervals
+            # (5 ms) and starves the stepping thread (15 steps took 20-50 s). At ~1000 writes a second the
+            # controls still change many times within every step.
+            time.sleep(0.001)
 
     t = threading.Thread(target=writer)
     t.start()
@@ -160,6 +166,7 @@ def test_concurrent_controls_stay_consistent(model):
     finally:
         stop.set()
         t.join()
+    assert writes[0] > 15, f"only {writes[0]} control writes during 15 steps: the test did not exercise concurrency"
     for c in chunks[1:]:
         # the stimulus attached to a stack is the control in force for its final step
         assert np.all(c.stimulus == c.controls["stimulus"][:, None])
