@@ -171,6 +171,19 @@ def test_sigterm_like_ctrl_c_leaves_nothing(tmp_path, sig, code):
     assert os.listdir(tmp_path) == []
 
 
+def test_numpy_modules_imported_lazily_are_imported_before_the_signal_handlers():
+    """numpy imports numpy.random on first use (the cohort's first subject, just after its temporary folder
+    appears); a signal that lands inside that import is swallowed and the command runs on (the test above then
+    times out). The CLI imports it before installing its handlers."""
+    code = ("import signal, sys\nimport paindiffusion.cli as c\nseen = []\n"
+            "def spy(sig, handler):\n    seen.append(('numpy.random' in sys.modules, 'numpy.fft' in sys.modules))\n"
+            "c.signal.signal = spy\nsys.argv = ['paindiffusion', '--help']\n"
+            "try:\n    c.main()\nexcept SystemExit:\n    pass\nprint(seen)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert r.stdout.strip().splitlines()[-1] == "[(True, True), (True, True)]", r.stdout + r.stderr
+
+
 # ---- stale temporaries of killed runs ---------------------------------------------------------------------
 def _dead_pid() -> int:
     p = subprocess.Popen([sys.executable, "-c", "pass"])
