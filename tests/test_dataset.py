@@ -167,6 +167,13 @@ def test_expressiveness_of():
     assert expressiveness_of(None, lab) is None and expressiveness_of(np.full(5, np.nan), lab) is None
 
 
+def test_packs_and_checkpoints_name_the_same_expressiveness_definition():
+    from paindiffusion.conditions import ConditionSpec
+    from paindiffusion.dataset import EXPRESSIVENESS_DEFINITION
+
+    assert ConditionSpec().expressiveness_definition == EXPRESSIVENESS_DEFINITION == "reactivity"
+
+
 def test_a_store_without_the_definition_field_gets_reactivity(packed_dir, tmp_path):
     """A store whose index has no expressiveness_definition holds mean PSPI values; loading recomputes reactivity."""
     old = tmp_path / "old"

@@ -238,9 +238,10 @@ def _check_conditions(spec: ConditionSpec, mcfg: ModelConfig) -> None:
         raise TypeError(f"conditions.presets = {spec.presets!r:.60} (must give low, medium and high PSPI in 0-16)")
     if len(spec.drop) != 3 or not all(_finite(p) and 0 <= p <= 1 for p in spec.drop):
         raise TypeError(f"conditions.drop = {list(spec.drop)!r:.40} (must be 3 probabilities)")
-    if spec.expressiveness_definition != "reactivity":  # dataset.expressiveness_of; earlier scales: paindiffusion 0.1
+    definition = ConditionSpec.expressiveness_definition  # the one this release computes; earlier: paindiffusion 0.1
+    if spec.expressiveness_definition != definition:
         raise TypeError(f"conditions.expressiveness_definition = {spec.expressiveness_definition!r:.40} (this release "
-                        f"reads 'reactivity'; paindiffusion 0.1 reads older scales)")
+                        f"reads {definition!r}; paindiffusion 0.1 reads older scales)")
     if spec.stimulus_reference not in ("celsius", "calibrated"):
         raise TypeError(f"conditions.stimulus_reference = {spec.stimulus_reference!r:.40} (must be celsius or calibrated)")
     try:  # the same rule as a patient's pain range given at run time

@@ -90,7 +90,8 @@ class ConditionSpec:
     # Classifier-free-guidance dropout, per condition (the paper uses 0.1 each).
     drop: tuple = (0.1, 0.1, 0.1)
     lags: tuple = STIMULUS_LAGS
-    # What the number means (paindiffusion.dataset.expressiveness_of).
+    # What the number means: dataset.EXPRESSIVENESS_DEFINITION (spelled here so the model layer does not import
+    # the data layer; a test holds the two equal).
     expressiveness_definition: str = "reactivity"
     # Lowest and highest training value: requests outside are clamped to it with a warning.
     expressiveness_range: tuple = (0.0, 3.86)
